@@ -1,0 +1,31 @@
+"""Keypoint layouts: COCO-18 (what the model consumes), OpenPose BODY_25, and the maps between them.
+
+All keypoint arrays in this project are float32 (..., 18, 3) = (x, y, confidence), x and y in pixels of the
+image they belong to, confidence in [0, 1]; a joint that was not detected has confidence 0.
+"""
+
+import numpy as np
+
+COCO18_NAMES = (
+    "nose", "neck",
+    "right_shoulder", "right_elbow", "right_wrist",
+    "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle",
+    "left_hip", "left_knee", "left_ankle",
+    "right_eye", "left_eye", "right_ear", "left_ear",
+)
+NUM_JOINTS = len(COCO18_NAMES)
+
+# BODY_25 index of each COCO-18 joint (BODY_25 adds MidHip at 8 and six foot points at 19..24).
+BODY25_TO_COCO18 = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18])
+
+# Left/right pairs in COCO-18: a horizontal flip swaps them.
+COCO18_FLIP_PAIRS = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17))
+
+
+def flip_permutation() -> np.ndarray:
+  """Index array p such that keypoints[..., p, :] swaps every left joint with its right twin."""
+  perm = np.arange(NUM_JOINTS)
+  for a, b in COCO18_FLIP_PAIRS:
+    perm[a], perm[b] = b, a
+  return perm
