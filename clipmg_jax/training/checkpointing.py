@@ -1,0 +1,89 @@
+"""Orbax checkpoints of the train state together with the Grain iterator state.
+
+Layout: <workdir>/checkpoints/<step>/{state, data}. `state` is the TrainState pytree (params, optimizer moments,
+step, rng); `data` is the input iterator's position (one JSON file per process, Grain's own format), saved in
+the same atomic checkpoint so that a resumed run sees exactly the batches an uninterrupted run would have seen.
+
+Kept: the last `keep_last` checkpoints plus the `keep_best` with the best validation top-1 (checkpoints saved
+with evaluation metrics take part in the ranking).
+"""
+
+import logging
+import pathlib
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+STATE = "state"
+DATA = "data"
+
+
+class Checkpointer:
+  """Thin wrapper over ocp.CheckpointManager for (train state, data iterator) pairs."""
+
+  def __init__(self, directory: str | pathlib.Path, *, keep_last: int = 2, keep_best: int = 1,
+               best_metric: str = "top1"):
+    self.directory = pathlib.Path(directory).absolute()
+    self.best_metric = best_metric
+    policy = checkpoint_managers.AnyPreservationPolicy([
+        checkpoint_managers.LatestN(n=keep_last),
+        checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=keep_best,
+                                  keep_checkpoints_without_metrics=False),
+    ])
+    # best_fn also makes Orbax write each checkpoint's metrics to disk, so the ranking survives a restart.
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           best_fn=lambda m: m[best_metric], best_mode="max",
+                                           # The iterator state must be read at save time, and the state
+                                           # arrays are donated to the next step: save synchronously.
+                                           enable_async_checkpointing=False)
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler()})
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def best_step(self) -> int | None:
+    """The kept step with the highest `best_metric` (the latest among ties), or None if none has metrics."""
+    scored = []
+    for step in self.all_steps():
+      m = self.manager.metrics(step)
+      if m and self.best_metric in m:
+        scored.append((float(m[self.best_metric]), step))
+    return max(scored)[1] if scored else None
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, data_iterator: Any | None, metrics: dict | None = None) -> None:
+    """Saves (state, iterator position) as checkpoint `step`; `metrics` (with `best_metric`) ranks it."""
+    items = {STATE: ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
+    self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+    self.manager.wait_until_finished()
+    logging.info("saved checkpoint %d to %s", step, self.directory)
+
+  def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
+    """Restores checkpoint `step` (default: the latest) into arrays shaped and sharded like `abstract_state`
+    (a pytree of jax.ShapeDtypeStruct with .sharding); moves `data_iterator` to the saved position in place."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    items = {STATE: ocp.args.StandardRestore(abstract_state)}
+    if data_iterator is not None:
+      items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    logging.info("restored checkpoint %d from %s", step, self.directory)
+    return restored[STATE]
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def abstract_like(state: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs with the shapes/dtypes of `state` and the given shardings (restore targets)."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)

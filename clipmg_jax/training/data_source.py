@@ -1,0 +1,25 @@
+"""What the trainer needs from the data side, as one small object (so tests can pass an in-memory one)."""
+
+import dataclasses
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class DataSource:
+  """train_iterator: () -> an endless iterator of host batches (this process's share of the global batch:
+    frames uint8 (b,T,H,W,3), keypoints float32 (b,Tp,18,3), label/subject/clip_id int32 (b,)), with
+    get_state()/set_state() (a Grain DatasetIterator) so that its position is checkpointed with the model.
+  eval_batches: () -> a finite iterable over the evaluation split, batches of at most eval_batch_size rows.
+  class_names: C names, index = class index.
+  train_class_counts: int (C,) training examples per class (for class-balanced losses), or None.
+  image_size: side of the square frames in pixels.
+  """
+  train_iterator: Callable[[], Iterator[dict[str, np.ndarray]]]
+  eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]]
+  class_names: list[str]
+  train_class_counts: np.ndarray | None
+  image_size: int
+  eval_batch_size: int
+  info: dict[str, Any] = dataclasses.field(default_factory=dict)

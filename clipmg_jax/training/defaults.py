@@ -1,0 +1,30 @@
+"""The trainer's config fields with their defaults; configs/*.py start from base_config() and fill model/data."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Trainer fields (units: steps are optimizer steps, batch sizes are global = summed over all devices/hosts)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 32            # global batch; each of P processes loads batch_size / P
+  config.eval_batch_size = 32       # global; the last partial batch is padded and masked
+  config.total_steps = 1000
+  config.log_every_steps = 10
+  config.eval_every_steps = 0       # 0 = only at the end
+  config.num_devices = 0            # 0 = all visible devices
+  config.fsdp_min_size = 0          # > 0: shard state leaves with at least this many elements over the devices
+  config.distributed = False        # True: jax.distributed.initialize() (multi-host)
+  config.stop_after_step = 0        # > 0: leave after this step as if preempted (resume tests, debugging)
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=1e-4, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9, b2=0.999,
+      grad_clip_norm=1.0))
+  # Long-tailed labels: see clipmg_jax/training/losses.py.
+  config.loss = ml_collections.ConfigDict(dict(
+      class_weighting="none", logit_adjustment_tau=0.0, label_smoothing=0.0))
+  config.checkpoint = ml_collections.ConfigDict(dict(every_steps=500, keep_last=2, keep_best=1))
+  config.init = ml_collections.ConfigDict(dict(vit_checkpoint=""))
+  config.model = ml_collections.ConfigDict()
+  config.data = ml_collections.ConfigDict()
+  return config

@@ -1,0 +1,88 @@
+"""Evaluation over a finite split: logits for every example, then metrics, eval.json and PNG plots."""
+
+import json
+import logging
+import pathlib
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+import tqdm
+
+from clipmg_jax.training import metrics as metrics_lib
+from clipmg_jax.training import plots
+from clipmg_jax.training import sharding as sharding_lib
+
+EVAL_JSON = "eval.json"
+
+
+def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads every array along dim 0 to `size` rows (repeating zeros) and adds mask (size,) float32 (1 = real)."""
+  n = len(batch["label"])
+  if n > size:
+    raise ValueError(f"eval batch has {n} examples, more than the eval batch size {size}")
+  out = {}
+  for key, value in batch.items():
+    value = np.asarray(value)
+    if value.dtype.kind in "OUS":
+      continue
+    pad = np.zeros((size - n,) + value.shape[1:], value.dtype)
+    out[key] = np.concatenate([value, pad]) if n < size else value
+  out["mask"] = (np.arange(size) < n).astype(np.float32)
+  return out
+
+
+def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh,
+            batch_size: int, *, progress: bool = True) -> dict[str, np.ndarray]:
+  """Runs `eval_step` over all `batches` (this process's share, each at most `batch_size` rows).
+
+  Returns numpy logits (N, C), label (N,), subject (N,), clip_id (N,) for the real (unpadded) examples of all
+  processes, in batch order.
+  """
+  outputs = {"logits": [], "label": [], "subject": [], "clip_id": []}
+  for batch in tqdm.tqdm(batches, desc="eval", unit="batch", disable=not progress, leave=False):
+    padded = pad_batch(batch, batch_size)
+    placed = sharding_lib.place_batch(padded, mesh)
+    logits = np.asarray(eval_step(params, placed))  # replicated: the global batch, on every host
+    gathered = {k: _allgather(placed[k]) for k in ("label", "subject", "clip_id", "mask") if k in placed}
+    keep = gathered["mask"] > 0
+    outputs["logits"].append(logits[keep])
+    for key in ("label", "subject", "clip_id"):
+      if key in gathered:
+        outputs[key].append(gathered[key][keep])
+  return {k: np.concatenate(v) for k, v in outputs.items() if v}
+
+
+def _allgather(x: jax.Array) -> np.ndarray:
+  if jax.process_count() == 1:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def compute_metrics(predictions: dict[str, np.ndarray], class_names: list[str]) -> dict:
+  """classification_metrics over the output of `predict`."""
+  return metrics_lib.classification_metrics(predictions["logits"], predictions["label"],
+                                            predictions.get("subject"), class_names)
+
+
+def write_results(result: dict, workdir: str | pathlib.Path, *, extra: dict | None = None) -> pathlib.Path:
+  """Writes <workdir>/eval.json (+ extra keys such as the step) and confusion.png / per_class_accuracy.png."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  payload = dict(result, **(extra or {}))
+  path = workdir / EVAL_JSON
+  path.write_text(json.dumps(payload, indent=1))
+  try:
+    plots.plot_confusion(result, workdir / "confusion.png")
+    plots.plot_per_class_accuracy(result, workdir / "per_class_accuracy.png")
+  except Exception as e:  # pylint: disable=broad-except
+    # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
+    logging.warning("could not write the evaluation plots: %s", e)
+  return path
+
+
+def summary_line(result: dict) -> str:
+  return (f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  mean-class-acc "
+          f"{result['mean_class_accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
+          f"(majority-class rate {result['majority_rate']:.4f}, {result['num_examples']} examples)")

@@ -1,0 +1,82 @@
+"""Builds the model named by the config, initialises its parameters, and drops in pretrained vision weights."""
+
+import dataclasses
+import logging
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from clipmg_jax.data.keypoints import NUM_JOINTS
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelBundle:
+  """module: a Linen module called as module.apply({"params": p}, frames (B,T,H,W,3) float32 CLIP-normalised,
+  keypoints (B,Tp,18,3) pixels of the HxW frames, train=bool) -> logits (B, C).
+  trainable_mask: params -> pytree of bools (True = updated by the optimizer)."""
+  module: nn.Module
+  trainable_mask: Callable[[Any], Any]
+  num_frames: int
+  num_pose_frames: int
+  num_classes: int
+
+
+def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
+  """The CLIP-MG model (clipmg_jax.models.clipmg) for a `model` config block from get_model_config()."""
+  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  module = clipmg.ClipMG(config=model_config)
+  return ModelBundle(module=module,
+                     trainable_mask=lambda params: clipmg.trainable_mask(params, model_config),
+                     num_frames=int(model_config.num_frames), num_pose_frames=int(model_config.num_pose_frames),
+                     num_classes=int(model_config.num_classes))
+
+
+def input_shapes(bundle: ModelBundle, image_size: int, batch_size: int = 1) -> tuple[tuple, tuple]:
+  """(frames shape, keypoints shape) of a batch."""
+  return ((batch_size, bundle.num_frames, image_size, image_size, 3),
+          (batch_size, bundle.num_pose_frames, NUM_JOINTS, 3))
+
+
+def init_params(bundle: ModelBundle, rng: jax.Array, image_size: int, out_shardings: Any = None) -> Any:
+  """Random float32 parameters, created directly with `out_shardings` (a pytree prefix) when given."""
+  frames_shape, keypoints_shape = input_shapes(bundle, image_size)
+
+  def init(rng):
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = bundle.module.init({"params": params_rng, "dropout": dropout_rng},
+                                   jnp.zeros(frames_shape, jnp.float32), jnp.zeros(keypoints_shape, jnp.float32),
+                                   train=False)
+    return variables["params"]
+
+  return jax.jit(init, out_shardings=out_shardings)(rng)
+
+
+def load_pretrained_vision(params: Any, init_config: ml_collections.ConfigDict) -> Any:
+  """Replaces params["vit"] with pretrained CLIP vision weights when `init.vit_checkpoint` is set.
+
+  The path is anything clipmg_jax.weights.port_checkpoint reads: a Hugging Face directory or weights file, an
+  OpenAI/open_clip file, or a directory written by `port_clip` (fastest). Its tree must match params["vit"] leaf for
+  leaf (name and shape); a mismatch is an error naming the leaves.
+  """
+  path = init_config.get("vit_checkpoint") if init_config is not None else None
+  if not path:
+    return params
+  from clipmg_jax import weights  # pylint: disable=import-outside-toplevel
+  ported = weights.port_checkpoint(path)
+  expected = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params["vit"])}
+  got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(ported.params)}
+  problems = [f"missing {k}" for k in sorted(set(expected) - set(got))]
+  problems += [f"{k}: checkpoint {got[k]} vs model {tuple(expected[k])}"
+               for k in sorted(set(expected) & set(got)) if tuple(got[k]) != tuple(expected[k])]
+  if problems:
+    raise ValueError(f"vision checkpoint {path} does not match the model's ViT ({len(problems)} problems): "
+                     + "; ".join(problems[:10]))
+  logging.info("loaded pretrained vision tower (%s layout) from %s", ported.layout, path)
+  params = dict(params)
+  params["vit"] = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding),
+                               ported.params, params["vit"])
+  return params

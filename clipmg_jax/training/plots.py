@@ -1,0 +1,56 @@
+"""PNG plots of an evaluation: the row-normalised confusion matrix and per-class accuracy."""
+
+import pathlib
+
+import numpy as np
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")  # files only; never open a window
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def plot_confusion(result: dict, path: str | pathlib.Path) -> None:
+  """Confusion matrix of `classification_metrics(...)` output, rows normalised to recall, written to `path`."""
+  plt = _pyplot()
+  cm = np.asarray(result["confusion"], np.float64)
+  rows = cm.sum(axis=1, keepdims=True)
+  norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+  names = result["class_names"]
+  size = max(6.0, 0.28 * len(names) + 2)
+  fig, ax = plt.subplots(figsize=(size + 1.5, size))
+  im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+  ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+  ax.set_yticks(range(len(names)), names, fontsize=6)
+  ax.set_xlabel("predicted class")
+  ax.set_ylabel("true class")
+  ax.set_title(f"confusion (row-normalised), top-1 {result['top1']:.3f}, "
+               f"mean class acc {result['mean_class_accuracy']:.3f}")
+  fig.colorbar(im, ax=ax, fraction=0.046)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_per_class_accuracy(result: dict, path: str | pathlib.Path) -> None:
+  """Bar chart of per-class accuracy (classes absent from the evaluated split are left empty), with counts."""
+  plt = _pyplot()
+  names = result["class_names"]
+  per_class = result["per_class"]
+  acc = [per_class[n]["accuracy"] if per_class[n]["accuracy"] is not None else np.nan for n in names]
+  counts = [per_class[n]["count"] for n in names]
+  fig, ax = plt.subplots(figsize=(max(8.0, 0.32 * len(names) + 2), 4.5))
+  ax.bar(range(len(names)), np.nan_to_num(acc), color="tab:blue")
+  for i, c in enumerate(counts):
+    ax.text(i, 0.01, str(c), ha="center", va="bottom", fontsize=6, rotation=90, color="white" if acc[i] and
+            acc[i] > 0.1 else "black")
+  ax.axhline(result["mean_class_accuracy"], color="tab:red", ls="--", lw=1, label="mean class accuracy")
+  ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+  ax.set_ylim(0, 1)
+  ax.set_ylabel("accuracy (recall); bar label = test count")
+  ax.legend(loc="upper right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,86 @@
+"""The jitted train and eval steps.
+
+Both take the batch as it comes from the pipeline (frames uint8, keypoints in pixels) and do all array work on
+the device: CLIP normalisation of the frames here, heatmap rendering inside the model. The train step is one
+`jax.jit` with explicit shardings over the mesh's "data" axis and donates the train state.
+"""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from clipmg_jax.training import losses
+from clipmg_jax.training import sharding as sharding_lib
+from clipmg_jax.training.train_state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def default_normalize(frames: jax.Array) -> jax.Array:
+  """uint8 (..., H, W, 3) RGB -> float32 CLIP-normalised (the vision tower's convention)."""
+  from clipmg_jax.models import vit  # pylint: disable=import-outside-toplevel
+  return vit.normalize_images(frames)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
+                    mesh: jax.sharding.Mesh, state_sharding: Any, loss_config,
+                    class_weights: np.ndarray | None = None, logit_offset: np.ndarray | None = None,
+                    normalize: Callable[[jax.Array], jax.Array] = default_normalize,
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """Returns step(state, batch) -> (new_state, metrics), jitted; `state` is donated.
+
+  batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
+    label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
+  metrics: float32 scalars loss, accuracy (top-1 on the raw logits), grad_norm (trainable grads, before
+    clipping), learning_rate.
+  """
+  weights = None if class_weights is None else jnp.asarray(class_weights)
+  offset = None if logit_offset is None else jnp.asarray(logit_offset)
+  smoothing = float(loss_config.label_smoothing)
+
+  def step(state: TrainState, batch: Batch):
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    frames = normalize(batch["frames"])
+    mask = batch.get("mask")
+
+    def loss_fn(params):
+      logits = model.apply({"params": params}, frames, batch["keypoints"], train=True,
+                           rngs={"dropout": dropout_rng})
+      loss = losses.classification_loss(logits, batch["label"], weights=weights, logit_offset=offset,
+                                        label_smoothing=smoothing, example_mask=mask)
+      return loss, logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    valid = jnp.ones_like(correct) if mask is None else mask.astype(jnp.float32)
+    metrics = dict(
+        loss=loss,
+        accuracy=jnp.sum(correct * valid) / jnp.maximum(jnp.sum(valid), 1.0),
+        grad_norm=optax.tree.norm(grads),
+        learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
+    )
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  data = sharding_lib.batch_sharding(mesh)
+  return jax.jit(step, in_shardings=(state_sharding, data),
+                 out_shardings=(state_sharding, sharding_lib.replicated(mesh)), donate_argnums=(0,))
+
+
+def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding: Any,
+                   normalize: Callable[[jax.Array], jax.Array] = default_normalize,
+                   ) -> Callable[[Any, Batch], jax.Array]:
+  """Returns eval_step(params, batch) -> logits float32 (B, C), replicated so that every host can read them all."""
+
+  def step(params, batch: Batch):
+    logits = model.apply({"params": params}, normalize(batch["frames"]), batch["keypoints"], train=False)
+    return logits.astype(jnp.float32)
+
+  return jax.jit(step, in_shardings=(params_sharding, sharding_lib.batch_sharding(mesh)),
+                 out_shardings=sharding_lib.replicated(mesh))

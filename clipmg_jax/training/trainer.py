@@ -1,0 +1,181 @@
+"""The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate."""
+
+import json
+import logging
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import losses
+from clipmg_jax.training import model_setup
+from clipmg_jax.training import optimizer as optimizer_lib
+from clipmg_jax.training import sharding as sharding_lib
+from clipmg_jax.training import step as step_lib
+from clipmg_jax.training import train_state as train_state_lib
+from clipmg_jax.training import writers
+from clipmg_jax.training.data_source import DataSource
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+class Setup:
+  """Everything built from a config that both training and stand-alone evaluation need."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: DataSource,
+               model: model_setup.ModelBundle | None = None):
+    self.config = config
+    self.data = data
+    self.model = model or model_setup.build_model(config.model)
+    if self.model.num_classes != len(data.class_names):
+      raise ValueError(f"the model has {self.model.num_classes} classes but the dataset {len(data.class_names)}")
+    self.mesh = sharding_lib.make_mesh(config.get("num_devices") or None)
+    self.total_steps = int(config.total_steps)
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, self.train_rng = jax.random.split(rng)
+    # Parameter shapes first (nothing allocated), then shardings, then the real arrays created in place.
+    abstract_params = jax.eval_shape(
+        lambda r: model_setup.init_params(self.model, r, data.image_size), init_rng)
+    self.trainable = self.model.trainable_mask(abstract_params)
+    self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable)
+    abstract_state = jax.eval_shape(
+        lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng), abstract_params)
+    self.state_sharding = sharding_lib.state_shardings(abstract_state, self.mesh, config.get("fsdp_min_size", 0))
+    self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                       abstract_state, self.state_sharding)
+    self.init_rng = init_rng
+    self.eval_step = step_lib.make_eval_step(self.model.module, mesh=self.mesh,
+                                             params_sharding=self.state_sharding.params)
+
+  def fresh_state(self) -> train_state_lib.TrainState:
+    """Step-0 state: random init (+ pretrained vision weights when configured), placed with its shardings."""
+    params = model_setup.init_params(self.model, self.init_rng, self.data.image_size,
+                                     out_shardings=self.state_sharding.params)
+    params = model_setup.load_pretrained_vision(params, self.config.get("init", ml_collections.ConfigDict()))
+    state = jax.jit(lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng),
+                    out_shardings=self.state_sharding)(params)
+    return state
+
+  def evaluate(self, params: Any, *, progress: bool = True) -> dict:
+    predictions = evaluation.predict(params, self.eval_step, self.data.eval_batches(), self.mesh,
+                                     self.data.eval_batch_size, progress=progress)
+    return evaluation.compute_metrics(predictions, self.data.class_names)
+
+
+def _is_due(step: int, every: int) -> bool:
+  return every > 0 and step % every == 0
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
+                       model: model_setup.ModelBundle | None = None) -> dict:
+  """Trains for config.total_steps (resuming from the latest checkpoint in workdir), then evaluates.
+
+  Returns the final evaluation (also written to <workdir>/eval.json), or {} when stopped early by
+  `config.stop_after_step` (a preemption stand-in: the process ends without a final checkpoint).
+  Raises NonFiniteLossError when the loss is NaN/Inf; the last saved checkpoint stays the latest.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_main = jax.process_index() == 0
+  setup = Setup(config, data, model)
+  n_params = optimizer_lib.count_params(setup.abstract_state.params)
+  n_trainable = optimizer_lib.count_params(setup.abstract_state.params, setup.trainable)
+  logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
+               n_params / 1e6, n_trainable / 1e6, dict(setup.mesh.shape), config.batch_size)
+  if is_main:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
+                                    keep_best=config.checkpoint.keep_best)
+  train_iter = data.train_iterator()
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(setup.abstract_state, train_iter)
+    logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+  else:
+    state = setup.fresh_state()
+  weights, offset = losses.make_loss_constants(config.loss, data.train_class_counts, setup.model.num_classes)
+  train_step = step_lib.make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
+                                        state_sharding=setup.state_sharding, loss_config=config.loss,
+                                        class_weights=weights, logit_offset=offset)
+  writer = writers.MetricWriter(workdir, enabled=is_main)
+  bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
+                  disable=not is_main, dynamic_ncols=True)
+  try:
+    state, stopped = _train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar)
+    if stopped:
+      return {}
+    bar.close()
+    result = setup.evaluate(state.params, progress=is_main)
+    final_step = int(state.step)
+    eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
+    if ckpt.latest_step() != final_step:
+      ckpt.save(final_step, state, train_iter, metrics=eval_metrics)
+    writer.write(final_step, eval_metrics, split="eval")
+  finally:
+    bar.close()
+    writer.close()
+    ckpt.close()
+  if is_main:
+    evaluation.write_results(result, workdir, extra=dict(step=final_step, checkpoint="final"))
+  logging.info("final eval at step %d: %s", final_step, evaluation.summary_line(result))
+  return result
+
+
+def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: checkpointing.Checkpointer,
+                writer: writers.MetricWriter, bar: tqdm.tqdm) -> tuple[Any, bool]:
+  """Steps from state.step to total_steps with logging, periodic evaluation and checkpoints.
+
+  Returns (state, stopped_early)."""
+  stop_after = int(config.get("stop_after_step", 0) or 0)
+  last_saved = ckpt.latest_step()
+  window_start, window_examples = time.perf_counter(), 0
+  try:
+    for step in range(int(state.step) + 1, setup.total_steps + 1):
+      batch = next(train_iter)
+      state, step_metrics = train_step(state, sharding_lib.place_batch(batch, setup.mesh))
+      loss = float(step_metrics["loss"])  # also a sync point, so the throughput below is honest
+      if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss is {loss} at step {step}; stopping without saving this state. The last good checkpoint is "
+            + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
+            + ". Lower optimizer.learning_rate or check the inputs of this step.")
+      window_examples += config.batch_size
+      bar.update(1)
+      if _is_due(step, config.log_every_steps) or step == setup.total_steps:
+        scalars = {k: float(v) for k, v in step_metrics.items()}
+        scalars["clips_per_second"] = window_examples / max(time.perf_counter() - window_start, 1e-9)
+        writer.write(step, scalars)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{scalars['accuracy']:.2f}",
+                        clips_s=f"{scalars['clips_per_second']:.1f}")
+        window_start, window_examples = time.perf_counter(), 0
+      if step == setup.total_steps:
+        break  # the caller evaluates and saves the final state
+      eval_metrics = None
+      if _is_due(step, config.eval_every_steps):
+        result = setup.evaluate(state.params, progress=False)
+        eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
+        writer.write(step, eval_metrics, split="eval")
+        bar.write(f"step {step} eval: {evaluation.summary_line(result)}")
+        window_start, window_examples = time.perf_counter(), 0
+      if _is_due(step, config.checkpoint.every_steps):
+        ckpt.save(step, state, train_iter, metrics=eval_metrics)
+        last_saved = step
+      if stop_after and step >= stop_after:
+        logging.warning("stop_after_step=%d reached: stopping as if preempted", stop_after)
+        return state, True
+  except KeyboardInterrupt:
+    step_now = int(state.step)
+    if step_now > 0 and step_now != last_saved:
+      ckpt.save(step_now, state, train_iter)
+    logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
+    raise
+  return state, False
