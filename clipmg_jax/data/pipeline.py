@@ -1,0 +1,267 @@
+"""The Grain input pipeline: preconverted TFRecord shards -> batches of the data/model contract.
+
+  source (ShardSource over the offset indexes; record i read directly)
+    -> train: global shuffle (seeded; reshuffled every epoch) -> repeat
+    -> decode + sample + augment (per-element RNG from the seed and the element's global position)
+    -> per-process slice (process_index::process_count)
+    -> batch (per-process batch = global batch / process_count)
+    -> to_iter_dataset -> mp_prefetch (worker_count processes; 0 = in-process)
+
+Each batch is a dict of numpy arrays (B = per-process batch size):
+  frames    uint8   (B, num_frames, S, S, 3)   RGB, S = image_size
+  keypoints float32 (B, num_pose_frames, 18, 3) x, y in pixels of the S x S crop, confidence in [0, 1] (0 = missing)
+  label     int32   (B,)  0-based class index
+  subject   int32   (B,)
+  clip_id   int32   (B,)  video_id * 100000 + label_id
+  mask      bool    (B,)  False for padding examples (see below); the loss and the metrics must ignore them.
+
+Training: frames by segment-based random sampling from the stored JPEGs, pose frames over the same 8 time segments
+(sampling.py); a random resized crop and, with probability 1/2, a horizontal flip, the same for all frames and
+keypoints of a clip (augment.py). Evaluation: segment centres and the centre crop (short side resized to S, centre
+S x S). Batches are identical for every worker_count (workers take whole batches in turn), so worker_count is a
+pure speed setting.
+
+Epochs: training repeats (num_epochs=None: forever) and drops a final partial batch; evaluation is one pass in which
+every clip appears exactly once: the split is padded with masked-out examples (mask False, zero frames and keypoints,
+label 0, subject and clip_id -1) up to a multiple of the global batch size, so every process yields the same number
+of full batches.
+
+Corrupt records: with skip_corrupt=False (default) reading one raises tfrecord.CorruptRecordError naming the shard and
+byte offset; with skip_corrupt=True it becomes a masked-out example (mask False) and a warning naming file and
+offset is logged, so batch shapes and the resume state are unaffected; count them as mask-False examples with
+clip_id -1 (in evaluation subtract the padding, which only fills the last batch).
+
+The iterator (`iter(make_dataset(...))`) is checkpointable: `get_state()` returns a small dict, `set_state(state)`
+on a fresh iterator of the same dataset resumes exactly (also across processes, and with Orbax through
+grain.checkpoint).
+"""
+
+import dataclasses
+import logging
+import pathlib
+
+from absl import flags
+import grain
+import ml_collections
+import numpy as np
+
+from clipmg_jax.data import augment
+from clipmg_jax.data import example_codec
+from clipmg_jax.data import keypoints as kp
+from clipmg_jax.data import sampling
+from clipmg_jax.data import shard_source
+
+
+def get_data_config() -> ml_collections.ConfigDict:
+  """The data settings (`config.data` of a training config)."""
+  c = ml_collections.ConfigDict()
+  c.shards_dir = ""  # Folder with manifest.json and <split>-*.tfrecord (+ .index), as written by data_prep/convert.py.
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.batch_size = 32  # Global batch size (over all processes).
+  c.eval_batch_size = 0  # Global evaluation batch size; 0 = batch_size.
+  c.num_frames = 8  # RGB frames per clip.
+  c.num_pose_frames = 32  # Pose frames per clip (a multiple of num_frames).
+  c.image_size = 224  # Side S of the square crops, pixels.
+  c.crop_scale = (0.4, 1.0)  # Training crop area as a fraction of the stored frame area.
+  c.crop_ratio = (3 / 4, 4 / 3)  # Training crop aspect ratio (width / height) range.
+  c.flip = True  # Random horizontal flip in training (mirrors x and swaps left/right joints).
+  c.num_epochs = ml_collections.config_dict.placeholder(int)  # Training epochs; None = repeat forever.
+  c.shuffle_seed = 0  # Seed of the global shuffle and of the augmentations.
+  c.worker_count = 2  # Grain worker processes (0 = decode in the calling process).
+  c.worker_buffer_size = 2  # Batches each worker prepares ahead.
+  c.read_threads = 1  # Threads per process reading and decoding elements (Grain ReadOptions.num_threads).
+  c.prefetch_buffer_size = 4  # Elements read ahead per process (Grain ReadOptions.prefetch_buffer_size).
+  c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class _Padding:
+  """Stands in for the examples that fill the last evaluation batch."""
+
+
+_PAD = _Padding()
+
+
+class _LocatedSource:
+  """Yields (global record index, record bytes | SkippedRecord | _PAD); indexes >= len(source) are padding."""
+
+  def __init__(self, source: shard_source.ShardSource, length: int | None = None):
+    self._source = source
+    self._length = len(source) if length is None else length
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    index = int(index)
+    return index, (self._source[index] if index < len(self._source) else _PAD)
+
+  def location(self, index: int) -> str:
+    return self._source.location(index)
+
+
+def padding_example(num_frames: int, num_pose_frames: int, image_size: int) -> dict:
+  """A masked-out example of the batch layout."""
+  return {
+      "frames": np.zeros((num_frames, image_size, image_size, 3), np.uint8),
+      "keypoints": np.zeros((num_pose_frames, kp.NUM_JOINTS, 3), np.float32),
+      "label": np.int32(0), "subject": np.int32(-1), "clip_id": np.int32(-1), "mask": np.bool_(False),
+  }
+
+
+class ClipDecoder:
+  """Record bytes -> one example of the batch layout (frames, keypoints, label, subject, clip_id, mask).
+
+  Called as `decoder((index, record))` for evaluation (deterministic) and `decoder((index, record), rng)` for
+  training (random sampling, crop and flip).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, source: shard_source.ShardSource, *, train: bool):
+    self.num_frames = int(config.num_frames)
+    self.num_pose_frames = int(config.num_pose_frames)
+    self.image_size = int(config.image_size)
+    self.crop_scale = tuple(config.crop_scale)
+    self.crop_ratio = tuple(config.crop_ratio)
+    self.flip = bool(config.flip)
+    self.skip_corrupt = bool(config.skip_corrupt)
+    self.train = train
+    self._source = source
+
+  def _padding(self) -> dict:
+    return padding_example(self.num_frames, self.num_pose_frames, self.image_size)
+
+  def __call__(self, item, rng: np.random.Generator | None = None) -> dict:
+    index, record = item
+    if record is _PAD or isinstance(record, shard_source.SkippedRecord):
+      return self._padding()
+    try:
+      return self.decode(record, rng if self.train else None)
+    except (ValueError, KeyError, OSError) as e:
+      where = self._source.location(index)
+      if not self.skip_corrupt:
+        raise ValueError(f"{where}: cannot decode record: {e}") from e
+      logging.warning("skipping undecodable record at %s: %s", where, e)
+      return self._padding()
+
+  def decode(self, serialized: bytes, rng: np.random.Generator | None) -> dict:
+    """One example from record bytes; rng=None gives the evaluation transform."""
+    example = example_codec.parse(serialized)
+    meta = example_codec.decode_metadata(example)
+    keypoints = example_codec.decode_keypoints(example, meta["num_frames"])
+    jpegs = example.features.feature["frames"].bytes_list.value
+    height, width = meta["frame_height"], meta["frame_width"]
+    size = self.image_size
+    rgb_idx, pose_idx = sampling.sample_clip(len(jpegs), meta["num_frames"], num_rgb=self.num_frames,
+                                             num_pose=self.num_pose_frames, rng=rng)
+    if rng is None:
+      box, flip = augment.center_crop_box(height, width), False
+    else:
+      box = augment.random_resized_crop_box(height, width, rng, scale=self.crop_scale, ratio=self.crop_ratio)
+      flip = self.flip and bool(rng.random() < 0.5)
+
+    frames = np.zeros((self.num_frames, size, size, 3), np.uint8)
+    if len(jpegs):
+      decoded = {}
+      for i, k in enumerate(rgb_idx.tolist()):
+        if k not in decoded:  # Short clips repeat frames: decode each once.
+          decoded[k] = augment.decode_crop_resize(jpegs[k], box, size, flip)
+        frames[i] = decoded[k]
+    points = augment.crop_keypoints(keypoints[pose_idx], box, size)
+    if flip:
+      points = augment.flip_keypoints(points, size)
+    augment.zero_missing(points)
+    return {
+        "frames": frames, "keypoints": points, "label": np.int32(meta["label"]),
+        "subject": np.int32(meta["subject"]), "clip_id": np.int32(meta["clip_id"]), "mask": np.bool_(True),
+    }
+
+
+def _local_batch_size(global_batch: int, process_count: int) -> int:
+  if global_batch % process_count:
+    raise ValueError(f"global batch size {global_batch} is not divisible by process_count {process_count}")
+  return global_batch // process_count
+
+
+def make_source(config: ml_collections.ConfigDict, split: str) -> shard_source.ShardSource:
+  """The random-access source over the shards of `split` in config.shards_dir."""
+  if not config.shards_dir:
+    raise ValueError("config.shards_dir is empty: point it at the output folder of data_prep/convert.py")
+  paths = shard_source.find_shards(config.shards_dir, split)
+  source = shard_source.ShardSource(paths, skip_corrupt=config.skip_corrupt)
+  if len(source) == 0:
+    raise ValueError(f"{config.shards_dir}: split {split!r} has no records")
+  return source
+
+
+def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bool, seed: int | None = None,
+                     process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+  """The batched MapDataset of this process (before conversion to an iterator); see the module docstring."""
+  source = make_source(config, split)
+  seed = int(config.shuffle_seed if seed is None else seed)
+  decoder = ClipDecoder(config, source, train=train)
+  if train:
+    local_batch = _local_batch_size(int(config.batch_size), process_count)
+    ds = grain.MapDataset.source(_LocatedSource(source)).seed(seed)
+    ds = ds.shuffle().repeat(config.num_epochs)
+    ds = ds.random_map(decoder)
+    ds = ds[process_index::process_count]
+    return ds.batch(local_batch, drop_remainder=True)
+  global_batch = int(config.eval_batch_size or config.batch_size)
+  local_batch = _local_batch_size(global_batch, process_count)
+  padded = -(-len(source) // global_batch) * global_batch
+  ds = grain.MapDataset.source(_LocatedSource(source, padded)).map(decoder)
+  ds = ds[process_index::process_count]
+  return ds.batch(local_batch, drop_remainder=False)
+
+
+def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, seed: int | None = None,
+                 process_index: int = 0, process_count: int = 1, train: bool | None = None) -> grain.IterDataset:
+  """The Grain dataset of batches for `split` on this process.
+
+  Args:
+    config: the data config (get_data_config()).
+    split: shard split name ("train", "test", ...).
+    seed: shuffle/augmentation seed; None = config.shuffle_seed.
+    process_index, process_count: this process among the data-loading processes (jax.process_index() /
+      jax.process_count()); each takes every process_count-th example, and the global batch is split evenly.
+    train: training (shuffle, repeat, random augmentation) or evaluation (one ordered pass, centre crop, padding);
+      None = (split == config.train_split).
+  Returns:
+    A grain.IterDataset; `iter(ds)` is a checkpointable iterator (get_state / set_state) of batch dicts.
+  """
+  if train is None:
+    train = split == config.train_split
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  ds = make_map_dataset(config, split, train=train, seed=seed, process_index=process_index,
+                        process_count=process_count)
+  read_options = grain.ReadOptions(num_threads=int(config.read_threads),
+                                   prefetch_buffer_size=int(config.prefetch_buffer_size))
+  ds = ds.to_iter_dataset(read_options)
+  if config.worker_count > 0:
+    # Grain's worker processes read absl flags; callers that parse their own (argparse, pytest) never mark them
+    # parsed, and an unparsed flag read raises. Defaults are what is wanted then.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(config.worker_count),
+                                                     per_worker_buffer_size=int(config.worker_buffer_size)))
+  return ds
+
+
+def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
+  """Number of records (clips) of `split`."""
+  return len(make_source(config, split))
+
+
+def num_eval_batches(config: ml_collections.ConfigDict, split: str) -> int:
+  """Batches of one evaluation pass (the same on every process)."""
+  global_batch = int(config.eval_batch_size or config.batch_size)
+  return -(-num_examples(config, split) // global_batch)
+
+
+def shards_dir_exists(config: ml_collections.ConfigDict) -> bool:
+  """Whether config.shards_dir holds converted shards (a manifest.json)."""
+  return bool(config.shards_dir) and (pathlib.Path(config.shards_dir) / "manifest.json").is_file()
+
