@@ -68,8 +68,10 @@ def infer_config(vision: dict[str, np.ndarray], config_json: Optional[dict[str, 
       raise common.CheckpointError(f"{source}: config.json hidden_act={cfg['hidden_act']!r}; only quick_gelu is supported")
     if abs(float(cfg["layer_norm_eps"]) - 1e-5) > 1e-12:
       raise common.CheckpointError(f"{source}: config.json layer_norm_eps={cfg['layer_norm_eps']}; only 1e-5 is supported")
-    if proj_dim is not None and "projection_dim" in cfg:
-      proj_dim = int(cfg["projection_dim"])
+    if proj_dim is not None:
+      # CLIPModel keeps projection_dim at the top level (its vision_config carries an unused default).
+      owner = config_json if "vision_config" in config_json else cfg
+      proj_dim = int(owner.get("projection_dim", 512))
     fields = dict(width=int(cfg["hidden_size"]), layers=int(cfg["num_hidden_layers"]),
                   heads=int(cfg["num_attention_heads"]), patch_size=int(cfg["patch_size"]),
                   image_size=int(cfg["image_size"]), mlp_dim=int(cfg["intermediate_size"]), proj_dim=proj_dim)
