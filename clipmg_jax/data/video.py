@@ -14,10 +14,11 @@ import numpy as np
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 25, *, crf: int = 23,
-                gop_size: int = 25, preset: str = "veryfast") -> int:
+                gop_size: int = 25, preset: str = "veryfast", threads: int = 0) -> int:
   """Writes RGB frames, each uint8 (H, W, 3) with even H and W, as an H.264 (yuv420p) mp4. Returns the frame count.
 
-  gop_size: frames between keyframes; one keyframe a second keeps seeking in read_video_frames cheap.
+  crf, preset: libx264 quality and speed. gop_size: frames between keyframes; one keyframe a second keeps seeking
+  in read_video_frames cheap. threads: encoder threads, 0 = automatic; 1 makes the bytes independent of the machine.
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop_size
-        stream.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+        stream.options = {"crf": str(crf), "preset": preset, "bf": "0", "threads": str(threads)}
       elif frame.shape[:2] != (stream.height, stream.width):
         raise ValueError(f"{path}: frame {count} is {frame.shape[:2]}, earlier frames {(stream.height, stream.width)}")
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -13,7 +13,7 @@ from clipmg_jax.data.synthetic.subjects import Subject
 
 
 def _shade(colour, factor):
-  return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
+  return tuple(min(max(int(c * factor), 0), 255) for c in colour)
 
 
 def backdrop(subject: Subject) -> Image.Image:
