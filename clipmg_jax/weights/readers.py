@@ -6,6 +6,7 @@ and TorchScript archives) import torch lazily, only when one is read.
 
 import json
 import os
+import warnings
 import zipfile
 from typing import Any, Optional
 
@@ -57,7 +58,9 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     raise ImportError(f"reading the PyTorch checkpoint {path} needs torch (pip install 'clipmg_jax[torch]'); "
                       "or port it once with data_prep/port_clip.py where torch is installed") from e
   if is_torchscript(path):
-    state = torch.jit.load(path, map_location="cpu").state_dict()
+    with warnings.catch_warnings():  # torch marks TorchScript deprecated, but OpenAI ships its weights that way
+      warnings.simplefilter("ignore", DeprecationWarning)
+      state = torch.jit.load(path, map_location="cpu").state_dict()
   else:
     state = torch.load(path, map_location="cpu", weights_only=True)
   if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
