@@ -209,3 +209,17 @@ def test_ported_tree_is_validated(tmp_path):
   weights.save_ported(tmp_path / "ported", result.config, result.params)
   with pytest.raises(weights.CheckpointError, match=r"resblocks_1.*c_fc.*bias.*\(7,\).*\(256,\)"):
     weights.load_clip_vision(tmp_path / "ported")
+
+
+def test_port_clip_command(tmp_path):
+  torch_model = _hf_model(**SMALL)
+  torch_model.save_pretrained(tmp_path / "hf")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu")
+  command = [sys.executable, os.path.join(root, "data_prep", "port_clip.py")]
+  done = subprocess.run(command + ["--help"], capture_output=True, text=True, env=env, check=False)
+  assert done.returncode == 0 and "--checkpoint" in done.stdout
+  done = subprocess.run(command + [f"--checkpoint={tmp_path / 'hf'}", f"--out={tmp_path / 'out'}"],
+                        capture_output=True, text=True, env=env, check=False)
+  assert done.returncode == 0, done.stderr
+  _assert_parity(tmp_path / "out", torch_model, _images(2, 64))
