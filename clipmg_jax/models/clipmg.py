@@ -206,7 +206,8 @@ class PoseGate(nn.Module):
   @nn.compact
   def __call__(self, skeleton_features: jax.Array, reliability: jax.Array) -> jax.Array:
     """skeleton_features (B, T, S), reliability (B, T) in [0, 1] -> gate float32 (B, T) in [0, 1]."""
-    x = nn.LayerNorm(param_dtype=jnp.float32, name="norm")(skeleton_features.astype(jnp.float32))
+    # No affine LN parameters: a scale and shift would be redundant with u and b.
+    x = nn.LayerNorm(use_scale=False, use_bias=False, name="norm")(skeleton_features.astype(jnp.float32))
     feature_term = nn.Dense(1, use_bias=False, kernel_init=nn.initializers.zeros, param_dtype=jnp.float32,
                             name="feature")(x)[..., 0]
     scale = self.param("confidence_scale", nn.initializers.constant(self.confidence_scale_init), (), jnp.float32)

@@ -1,0 +1,134 @@
+"""Parameter and FLOP counts of CLIP-MG and its components, from XLA's cost analysis on abstract shapes.
+
+Nothing is executed or compiled: each function is traced and lowered with jax.ShapeDtypeStruct inputs and XLA's
+HLO cost analysis counts its floating-point operations (a multiply-add = 2 FLOPs, exps and divisions = 1). So the
+figures of ViT-B/16 are available on a laptop in seconds.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from clipmg_jax.models import clipmg as clipmg_lib
+from clipmg_jax.models import skeleton as skeleton_lib
+from clipmg_jax.models import vit as vit_lib
+
+
+def count_flops(fn: Callable[..., Any], *args: Any) -> float:
+  """Forward FLOPs of fn(*args); args may be arrays or jax.ShapeDtypeStruct (then nothing runs)."""
+  cost = jax.jit(fn).lower(*args).cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX returns one dict per computation
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def count_params(tree: Any) -> int:
+  """Number of scalars in a pytree of arrays or ShapeDtypeStructs."""
+  return int(sum(x.size for x in jax.tree.leaves(tree)))
+
+
+def _abstract_init(module: Any, *args: Any, **kwargs: Any) -> Any:
+  return jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a, **kwargs), *args)["params"]
+
+
+def _spec(shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def vit_forward_flops(vit: Any = "B/16", num_frames: int = 8, image_size: int = 224) -> float:
+  """Forward FLOPs of the CLIP vision tower (tokens up to the last block) on num_frames images."""
+  fields = vit_lib.vit_config(vit)
+  fields.pop("dtype", None)
+  fields["proj_dim"] = None
+  model = vit_lib.VisionTransformer(**fields)
+  images = _spec((num_frames, image_size, image_size, 3))
+  params = _abstract_init(model, images)
+  return count_flops(lambda p, x: model.apply({"params": p}, x)["last_hidden_state"], params, images)
+
+
+def skeleton_encoder_flops(config: ml_collections.ConfigDict) -> tuple[float, int]:
+  """(forward FLOPs, parameters) of the 3D-CNN of `config` for one clip (heatmap rendering not included)."""
+  res_h, res_w = skeleton_lib._pair(config.heatmap.resolution)  # pylint: disable=protected-access
+  sk = config.skeleton
+  encoder = skeleton_lib.SkeletonEncoder(
+      features=tuple(sk.features), kernels=tuple(map(tuple, sk.kernels)), strides=tuple(map(tuple, sk.strides)),
+      depths=tuple(sk.depths), embed_dim=sk.embed_dim, num_windows=config.num_frames, num_groups=sk.num_groups)
+  heatmaps = _spec((1, config.num_pose_frames, res_h, res_w, config.num_joints))
+  params = _abstract_init(encoder, heatmaps)
+  return count_flops(lambda p, x: encoder.apply({"params": p}, x), params, heatmaps), count_params(params)
+
+
+def component_table(config: ml_collections.ConfigDict, image_size: int = 224) -> list[dict[str, Any]]:
+  """Rows {component, params, gflops} for one clip (batch 1) of the model described by `config`.
+
+  Components are measured one at a time on their own input shapes; "model total" lowers the whole ClipMG
+  forward pass, so small glue ops (means, reshapes, casts) appear only there.
+  """
+  b, t, tp, j = 1, config.num_frames, config.num_pose_frames, config.num_joints
+  fields = clipmg_lib.vit_fields(config)
+  d, patch = fields["width"], fields["patch_size"]
+  num_patches = (image_size // patch) ** 2
+  frames = _spec((b, t, image_size, image_size, 3))
+  keypoints = _spec((b, tp, j, 3))
+  model = clipmg_lib.ClipMG(config)
+  params = _abstract_init(model, frames, keypoints)
+  rows = []
+
+  def add(name, params_count, flops):
+    rows.append(dict(component=name, params=int(params_count), gflops=flops / 1e9))
+
+  variant = config.variant
+  if "vit" in params:
+    frozen = fields["layers"] - config.trainable_blocks
+    vit_params = params["vit"]
+    trainable = {k for k in vit_params if k.startswith("resblocks_") and int(k.split("_")[1]) >= frozen}
+    trainable |= {"ln_post"}
+    add(f"ViT {config.vit} frozen part ({t} frames: embedding + {frozen} blocks)",
+        count_params({k: v for k, v in vit_params.items() if k not in trainable}), float("nan"))
+    add(f"ViT {config.vit} trainable part (last {config.trainable_blocks} blocks + ln_post)",
+        count_params({k: v for k, v in vit_params.items() if k in trainable}), float("nan"))
+    add(f"ViT {config.vit} forward, {t} frames", count_params(vit_params),
+        vit_forward_flops(config.vit, t, image_size))
+  if "skeleton_encoder" in params:
+    render = lambda k: skeleton_lib.render_heatmaps(
+        k, (image_size, image_size), resolution=config.heatmap.resolution, sigma=config.heatmap.sigma,
+        confidence_threshold=config.confidence_threshold)
+    add(f"heatmap rendering ({tp} x {config.heatmap.resolution}^2 x {j})", 0, count_flops(render, keypoints))
+    flops, n = skeleton_encoder_flops(config)
+    add("3D-CNN skeleton encoder", n, flops)
+  if "skeleton_embed" in params:
+    add("skeleton embedding (LN + Dense S->D)",
+        count_params(params["skeleton_embed"]) + count_params(params["skeleton_norm"]), float("nan"))
+  if variant in clipmg_lib._USES_GUIDANCE:  # pylint: disable=protected-access
+    tokens = _spec((b, t, num_patches, d))
+    pw = lambda k, v: jnp.einsum("btp,btpd->btd", clipmg_lib.patch_weights(
+        k, (image_size, image_size), patch, t, sigma=config.patch_weights.sigma,
+        uniform_mass=config.patch_weights.uniform_mass), v)
+    add("patch weights + semantic query", 0, count_flops(pw, keypoints, tokens))
+  if "gate" in params:
+    add("gate", count_params(params["gate"]), float("nan"))
+  if "cross_attention" in params:
+    pool = clipmg_lib.CrossAttentionPool(fields["heads"] if not config.cross_attention.num_heads
+                                         else config.cross_attention.num_heads)
+    q, kv = _spec((b, d)), _spec((b, t * num_patches, d))
+    add(f"cross-attention (1 query over {t * num_patches} tokens)", count_params(params["cross_attention"]),
+        count_flops(lambda p, x, y: pool.apply({"params": p}, x, y), params["cross_attention"], q, kv))
+  head = clipmg_lib.ClassifierHead(config.num_classes, config.head.hidden_dim)
+  feat = _spec((b, jax.tree.leaves(params["head"]["norm"])[0].shape[0]))
+  add("classifier head (2-layer MLP)", count_params(params["head"]),
+      count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat))
+  total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
+  add("model total (forward)", count_params(params), total)
+  return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+  """Markdown table of component_table rows."""
+  lines = ["| component | parameters | forward GFLOPs |", "|---|---:|---:|"]
+  for row in rows:
+    gflops = row["gflops"]
+    gflops = "—" if gflops != gflops else (f"{gflops:.2f}" if gflops >= 0.1 else f"{gflops:.4f}")
+    lines.append(f"| {row['component']} | {row['params']:,} | {gflops} |")
+  return "\n".join(lines)
