@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9, b2=0.999,
-      grad_clip_norm=1.0))
+      eps=1e-8, grad_clip_norm=1.0))
   # Long-tailed labels: see clipmg_jax/training/losses.py.
   config.loss = ml_collections.ConfigDict(dict(
       class_weighting="none", logit_adjustment_tau=0.0, label_smoothing=0.0))

@@ -60,23 +60,15 @@ def load_pretrained_vision(params: Any, init_config: ml_collections.ConfigDict) 
 
   The path is anything clipmg_jax.weights.port_checkpoint reads: a Hugging Face directory or weights file, an
   OpenAI/open_clip file, or a directory written by `port_clip` (fastest). Its tree must match params["vit"] leaf for
-  leaf (name and shape); a mismatch is an error naming the leaves.
+  leaf (name and shape; CLIP's unused projection is dropped); a mismatch is an error naming the leaf.
   """
   path = init_config.get("vit_checkpoint") if init_config is not None else None
   if not path:
     return params
   from clipmg_jax import weights  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
   ported = weights.port_checkpoint(path)
-  expected = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params["vit"])}
-  got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(ported.params)}
-  problems = [f"missing {k}" for k in sorted(set(expected) - set(got))]
-  problems += [f"{k}: checkpoint {got[k]} vs model {tuple(expected[k])}"
-               for k in sorted(set(expected) & set(got)) if tuple(got[k]) != tuple(expected[k])]
-  if problems:
-    raise ValueError(f"vision checkpoint {path} does not match the model's ViT ({len(problems)} problems): "
-                     + "; ".join(problems[:10]))
+  shardings = jax.tree.map(lambda x: x.sharding, params)
+  params = clipmg.with_pretrained_vit(params, ported.params)  # checks every leaf's name and shape
   logging.info("loaded pretrained vision tower (%s layout) from %s", ported.layout, path)
-  params = dict(params)
-  params["vit"] = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding),
-                               ported.params, params["vit"])
-  return params
+  return jax.device_put(params, shardings)

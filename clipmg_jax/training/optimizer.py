@@ -43,7 +43,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   """Builds the optimizer.
 
   Args:
-    config: the `optimizer` block: learning_rate, warmup_steps, final_lr_fraction, weight_decay, b1, b2,
+    config: the `optimizer` block: learning_rate, warmup_steps, final_lr_fraction, weight_decay, b1, b2, eps,
       grad_clip_norm (<= 0 disables clipping).
     total_steps: length of the run (for the cosine schedule).
     trainable: pytree of bools with the structure of the params (True = updated), e.g. from `trainable_mask`.
@@ -55,7 +55,8 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   parts = []
   if config.grad_clip_norm and config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
-  parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay,
+  parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.get("eps", 1e-8),
+                           weight_decay=config.weight_decay,
                            mask=weight_decay_mask))
   labels = jax.tree.map(lambda t: TRAINABLE if t else FROZEN, trainable)
   tx = optax.multi_transform({TRAINABLE: optax.chain(*parts), FROZEN: optax.set_to_zero()}, labels)
