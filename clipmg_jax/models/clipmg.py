@@ -235,13 +235,14 @@ class CrossAttentionPool(nn.Module):
     head_dim = d // self.num_heads
     dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=jnp.float32, name=name)
     ln = lambda name: nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    q = dense("query")(ln("ln_query")(query)).reshape(b, self.num_heads, head_dim)
+    q = dense("query")(ln("ln_query")(query)).reshape(b, self.num_heads, 1, head_dim)
     kv = ln("ln_tokens")(tokens)
-    k = dense("key")(kv).reshape(b, n, self.num_heads, head_dim)
-    v = dense("value")(kv).reshape(b, n, self.num_heads, head_dim)
-    logits = jnp.einsum("bhd,bnhd->bhn", q, k).astype(jnp.float32) * head_dim**-0.5
+    # Head-major (B, H, N, Dh) operands keep both products plain batched matmuls (fast on XLA:CPU too).
+    split = lambda y: y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)
+    k, v = split(dense("key")(kv)), split(dense("value")(kv))
+    logits = jnp.matmul(q, k.swapaxes(-1, -2)).astype(jnp.float32) * head_dim**-0.5  # (B, H, 1, N)
     attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bhn,bnhd->bhd", attn, v).reshape(b, d)
+    out = jnp.matmul(attn, v).reshape(b, d)  # (B, H, 1, Dh) -> (B, D)
     return query.astype(jnp.float32) + dense("out")(out).astype(jnp.float32)
 
 

@@ -85,10 +85,18 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     vit_params = params["vit"]
     trainable = {k for k in vit_params if k.startswith("resblocks_") and int(k.split("_")[1]) >= frozen}
     trainable |= {"ln_post"}
+    tower = vit_lib.VisionTransformer(**fields)
+    images = _spec((t, image_size, image_size, 3))
+    tokens = _spec((t, 1 + num_patches, d))
+    prefix = lambda p, x: tower.apply({"params": p}, x, method=lambda m, x: m.run_blocks(m.embed(x), 0, frozen))
+    suffix = lambda p, x: tower.apply(
+        {"params": p}, x, method=lambda m, x: m.ln_post(m.run_blocks(x, frozen, m.layers)))
     add(f"ViT {config.vit} frozen part ({t} frames: embedding + {frozen} blocks)",
-        count_params({k: v for k, v in vit_params.items() if k not in trainable}), float("nan"))
-    add(f"ViT {config.vit} trainable part (last {config.trainable_blocks} blocks + ln_post)",
-        count_params({k: v for k, v in vit_params.items() if k in trainable}), float("nan"))
+        count_params({k: v for k, v in vit_params.items() if k not in trainable}),
+        count_flops(prefix, vit_params, images))
+    add(f"ViT {config.vit} trainable part (last {config.trainable_blocks} blocks + ln_post on all tokens)",
+        count_params({k: v for k, v in vit_params.items() if k in trainable}),
+        count_flops(suffix, vit_params, tokens))
     add(f"ViT {config.vit} forward, {t} frames", count_params(vit_params),
         vit_forward_flops(config.vit, t, image_size))
   if "skeleton_encoder" in params:
@@ -121,6 +129,12 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
       count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat))
   total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
   add("model total (forward)", count_params(params), total)
+
+  def train_loss(p, f, k):
+    return jnp.sum(model.apply({"params": p}, f, k))
+
+  add("model total (forward + backward; frozen prefix under stop_gradient)", count_params(params),
+      count_flops(jax.grad(train_loss), params, frames, keypoints))
   return rows
 
 

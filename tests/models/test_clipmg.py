@@ -72,11 +72,15 @@ def logits_of(variant, params, frames, keypoints):
   return np.asarray(forward_backward(variant)(params, frames, keypoints)[0])
 
 
+# The full model runs in the quick loop (-m "not slow"); the other variants' compilations are the bulk of this file.
+VARIANT_PARAMS = [v if v == "full" else pytest.param(v, marks=pytest.mark.slow) for v in clipmg.VARIANTS]
+
+
 def flat(tree):
   return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-@pytest.mark.parametrize("variant", clipmg.VARIANTS)
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
 def test_every_variant_jits_and_has_exactly_its_modules(variant):
   model, params = model_and_params(variant)
   frames, keypoints = make_batch(1)
@@ -87,7 +91,7 @@ def test_every_variant_jits_and_has_exactly_its_modules(variant):
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize("variant", clipmg.VARIANTS)
+@pytest.mark.parametrize("variant", VARIANT_PARAMS)
 def test_every_parameter_is_used_and_frozen_ones_get_no_gradient(variant):
   """Trainable leaves all get a gradient (nothing unused exists); the frozen ViT prefix gets exactly zero."""
   model, params = model_and_params(variant)
