@@ -7,6 +7,7 @@ figures of ViT-B/16 are available on a laptop in seconds.
 
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -80,6 +81,7 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     rows.append(dict(component=name, params=int(params_count), gflops=flops / 1e9))
 
   variant = config.variant
+  vit_name = config.vit if isinstance(config.vit, str) else f"(width {fields['width']}, {fields['layers']} blocks)"
   if "vit" in params:
     frozen = fields["layers"] - config.trainable_blocks
     vit_params = params["vit"]
@@ -91,13 +93,13 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     prefix = lambda p, x: tower.apply({"params": p}, x, method=lambda m, x: m.run_blocks(m.embed(x), 0, frozen))
     suffix = lambda p, x: tower.apply(
         {"params": p}, x, method=lambda m, x: m.ln_post(m.run_blocks(x, frozen, m.layers)))
-    add(f"ViT {config.vit} frozen part ({t} frames: embedding + {frozen} blocks)",
+    add(f"ViT {vit_name} frozen part ({t} frames: embedding + {frozen} blocks)",
         count_params({k: v for k, v in vit_params.items() if k not in trainable}),
         count_flops(prefix, vit_params, images))
-    add(f"ViT {config.vit} trainable part (last {config.trainable_blocks} blocks + ln_post on all tokens)",
+    add(f"ViT {vit_name} trainable part (last {config.trainable_blocks} blocks + ln_post on all tokens)",
         count_params({k: v for k, v in vit_params.items() if k in trainable}),
         count_flops(suffix, vit_params, tokens))
-    add(f"ViT {config.vit} forward, {t} frames", count_params(vit_params),
+    add(f"ViT {vit_name} forward, {t} frames", count_params(vit_params),
         vit_forward_flops(config.vit, t, image_size))
   if "skeleton_encoder" in params:
     render = lambda k: skeleton_lib.render_heatmaps(
@@ -106,9 +108,12 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     add(f"heatmap rendering ({tp} x {config.heatmap.resolution}^2 x {j})", 0, count_flops(render, keypoints))
     flops, n = skeleton_encoder_flops(config)
     add("3D-CNN skeleton encoder", n, flops)
+  skel = _spec((b, t, config.skeleton.embed_dim))
   if "skeleton_embed" in params:
+    embed = lambda p, n, x: nn.Dense(d).apply({"params": p}, nn.LayerNorm().apply({"params": n}, x))
     add("skeleton embedding (LN + Dense S->D)",
-        count_params(params["skeleton_embed"]) + count_params(params["skeleton_norm"]), float("nan"))
+        count_params(params["skeleton_embed"]) + count_params(params["skeleton_norm"]),
+        count_flops(embed, params["skeleton_embed"], params["skeleton_norm"], skel))
   if variant in clipmg_lib._USES_GUIDANCE:  # pylint: disable=protected-access
     tokens = _spec((b, t, num_patches, d))
     pw = lambda k, v: jnp.einsum("btp,btpd->btd", clipmg_lib.patch_weights(
@@ -116,7 +121,8 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
         uniform_mass=config.patch_weights.uniform_mass), v)
     add("patch weights + semantic query", 0, count_flops(pw, keypoints, tokens))
   if "gate" in params:
-    add("gate", count_params(params["gate"]), float("nan"))
+    gate = lambda p, x, r: clipmg_lib.PoseGate().apply({"params": p}, x, r)
+    add("gate", count_params(params["gate"]), count_flops(gate, params["gate"], skel, _spec((b, t))))
   if "cross_attention" in params:
     pool = clipmg_lib.CrossAttentionPool(fields["heads"] if not config.cross_attention.num_heads
                                          else config.cross_attention.num_heads)
@@ -143,6 +149,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
   lines = ["| component | parameters | forward GFLOPs |", "|---|---:|---:|"]
   for row in rows:
     gflops = row["gflops"]
-    gflops = "—" if gflops != gflops else (f"{gflops:.2f}" if gflops >= 0.1 else f"{gflops:.4f}")
+    gflops = "—" if gflops != gflops else (f"{gflops:.2f}" if gflops >= 0.1 else f"{gflops:.2g}")
     lines.append(f"| {row['component']} | {row['params']:,} | {gflops} |")
   return "\n".join(lines)
