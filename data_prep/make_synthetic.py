@@ -25,7 +25,8 @@ from clipmg_jax.data import synthetic  # noqa: E402
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--out", required=True, help="dataset root to write (created if needed; use an empty folder: files of the same names are replaced)")
+  parser.add_argument("--out", required=True,
+                      help="dataset root to write (created if needed; use an empty folder: same-named files are replaced)")
   parser.add_argument("--preset", default="small", choices=sorted(synthetic.PRESETS),
                       help="size preset: tiny (tests, seconds), small (default), demo (end-to-end training demo)")
   parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same dataset")

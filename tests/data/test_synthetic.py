@@ -1,7 +1,6 @@
 """The synthetic iMiGUE-like dataset: layout, determinism, skeleton/frame agreement, noise, class shape and
 learnability."""
 
-import collections
 import json
 
 import numpy as np
