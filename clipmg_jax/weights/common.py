@@ -124,17 +124,15 @@ def require(state: dict[str, np.ndarray], key: str, ndim: int, source: str) -> t
 
 
 def count_blocks(keys: Sequence[str], prefix: str) -> int:
-  """Number of blocks, from keys '<prefix><i>.<...>'; indices must be 0..L-1 without gaps."""
+  """Number of blocks L = 1 + the largest i in keys '<prefix><i>.<...>'."""
   indices = set()
   for key in keys:
     if key.startswith(prefix):
       head = key[len(prefix):].split(".", 1)[0]
       if head.isdigit():
         indices.add(int(head))
-  if not indices:
-    return 0
-  layers = max(indices) + 1
-  return layers  # gaps surface as missing keys in apply_key_map
+  # Gaps (a block absent in the middle) surface later as missing keys, named one by one.
+  return max(indices) + 1 if indices else 0
 
 
 def grid_image_size(num_positions: int, patch_size: int, key: str, source: str) -> int:
