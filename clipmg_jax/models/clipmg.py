@@ -13,7 +13,7 @@ Variants (config.variant), each a model of its own whose unused parameters do no
   no_gate              as full, with the gate fixed at 1 (always fully pose-driven).
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -100,8 +100,7 @@ def test_skeleton_encoder_shapes_and_windows():
   out = jax.jit(encoder.apply)(params, heatmaps)
   assert out.shape == (2, 8, 32) and out.dtype == jnp.float32
   assert np.isfinite(np.asarray(out)).all()
-  # Causality of the windows is not claimed, but each window depends on its own pose frames: changing the
-  # frames of window 0 must change window 0's feature.
+  # Each window's feature depends on its own pose frames: changing the frames of window 0 changes window 0.
   changed = heatmaps.at[:, :4].set(0.0)
   out2 = jax.jit(encoder.apply)(params, changed)
   assert not np.allclose(np.asarray(out2)[:, 0], np.asarray(out)[:, 0])
