@@ -77,7 +77,8 @@ def encode(record: ClipRecord) -> bytes:
   feature["frames"].bytes_list.value.extend(record.frames)
   feature["frame_indices"].int64_list.value.extend(indices.tolist())
   feature["keypoints"].float_list.value.extend(keypoints.reshape(-1).tolist())
-  return example.SerializeToString()
+  # Deterministic: map entries sorted by key, so a record's bytes do not depend on the writing process.
+  return example.SerializeToString(deterministic=True)
 
 
 def parse(serialized: bytes) -> tf_example_pb2.Example:

@@ -1,0 +1,74 @@
+"""Converts a raw iMiGUE-layout (or MiGA skeleton) dataset into sharded TFRecord files for training.
+
+Examples:
+  # The synthetic dataset (data_prep/make_synthetic.py), RGB + keypoints:
+  python data_prep/convert.py --raw_root /data/synthetic --out_dir /data/synthetic_shards
+
+  # The real annotation table with the shared OpenPose sample (no videos: skeleton-only records):
+  python data_prep/convert.py --raw_root ../shared/imigue --labels_csv ../shared/imigue/labels_20200831.csv \
+      --skeleton_dir ../shared/imigue/skeleton_sample --out_dir /tmp/imigue_skeleton_shards
+
+  # MiGA challenge skeletons: <root>/<split>/<sample>/<sample>_light_hand.csv + <sample>_label.csv
+  python data_prep/convert.py --layout miga --raw_root /data/miga --out_dir /data/miga_shards
+
+Writes <out_dir>/<split>-XXXXX-of-YYYYY.tfrecord (+ .index) and <out_dir>/manifest.json (counts per split and class,
+shards, every skipped clip with its reason). Interrupted? Run the same command again: finished shards are kept.
+Record schema and sampling rules: docs/data.md.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from clipmg_jax.data import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  defaults = convert.ConvertOptions()
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--raw_root", required=True, help="dataset root (imigue: labels.csv, skeleton/, videos/, "
+                      "optional split.json and classes.json; miga: <split>/<sample>/ folders)")
+  parser.add_argument("--out_dir", required=True, help="output folder for shards and manifest.json")
+  parser.add_argument("--layout", choices=("imigue", "miga"), default="imigue", help="raw layout (default imigue)")
+  parser.add_argument("--labels_csv", default=None, help="labels table (default <raw_root>/labels.csv)")
+  parser.add_argument("--skeleton_dir", default=None, help="OpenPose JSON root (default <raw_root>/skeleton)")
+  parser.add_argument("--videos_dir", default=None, help="videos folder (default <raw_root>/videos); "
+                      "if it does not exist the conversion is skeleton-only")
+  parser.add_argument("--skeleton_only", action="store_true", help="store keypoints only, no JPEG frames")
+  parser.add_argument("--max_stored_frames", type=int, default=defaults.max_stored_frames,
+                      help=f"JPEG frames stored per clip, uniformly pre-sampled (default {defaults.max_stored_frames})")
+  parser.add_argument("--short_side", type=int, default=defaults.short_side,
+                      help=f"short side of stored frames in pixels, never enlarged (default {defaults.short_side})")
+  parser.add_argument("--jpeg_quality", type=int, default=defaults.jpeg_quality, help="JPEG quality (default 90)")
+  parser.add_argument("--skeleton_frame_size", default="x".join(map(str, defaults.skeleton_frame_size)),
+                      help="HEIGHTxWIDTH of the source video frames for skeleton-only records, pixels "
+                           "(default 720x1280, iMiGUE's)")
+  parser.add_argument("--clips_per_shard", type=int, default=defaults.clips_per_shard,
+                      help=f"clips per shard (default {defaults.clips_per_shard})")
+  parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1),
+                      help="parallel conversion processes, 0 = in this process (default: CPUs, at most 4)")
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  try:
+    height, width = (int(v) for v in args.skeleton_frame_size.lower().split("x"))
+  except ValueError:
+    raise SystemExit(f"--skeleton_frame_size: expected HEIGHTxWIDTH such as 720x1280, got {args.skeleton_frame_size!r}")
+  options = convert.ConvertOptions(max_stored_frames=args.max_stored_frames, short_side=args.short_side,
+                                   jpeg_quality=args.jpeg_quality, skeleton_only=args.skeleton_only,
+                                   skeleton_frame_size=(height, width), clips_per_shard=args.clips_per_shard)
+  manifest = convert.convert(args.raw_root, args.out_dir, layout=args.layout, labels_csv=args.labels_csv,
+                             skeleton_dir=args.skeleton_dir, videos_dir=args.videos_dir, options=options,
+                             num_workers=args.num_workers)
+  counts = {split: entry["num_clips"] for split, entry in manifest["splits"].items()}
+  print(f"wrote {args.out_dir}: clips per split {counts}; skipped {manifest['num_skipped']} "
+        f"{json.dumps(manifest['skipped_by_kind'])}")
+
+
+if __name__ == "__main__":
+  main()
