@@ -308,6 +308,44 @@ class ClipMG(nn.Module):
         dtype=compute_dtype(cfg), name="skeleton_encoder")
     return encoder(heatmaps)
 
+  def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, keypoints: jax.Array,
+                 frame_size: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+    """Gated pose fusion (docs/method.md sections 5-6).
+
+    Args:
+      tokens: (B, T, P, D) patch tokens after ln_post.
+      query_vision: (B, T, D) mean patch token of each frame.
+      keypoints: (B, T_p, J, 3) in pixels of the frames.
+      frame_size: (H, W).
+
+    Returns:
+      gated per-frame queries float32 (B, T, D) and gated tokens (B, T, P, D) in the compute dtype.
+    """
+    cfg, variant, dtype = self.config, self.config.variant, compute_dtype(self.config)
+    b, t, _, d = tokens.shape
+    tokens32 = tokens.astype(jnp.float32)
+    skeleton_features = self._skeleton_features(keypoints, frame_size)  # (B, T, S)
+    skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
+        nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
+    skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
+    if variant in _USES_GUIDANCE:
+      weights = patch_weights(
+          keypoints, frame_size, vit_fields(cfg)["patch_size"], t, sigma=cfg.patch_weights.sigma,
+          uniform_mass=cfg.patch_weights.uniform_mass, confidence_threshold=cfg.confidence_threshold)
+      query_pose = jnp.einsum("btp,btpd->btd", weights, tokens32)  # (B, T, D)
+    else:  # no_guidance: uniform patch weights
+      query_pose = query_vision
+    if variant in _USES_GATE:
+      reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)
+      gate = PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
+          skeleton_features, reliability)[..., None]  # (B, T, 1)
+    else:  # no_gate: always fully pose-driven
+      gate = jnp.ones((b, t, 1), jnp.float32)
+    # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.
+    query = query_vision + gate * (query_pose - query_vision + skeleton_embed)  # (B, T, D)
+    tokens = (tokens32 + (gate * skeleton_embed)[:, :, None, :]).astype(dtype)  # (B, T, P, D)
+    return query, tokens
+
   @nn.compact
   def __call__(self, frames: jax.Array, keypoints: jax.Array, *, train: bool = False) -> jax.Array:
     """Logits for a batch of clips.
@@ -332,34 +370,13 @@ class ClipMG(nn.Module):
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
     tokens = self._visual_tokens(frames)  # (B, T, P, D)
-    d = tokens.shape[-1]
-    tokens32 = tokens.astype(jnp.float32)
-    query_vision = jnp.mean(tokens32, axis=2)  # (B, T, D): uniform patch weights
-
-    if variant in _USES_SKELETON:
-      skeleton_features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
-      skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
-          nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
-      skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
-      if variant in _USES_GUIDANCE:
-        weights = patch_weights(
-            keypoints, (h, w), vit_fields(cfg)["patch_size"], t, sigma=cfg.patch_weights.sigma,
-            uniform_mass=cfg.patch_weights.uniform_mass, confidence_threshold=cfg.confidence_threshold)
-        query_pose = jnp.einsum("btp,btpd->btd", weights, tokens32)  # (B, T, D)
-      else:
-        query_pose = query_vision
-      if variant in _USES_GATE:
-        reliability = window_reliability(keypoints, (h, w), t, cfg.confidence_threshold)
-        gate = PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
-            skeleton_features, reliability)[..., None]  # (B, T, 1)
-      else:
-        gate = jnp.ones((b, t, 1), jnp.float32)
-      # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.
-      query = query_vision + gate * (query_pose - query_vision + skeleton_embed)  # (B, T, D)
-      tokens = (tokens32 + (gate * skeleton_embed)[:, :, None, :]).astype(dtype)  # (B, T, P, D)
-    else:  # visual_only
+    query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
+    if variant == "visual_only":
       query = query_vision
+    else:
+      query, tokens = self._fuse_pose(tokens, query_vision, keypoints, (h, w))
 
+    d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
     if variant == "no_cross_attention":
       return head(query.astype(dtype), train=train)
