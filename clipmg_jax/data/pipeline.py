@@ -71,7 +71,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.worker_count = 2  # Grain worker processes (0 = decode in the calling process).
   c.worker_buffer_size = 2  # Batches each worker prepares ahead.
   c.read_threads = 1  # Threads per process reading and decoding elements (Grain ReadOptions.num_threads).
-  c.prefetch_buffer_size = 4  # Elements read ahead per process (Grain ReadOptions.prefetch_buffer_size).
+  c.prefetch_buffer_size = 2  # Batches read ahead per process (Grain ReadOptions.prefetch_buffer_size).
   c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
   return c
 
