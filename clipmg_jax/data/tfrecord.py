@@ -29,12 +29,16 @@ _INDEX_SUFFIX = ".index"
 
 
 class CorruptRecordError(ValueError):
-  """A record that cannot be read: truncated, or failing a CRC check. Names the file and byte offset."""
+  """A record that cannot be read: truncated, or failing a CRC check. Names the file and byte offset.
 
-  def __init__(self, path: str | os.PathLike, offset: int, reason: str):
+  `framing_intact` is True when only the data is bad (its length was verified), so the next record can be found.
+  """
+
+  def __init__(self, path: str | os.PathLike, offset: int, reason: str, *, framing_intact: bool = False):
     self.path = str(path)
     self.offset = int(offset)
     self.reason = reason
+    self.framing_intact = framing_intact
     super().__init__(f"{self.path}: corrupt TFRecord at byte offset {self.offset}: {reason}")
 
 
@@ -136,31 +140,27 @@ def _check_payload(path, offset: int, length: int, payload: bytes) -> bytes:
   (want,) = struct.unpack("<I", payload[length:length + FOOTER_BYTES])
   got = masked_crc32c(data)
   if got != want:
-    raise CorruptRecordError(path, offset, f"data CRC mismatch (stored 0x{want:08x}, computed 0x{got:08x})")
+    raise CorruptRecordError(path, offset, f"data CRC mismatch (stored 0x{want:08x}, computed 0x{got:08x})",
+                             framing_intact=True)
   return data
 
 
-def read_record_at(fd: int, path: str | os.PathLike, offset: int, length: int | None = None,
-                   *, check_crc: bool = True) -> bytes:
-  """Reads the record whose header starts at byte `offset` of the open file descriptor `fd` (of file `path`).
+def read_record_at(fd: int, path: str | os.PathLike, offset: int, length: int | None = None) -> bytes:
+  """Reads and CRC-checks the record whose header starts at byte `offset` of the open file descriptor `fd` (of the
+  file `path`, named in errors).
 
   With `length` (from the offset index) header and payload are read in one pread; the header must agree with it.
   Thread-safe (os.pread). Raises CorruptRecordError naming `path` and `offset`.
   """
   if length is None:
-    header = os.pread(fd, HEADER_BYTES, offset)
-    length = _check_header(path, offset, header) if check_crc else struct.unpack("<Q", header[:8])[0]
+    length = _check_header(path, offset, os.pread(fd, HEADER_BYTES, offset))
     payload = os.pread(fd, length + FOOTER_BYTES, offset + HEADER_BYTES)
   else:
     buf = os.pread(fd, HEADER_BYTES + length + FOOTER_BYTES, offset)
-    header, payload = buf[:HEADER_BYTES], buf[HEADER_BYTES:]
-    stored = _check_header(path, offset, header) if check_crc else struct.unpack("<Q", header[:8])[0]
+    stored = _check_header(path, offset, buf[:HEADER_BYTES])
     if stored != length:
       raise CorruptRecordError(path, offset, f"header says {stored} data bytes, the offset index says {length}")
-  if not check_crc:
-    if len(payload) < length + FOOTER_BYTES:
-      raise CorruptRecordError(path, offset, "truncated record")
-    return payload[:length]
+    payload = buf[HEADER_BYTES:]
   return _check_payload(path, offset, length, payload)
 
 
@@ -203,7 +203,7 @@ def iter_records(path: str | os.PathLike, *, skip_corrupt: bool = False,
         logging.warning("skipping %s", e)
         if on_skip is not None:
           on_skip(e)
-        if "data CRC" not in e.reason:
+        if not e.framing_intact:
           return  # The framing is lost: no later record can be found reliably.
         offset += HEADER_BYTES + length + FOOTER_BYTES
         continue

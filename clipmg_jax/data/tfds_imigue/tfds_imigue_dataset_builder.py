@@ -1,13 +1,22 @@
-"""TFDS builder for iMiGUE clips: the same records as data_prep/convert.py, built by `tfds build`.
+"""TFDS builder for iMiGUE clips: the same records as data_prep/convert.py.
 
-  tfds build clipmg_jax/data/tfds_imigue --manual_dir=/path/to/imigue [--config=skeleton_only] \
-      --file_format=array_record
+With TensorFlow installed:
+  tfds build clipmg_jax/data/tfds_imigue --manual_dir=/path/to/imigue [--config=skeleton_only]
+writes TFRecord shards (read them with `tfds.builder_from_directory(<data_dir>/tfds_imigue/<config>/1.0.0)`).
 
-Without TensorFlow installed, build with file_format="array_record" (TFDS writes TFRecord files through
-tf.io.TFRecordWriter, so the default format needs TensorFlow); reading back without TensorFlow goes through
-`builder.as_data_source()` (ArrayRecord) and TFDS's NumPy example parser. With TensorFlow installed, the default
-TFRecord format and `tfds.load` work as usual. Either way every record is byte-for-byte the tf.train.Example that
-example_codec.encode writes for the same clip.
+Without TensorFlow (this project's default environment) two parts of TFDS are unavailable: the `tfds` command
+itself imports TensorFlow at start-up (its format-conversion module annotates with tf.train.Example at import
+time), and TFDS writes TFRecord files only through tf.io.TFRecordWriter. The builder class still works from Python
+with the ArrayRecord file format, which TFDS writes and reads without TensorFlow:
+
+  from clipmg_jax.data.tfds_imigue import tfds_imigue_dataset_builder as imigue_tfds
+  builder = imigue_tfds.Builder(config="rgb", data_dir="~/tensorflow_datasets")
+  builder.download_and_prepare(file_format="array_record",
+                               download_config=tfds.download.DownloadConfig(manual_dir="/path/to/imigue"))
+  source = builder.as_data_source()["train"]   # random access, decoded with NumPy/PIL
+
+Either way every record is the tf.train.Example that example_codec.encode writes for the same clip (the same
+features, values and list types). The training pipeline reads the TFRecord shards of data_prep/convert.py.
 """
 
 import dataclasses
