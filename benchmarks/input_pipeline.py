@@ -86,8 +86,10 @@ def main():
       wall, per_own_cpu, per_worker_cpu = time_pipeline(config, args.batches, args.warmup)
       results[workers] = wall
       if workers:
-        print(f"worker_count={workers}: {wall:7.1f} clips/s wall = {wall / workers:6.1f} clips/s per worker process;"
-              f" {per_worker_cpu:6.1f} clips per worker CPU-second")
+        cores = wall / per_worker_cpu
+        print(f"worker_count={workers}: {wall:7.1f} clips/s wall = {wall / workers:6.1f} clips/s per worker "
+              f"process; {per_worker_cpu:6.1f} clips per worker CPU-second; workers got {cores:4.2f} CPU cores "
+              f"(main process: {per_own_cpu:6.0f} clips per CPU-second)")
       else:
         print(f"worker_count=0: {wall:7.1f} clips/s wall (decoding in the calling process); "
               f"{per_own_cpu:6.1f} clips per CPU-second")
