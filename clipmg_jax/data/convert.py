@@ -233,11 +233,9 @@ def encode_frames(frames: np.ndarray, size_hw: tuple[int, int], quality: int) ->
   return out
 
 
-_MIGA_CACHE: dict[str, tuple] = {}
-
-
-def _read_keypoints(task: ClipTask) -> tuple[np.ndarray, dict]:
-  """(keypoints float32 (T, 18, 3) in source-video pixels, report counts) of one clip."""
+def _read_keypoints(task: ClipTask, cache: dict) -> tuple[np.ndarray, dict]:
+  """(keypoints float32 (T, 18, 3) in source-video pixels, report counts) of one clip. `cache` keeps the last MiGA
+  sample read (its clips are contiguous within a shard)."""
   if task.layout == "imigue":
     keypoints, report = imigue.read_openpose_clip(task.skeleton, task.video_id, task.start_frame, task.end_frame)
     counts = {"missing_frames": len(report.missing_frames), "no_person_frames": len(report.no_person_frames),
@@ -246,11 +244,11 @@ def _read_keypoints(task: ClipTask) -> tuple[np.ndarray, dict]:
       raise SkipClip(SKIP_NO_SKELETON_FRAMES, f"no skeleton file for frames {task.start_frame}..{task.end_frame}")
     return keypoints, counts
   if task.layout == "miga":
-    if task.skeleton not in _MIGA_CACHE:  # Clips of a sample are contiguous: keep the last sample read.
-      _MIGA_CACHE.clear()
+    if task.skeleton not in cache:
+      cache.clear()
       frames, keypoints, _ = miga.read_miga_sample(task.skeleton)
-      _MIGA_CACHE[task.skeleton] = (frames, keypoints)
-    frames, keypoints = _MIGA_CACHE[task.skeleton]
+      cache[task.skeleton] = (frames, keypoints)
+    frames, keypoints = cache[task.skeleton]
     segment = miga.MigaSegment(label=task.label, start=task.start_frame, end=task.end_frame)
     clip, missing = miga.segment_keypoints(frames, keypoints, segment)
     if missing == task.num_frames:
@@ -259,9 +257,13 @@ def _read_keypoints(task: ClipTask) -> tuple[np.ndarray, dict]:
   raise ValueError(f"unknown layout {task.layout!r}")
 
 
-def make_record(task: ClipTask, options: ConvertOptions) -> tuple[example_codec.ClipRecord, dict]:
-  """Reads one clip's raw data and builds its record. Raises SkipClip (or any reader error) to skip it."""
-  keypoints, counts = _read_keypoints(task)
+def make_record(task: ClipTask, options: ConvertOptions, cache: dict | None = None
+                ) -> tuple[example_codec.ClipRecord, dict]:
+  """Reads one clip's raw data and builds its record; `cache` (optional) lets consecutive clips share raw reads.
+
+  Returns (record, skeleton report counts). Raises SkipClip (or any reader error) to skip the clip.
+  """
+  keypoints, counts = _read_keypoints(task, {} if cache is None else cache)
   frames, indices = [], np.zeros((0,), np.int64)
   if options.skeleton_only or not task.video:
     src_hw = tuple(options.skeleton_frame_size)
@@ -287,6 +289,7 @@ def make_record(task: ClipTask, options: ConvertOptions) -> tuple[example_codec.
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
   out_dir: str
+  split: str
   name: str
   clips: tuple[ClipTask, ...]
   options: ConvertOptions
@@ -320,9 +323,10 @@ def convert_shard(task: ShardTask) -> dict:
   records, skipped = [], []
   per_class = collections.Counter()
   report = collections.Counter()
+  cache = {}
   for clip in task.clips:
     try:
-      record, counts = make_record(clip, task.options)
+      record, counts = make_record(clip, task.options, cache)
     except SkipClip as e:
       skipped.append(_skip_entry(clip, e.kind, str(e)))
       continue
@@ -335,7 +339,7 @@ def convert_shard(task: ShardTask) -> dict:
     report.update(counts)
     report["clips_with_missing_frames"] += counts["missing_frames"] > 0
   num = shard_writer.write_shard(pathlib.Path(task.out_dir) / task.name, records)
-  summary = {"name": task.name, "split": task.clips[0].split if task.clips else None, "num_records": num,
+  summary = {"name": task.name, "split": task.split, "num_records": num,
              "per_class": {str(k): v for k, v in sorted(per_class.items())}, "skipped": skipped,
              "skeleton_report": dict(report), "fingerprint": task.fingerprint()}
   shard_writer.write_json_atomic(_progress_path(task.out_dir, task.name), summary)
@@ -356,8 +360,8 @@ def plan_shards(tasks: dict[str, list[ClipTask]], out_dir, options: ConvertOptio
     count = max(1, -(-len(clips) // options.clips_per_shard))
     for s in range(count):
       chunk = tuple(clips[s * options.clips_per_shard:(s + 1) * options.clips_per_shard])
-      shards.append(ShardTask(out_dir=str(out_dir), name=shard_writer.shard_name(split, s, count), clips=chunk,
-                              options=options))
+      shards.append(ShardTask(out_dir=str(out_dir), split=split, name=shard_writer.shard_name(split, s, count),
+                              clips=chunk, options=options))
   return shards
 
 
@@ -438,8 +442,7 @@ def build_manifest(shards: list[ShardTask], summaries: dict, skipped: list, clas
   all_skipped = list(skipped)
   for shard in shards:
     summary = summaries[shard.name]
-    split = shard.name.rsplit("-", 3)[0]
-    entry = splits.setdefault(split, {"num_clips": 0, "per_class": [0] * num_classes, "shards": []})
+    entry = splits.setdefault(shard.split, {"num_clips": 0, "per_class": [0] * num_classes, "shards": []})
     entry["num_clips"] += summary["num_records"]
     for label, count in summary["per_class"].items():
       entry["per_class"][int(label)] += count
