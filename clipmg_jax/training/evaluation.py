@@ -17,7 +17,8 @@ EVAL_JSON = "eval.json"
 
 
 def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-  """Pads every array along dim 0 to `size` rows (repeating zeros) and adds mask (size,) float32 (1 = real)."""
+  """Pads every array along dim 0 to `size` rows of zeros; mask (size,) float32 is 1 for real examples (rows that
+  were real in the batch's own `mask`, if it has one, and not added here)."""
   n = len(batch["label"])
   if n > size:
     raise ValueError(f"eval batch has {n} examples, more than the eval batch size {size}")
@@ -28,7 +29,8 @@ def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
       continue
     pad = np.zeros((size - n,) + value.shape[1:], value.dtype)
     out[key] = np.concatenate([value, pad]) if n < size else value
-  out["mask"] = (np.arange(size) < n).astype(np.float32)
+  mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(n, bool)
+  out["mask"] = np.concatenate([mask, np.zeros(size - n, bool)]).astype(np.float32)
   return out
 
 

@@ -179,3 +179,35 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
+                        which: str = "latest", model: model_setup.ModelBundle | None = None) -> dict:
+  """Evaluates a saved checkpoint of <workdir>/checkpoints and writes <workdir>/eval.json and the plots.
+
+  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number.
+  """
+  workdir = pathlib.Path(workdir)
+  setup = Setup(config, data, model)
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
+                                    keep_best=config.checkpoint.keep_best)
+  try:
+    if which == "latest":
+      step = ckpt.latest_step()
+    elif which == "best":
+      step = ckpt.best_step()
+      if step is None:
+        logging.warning("no checkpoint carries validation metrics; evaluating the latest instead")
+        step = ckpt.latest_step()
+    else:
+      step = int(which)
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (python -m clipmg_jax.train)")
+    state = ckpt.restore(setup.abstract_state, None, step=step)
+  finally:
+    ckpt.close()
+  result = setup.evaluate(state.params, progress=jax.process_index() == 0)
+  if jax.process_index() == 0:
+    evaluation.write_results(result, workdir, extra=dict(step=int(state.step), checkpoint=str(which)))
+  logging.info("eval of checkpoint %d: %s", int(state.step), evaluation.summary_line(result))
+  return result

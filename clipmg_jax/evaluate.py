@@ -1,0 +1,42 @@
+r"""Evaluates a trained CLIP-MG checkpoint on the evaluation split (the cross-subject test split by default).
+
+  python -m clipmg_jax.evaluate --config configs/synthetic.py --workdir runs/synthetic
+  python -m clipmg_jax.evaluate --config configs/imigue.py --workdir runs/imigue --checkpoint=best
+
+Use the same --config (and overrides) as for training. Reads <workdir>/checkpoints and writes <workdir>/eval.json
+(top1, top5, mean_class_accuracy, macro_f1, num_examples, majority_rate, per_class, per_subject, confusion,
+class_names, step) plus confusion.png and per_class_accuracy.png, with the class names of the dataset's manifest.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import input_setup
+from clipmg_jax.training import logs
+from clipmg_jax.training import sharding
+from clipmg_jax.training import trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "The training config file (e.g. configs/synthetic.py); `file.py:arg` as for training.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's folder (holds checkpoints/).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest",
+                                  "Which checkpoint: 'latest', 'best' (highest validation top-1) or a step number.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logs.quiet_library_logs()
+  config = _CONFIG.value
+  sharding.maybe_initialize_distributed(config)
+  data = input_setup.make_data_source(config, _WORKDIR.value)
+  result = trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
+  print(f"evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
