@@ -306,3 +306,16 @@ def test_corrupt_record_names_file_and_offset_or_is_skipped(tmp_path):
   batches = list(pipeline.make_dataset(config, "test"))
   mask = np.concatenate([b["mask"] for b in batches])
   assert len(mask) == 6 and mask.sum() == 4 and not mask[2]  # 5 clips + 1 padding; record 2 masked out.
+
+
+def test_reduced_jpeg_decoding_matches_full_decoding():
+  # A crop at least twice the output is decoded at 1/2..1/8 scale in the DCT domain; the result must match a full
+  # decode + resize of the same box (up to resampling differences).
+  rng = np.random.default_rng(0)
+  image = random_shards.random_frame(rng, 480, 640)
+  jpeg = random_shards.encode_jpeg(image, quality=95)
+  for box in [(0.0, 0.0, 640.0, 480.0), (100.0, 50.0, 300.0, 300.0), (33.3, 21.7, 150.0, 160.0)]:
+    fast = augment.decode_crop_resize(jpeg, box, 64).astype(np.float32)
+    x0, y0, w, h = box
+    full = Image.open(io.BytesIO(jpeg)).resize((64, 64), Image.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+    assert np.abs(fast - np.asarray(full, np.float32)).mean() < 4, box
