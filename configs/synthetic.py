@@ -27,10 +27,10 @@ def get_config(variant: str = "full") -> ml_collections.ConfigDict:
   config.seed = 0
   config.batch_size = 32
   config.eval_batch_size = 64
-  config.total_steps = 400
+  config.total_steps = 250
   config.log_every_steps = 10
-  config.eval_every_steps = 200
-  config.checkpoint.every_steps = 100
+  config.eval_every_steps = 125
+  config.checkpoint.every_steps = 50
 
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 40
