@@ -4,7 +4,7 @@ CLIP ViT-B/16 from a pretrained checkpoint with all but the last 2 blocks frozen
 OpenPose frames, 256 x 256 heatmaps into the 64 -> 128 -> 256 3D-CNN, pose-guided query, gate, cross-attention.
 
   python data_prep/port_clip.py --checkpoint <CLIP ViT-B/16 (Hugging Face dir / OpenAI .pt)> --out <ported dir>
-  python data_prep/convert.py ...   (the real dataset -> shards, see README)
+  python data_prep/convert.py --raw_root <iMiGUE root> --out_dir <shards>
   python -m clipmg_jax.train --config configs/imigue.py --workdir runs/imigue \
       --config.data.shards_dir=<shards> --config.init.vit_checkpoint=<ported dir>
 

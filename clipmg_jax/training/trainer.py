@@ -46,6 +46,9 @@ class Setup:
     abstract_params = jax.eval_shape(
         lambda r: model_setup.init_params(self.model, r, data.image_size), init_rng)
     self.trainable = self.model.trainable_mask(abstract_params)
+    if config.get("train_all_params", False):
+      # From random initialisation nothing is worth freezing, including the ViT stem the mask keeps frozen.
+      self.trainable = jax.tree.map(lambda _: True, self.trainable)
     self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable)
     abstract_state = jax.eval_shape(
         lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng), abstract_params)
@@ -166,7 +169,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
         writer.write(step, eval_metrics, split="eval")
         bar.write(f"step {step} eval: {evaluation.summary_line(result)}")
         window_start, window_examples = time.perf_counter(), 0
-      if _is_due(step, config.checkpoint.every_steps):
+      # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
+      if _is_due(step, config.checkpoint.every_steps) or eval_metrics is not None:
         ckpt.save(step, state, train_iter, metrics=eval_metrics)
         last_saved = step
       if stop_after and step >= stop_after:

@@ -77,3 +77,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert ckpt.latest_step() == 4
   _, params = _final_params(tmp_path)
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_train_all_params_overrides_the_models_frozen_partition():
+  frozen = trainer.Setup(stand_ins.tiny_config(), stand_ins.tiny_data(), stand_ins.tiny_model())
+  everything = trainer.Setup(stand_ins.tiny_config(train_all_params=True), stand_ins.tiny_data(),
+                             stand_ins.tiny_model())
+  assert not all(jax.tree.leaves(frozen.trainable))
+  assert all(jax.tree.leaves(everything.trainable))
+  # Frozen leaves carry no optimizer state; with everything trainable, every leaf has Adam moments.
+  n_state = lambda s: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(s.abstract_state.opt_state))
+  assert n_state(everything) > n_state(frozen)
