@@ -1,15 +1,14 @@
 """The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate."""
 
-import json
 import logging
 import math
 import pathlib
+import sys
 import time
 from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 import tqdm
 
 from clipmg_jax.training import checkpointing
@@ -110,8 +109,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                         state_sharding=setup.state_sharding, loss_config=config.loss,
                                         class_weights=weights, logit_offset=offset)
   writer = writers.MetricWriter(workdir, enabled=is_main)
+  # Redirected to a file, a bar line every 30 s instead of every step keeps the log readable.
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
-                  disable=not is_main, dynamic_ncols=True)
+                  disable=not is_main, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
   try:
     state, stopped = _train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar)
     if stopped:
