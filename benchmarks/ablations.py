@@ -57,7 +57,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--variants", default="full,visual_only,pose_only",
                       help="comma-separated model variants (configs/synthetic.py:<variant>)")
-  parser.add_argument("--steps", type=int, default=600, help="training steps per variant (batch 32)")
+  parser.add_argument("--steps", type=int, default=600,
+                      help="training steps per variant (batch 32); 600 takes ~20 min for the 3 default variants")
   parser.add_argument("--eval_every", type=int, default=200, help="periodic evaluation interval in steps")
   parser.add_argument("--seed", type=int, default=0, help="training seed (the dataset is the same for all)")
   parser.add_argument("--root", default=str(REPO / "runs" / "ablations"),
