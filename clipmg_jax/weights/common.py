@@ -47,6 +47,22 @@ def conv_to_hwio(x: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(x.transpose(2, 3, 1, 0))
 
 
+def spec(key: str, shape: tuple[int, ...], path: FlaxPath, fn: Transform = identity) -> KeySpec:
+  """One checkpoint tensor that fills one Flax leaf."""
+  return KeySpec(key, shape, ((path, fn),))
+
+
+def layer_norm_specs(key: str, path: FlaxPath, width: int) -> list[KeySpec]:
+  """A torch LayerNorm (`weight`, `bias`) -> Flax LayerNorm (`scale`, `bias`)."""
+  return [spec(f"{key}.weight", (width,), path + ("scale",)), spec(f"{key}.bias", (width,), path + ("bias",))]
+
+
+def linear_specs(key: str, path: FlaxPath, n_in: int, n_out: int) -> list[KeySpec]:
+  """A torch Linear (weight (out, in)) -> Flax Dense (kernel (in, out), transposed)."""
+  return [spec(f"{key}.weight", (n_out, n_in), path + ("kernel",), transpose),
+          spec(f"{key}.bias", (n_out,), path + ("bias",))]
+
+
 def chunk(index: int, parts: int, then: Transform = identity) -> Transform:
   """Takes part `index` of `parts` equal slices along axis 0, then applies `then`."""
 

@@ -60,14 +60,9 @@ def key_specs(config: dict[str, Any]) -> list[common.KeySpec]:
   """Every key an OpenAI vision tower of this config holds (prefix removed)."""
   d, m, p = config["width"], config["mlp_dim"], config["patch_size"]
   n = (config["image_size"] // p)**2 + 1
-  t, ident = common.transpose, common.identity
-  spec = lambda key, shape, path, fn=ident: common.KeySpec(key, shape, ((path, fn),))
-
-  def layer_norm(key, path):
-    return [spec(f"{key}.weight", (d,), path + ("scale",)), spec(f"{key}.bias", (d,), path + ("bias",))]
-
-  def linear(key, path, n_in, n_out):
-    return [spec(f"{key}.weight", (n_out, n_in), path + ("kernel",), t), spec(f"{key}.bias", (n_out,), path + ("bias",))]
+  t, spec = common.transpose, common.spec
+  layer_norm = lambda key, path: common.layer_norm_specs(key, path, d)
+  linear = common.linear_specs
 
   specs = [
       spec("class_embedding", (d,), ("class_embedding",)),
