@@ -9,10 +9,12 @@ class _LibraryInfoFilter(logging.Filter):
   """Drops records below WARNING emitted from files of the libraries in _QUIET (Orbax logs every save step)."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno >= logging.WARNING:
-      return True
     path = record.pathname.replace("\\", "/")
-    return not any(part in path for part in _QUIET)
+    from_library = any(part in path for part in _QUIET)
+    if record.levelno >= logging.WARNING:
+      # Orbax warns at every periodic save that carries no metrics; only evaluated saves are ranked, by design.
+      return not (from_library and "tracked_metric" in str(record.msg))
+    return not from_library
 
 
 def quiet_library_logs() -> None:
