@@ -235,14 +235,11 @@ class CrossAttentionPool(nn.Module):
     head_dim = d // self.num_heads
     dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=jnp.float32, name=name)
     ln = lambda name: nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    q = dense("query")(ln("ln_query")(query)).reshape(b, self.num_heads, 1, head_dim)
+    q = dense("query")(ln("ln_query")(query)) * jnp.asarray(head_dim**-0.5, self.dtype)
+    q = q.reshape(b, self.num_heads, 1, head_dim)
     kv = ln("ln_tokens")(tokens)
-    # Head-major (B, H, N, Dh) operands keep both products plain batched matmuls (fast on XLA:CPU too).
-    split = lambda y: y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)
-    k, v = split(dense("key")(kv)), split(dense("value")(kv))
-    logits = jnp.matmul(q, k.swapaxes(-1, -2)).astype(jnp.float32) * head_dim**-0.5  # (B, H, 1, N)
-    attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.matmul(attn, v).reshape(b, d)  # (B, H, 1, Dh) -> (B, D)
+    split = lambda y: y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)  # (B, H, N, Dh)
+    out = vit_lib.attend(q, split(dense("key")(kv)), split(dense("value")(kv)), self.dtype).reshape(b, d)
     return query.astype(jnp.float32) + dense("out")(out).astype(jnp.float32)
 
 

@@ -119,6 +119,17 @@ class PatchEmbed(nn.Module):
     return jnp.dot(patches.astype(self.dtype), kernel.reshape(p * p * c, self.width).astype(self.dtype))
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, dtype: Any) -> jax.Array:
+  """Softmax attention on head-major operands: q (B, H, Tq, Dh), already scaled, k and v (B, H, Tk, Dh) -> (B, H, Tq, Dh).
+
+  Head-major operands make both products plain batched matmuls; with a "bqhd,bkhd->bhqk" einsum XLA:CPU fuses the
+  dot into the softmax loop and runs ~5x slower. The softmax runs in float32 so that bfloat16 compute stays stable.
+  """
+  logits = jnp.matmul(q, k.swapaxes(-1, -2))
+  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(dtype)
+  return jnp.matmul(weights, v)
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention with separate query/key/value/out Dense layers ((D, D) kernels + biases)."""
 
@@ -134,16 +145,10 @@ class SelfAttention(nn.Module):
       raise ValueError(f"width {d} is not divisible by {self.heads} heads")
     head_dim = d // self.heads
     dense = lambda name: nn.Dense(self.width, dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    # Head-major (B, H, T, Dh) operands make both attention products plain batched matmuls; with the
-    # "bqhd,bkhd->bhqk" einsum XLA:CPU fuses the dot into the softmax loop and runs ~5x slower.
-    split = lambda y: y.reshape(b, t, self.heads, head_dim).transpose(0, 2, 1, 3)
+    split = lambda y: y.reshape(b, t, self.heads, head_dim).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
     q = split(dense("query")(x) * jnp.asarray(head_dim**-0.5, self.dtype))
-    k = split(dense("key")(x))
-    v = split(dense("value")(x))
-    logits = jnp.matmul(q, k.swapaxes(-1, -2))
-    # Softmax in float32 so that bfloat16 compute stays stable.
-    attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-    out = jnp.matmul(attn, v).transpose(0, 2, 1, 3).reshape(b, t, d)
+    out = attend(q, split(dense("key")(x)), split(dense("value")(x)), self.dtype)
+    out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
     return dense("out")(out)
 
 
