@@ -39,6 +39,8 @@ def main(argv=None):
     parser.add_argument(f"--{name}", type=int, default=None, help=f"{text}; default from the preset")
   parser.add_argument("--tail_power", type=float, default=None,
                       help="class counts ~ iMiGUE counts ** tail_power (1: as long-tailed as iMiGUE, 0: balanced)")
+  parser.add_argument("--cue_scale", type=float, default=None,
+                      help="size of the RGB-only cues (cheeks, pressed lips, interlaced fingers, pen); default 2")
   args = parser.parse_args(argv)
   fields = {f.name for f in dataclasses.fields(synthetic.SizeConfig)}
   overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}

@@ -74,7 +74,8 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
       bias_init=-2.0,  # initial b: g = 0.12 with no reliable joint, 0.88 with all joints at confidence 1
   ))
   config.cross_attention = ml_collections.ConfigDict(dict(num_heads=0))  # 0 = as many heads as the ViT
-  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1))
+  # pose_context: the head also gets the gated skeleton feature mean_t g_t LN(s_t) (variants with a skeleton).
+  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=True))
   flat = {k: v for k, v in overrides.items() if "." in k}
   nested = {k: v for k, v in overrides.items() if "." not in k}
   unknown = sorted(k for k in nested if k not in config)
@@ -244,7 +245,11 @@ class CrossAttentionPool(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-  """LN -> Dense(hidden) -> GELU -> Dropout -> Dense(num_classes): (B, F) -> float32 logits (B, num_classes)."""
+  """LN -> Dense(hidden) [+ W_c context] -> GELU -> Dropout -> Dense(num_classes) -> float32 logits (B, num_classes).
+
+  `context` (B, C), when given, enters the hidden layer through its own bias-free weights W_c (parameter
+  "context"), so a zero context computes exactly the head without one.
+  """
 
   num_classes: int
   hidden_dim: int
@@ -252,9 +257,12 @@ class ClassifierHead(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, context: jax.Array | None = None, *, train: bool = False) -> jax.Array:
     x = nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
     x = nn.Dense(self.hidden_dim, dtype=self.dtype, param_dtype=jnp.float32, name="hidden")(x)
+    if context is not None:
+      x = x + nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                       name="context")(context.astype(self.dtype))
     x = nn.gelu(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="out")(x)
@@ -316,7 +324,8 @@ class ClipMG(nn.Module):
       frame_size: (H, W).
 
     Returns:
-      gated per-frame queries float32 (B, T, D) and gated tokens (B, T, P, D) in the compute dtype.
+      gated per-frame queries float32 (B, T, D), gated tokens (B, T, P, D) in the compute dtype, and the gated
+      pose context float32 (B, S) = mean_t g_t LN(s_t) for the classifier head.
     """
     cfg, variant, dtype = self.config, self.config.variant, compute_dtype(self.config)
     b, t, _, d = tokens.shape
@@ -341,7 +350,12 @@ class ClipMG(nn.Module):
     # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.
     query = query_vision + gate * (query_pose - query_vision + skeleton_embed)  # (B, T, D)
     tokens = (tokens32 + (gate * skeleton_embed)[:, :, None, :]).astype(dtype)  # (B, T, P, D)
-    return query, tokens
+    # The head also sees the gated skeleton feature on its own channels, not only mixed into the D-wide visual
+    # stream: there its (subject-specific) visual variance would drown the small pose motions. g = 0 -> zero.
+    normed = nn.LayerNorm(use_scale=False, use_bias=False, dtype=jnp.float32, name="context_norm")(
+        skeleton_features.astype(jnp.float32))
+    context = jnp.mean(gate * normed, axis=1)  # (B, S)
+    return query, tokens, context
 
   @nn.compact
   def __call__(self, frames: jax.Array, keypoints: jax.Array, *, train: bool = False) -> jax.Array:
@@ -368,19 +382,22 @@ class ClipMG(nn.Module):
 
     tokens = self._visual_tokens(frames)  # (B, T, P, D)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
+    context = None
     if variant == "visual_only":
       query = query_vision
     else:
-      query, tokens = self._fuse_pose(tokens, query_vision, keypoints, (h, w))
+      query, tokens, context = self._fuse_pose(tokens, query_vision, keypoints, (h, w))
+      if not cfg.head.pose_context:
+        context = None
 
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
     if variant == "no_cross_attention":
-      return head(query.astype(dtype), train=train)
+      return head(query.astype(dtype), context, train=train)
     num_heads = cfg.cross_attention.num_heads or vit_fields(cfg)["heads"]
     pooled = CrossAttentionPool(num_heads, dtype, name="cross_attention")(
         query.astype(dtype), tokens.reshape(b, -1, d))  # over all T*P tokens of the clip
-    return head(pooled.astype(dtype), train=train)
+    return head(pooled.astype(dtype), context, train=train)
 
 
 # ---------------------------------------------------------------------------------------- parameter partition

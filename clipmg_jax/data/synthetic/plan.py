@@ -20,6 +20,8 @@ class SizeConfig:
   fps: frames per second of videos and labels. clip_frames: (min, median, max) clip length in frames at 25 fps.
   gap_frames: (min, max) idle frames before each clip, at 25 fps. tail_power: class counts follow iMiGUE's counts
   raised to this power (1 = as long-tailed as iMiGUE, 0 = balanced). min_clips_per_class: floor on every class.
+  cue_scale: size of the render-only cues that separate classes sharing a pose program (render.py); 1 draws them
+  true to the frame's proportions, too small to survive the downscaling to ~112 px for training.
   """
   num_subjects: int = 10
   videos_per_subject: int = 2
@@ -31,6 +33,7 @@ class SizeConfig:
   gap_frames: tuple = (6, 24)
   tail_power: float = 0.5
   min_clips_per_class: int = 2
+  cue_scale: float = 2.0
 
 
 PRESETS = {

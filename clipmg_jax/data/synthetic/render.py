@@ -3,6 +3,10 @@
 Everything is drawn at the positions that body.pose computed (the same ones the OpenPose writer perturbs), so the
 body is where the skeleton says it is. Draw order: backdrop, arms behind the body, torso, hair, head, desk, arms in
 front. Shapes are plain PIL primitives: a 320x240 frame costs a fraction of a millisecond.
+
+`cue_scale` sizes the four render-only cues (puffed cheeks, pressed lips, interlaced fingers, the pen) that tell
+apart classes sharing one pose program: at 1 they are true to a 320x240 frame's proportions but only 2-3 pixels
+wide once frames are scaled to 112-128 pixels for training; the default 2 keeps them a few pixels wide there.
 """
 
 import numpy as np
@@ -39,7 +43,7 @@ def _line(draw, a, b, width, fill):
   _ellipse(draw, b, width / 2, width / 2, fill)  # round joint.
 
 
-def _arm(draw, subject, joints, side, channels, t):
+def _arm(draw, subject, joints, side, channels, t, cue_scale):
   sw = subject.shoulder_width
   sho, elb, wri = ((body.RSHO, body.RELB, body.RWRI), (body.LSHO, body.LELB, body.LWRI))[side]
   sleeve = subject.jacket or subject.shirt
@@ -48,14 +52,17 @@ def _arm(draw, subject, joints, side, channels, t):
   direction = joints[wri] - joints[elb]
   direction = direction / max(np.linalg.norm(direction), 1e-6)
   palm = joints[wri] + direction * 0.08 * sw
-  _ellipse(draw, palm, 0.075 * sw, 0.075 * sw, subject.skin)
   if channels["crossed_fingers"][t] > 0.5:
-    # Interlaced fingers: dark finger gaps across the palm.
+    # Interlaced fingers: a larger clasp with dark finger gaps across it.
+    k = cue_scale
+    _ellipse(draw, palm, 0.075 * sw * max(k * 0.75, 1.0), 0.075 * sw * max(k * 0.75, 1.0), subject.skin)
     normal = np.array([-direction[1], direction[0]])
-    for k in (-1, 0, 1):
-      centre = palm + normal * k * 0.03 * sw
-      _line(draw, centre - direction * 0.06 * sw, centre + direction * 0.06 * sw, 0.015 * sw + 1,
+    for j in (-1, 0, 1):
+      centre = palm + normal * j * 0.03 * sw * k
+      _line(draw, centre - direction * 0.06 * sw * k, centre + direction * 0.06 * sw * k, 0.015 * sw * k + 1,
             _shade(subject.skin, 0.45))
+  else:
+    _ellipse(draw, palm, 0.075 * sw, 0.075 * sw, subject.skin)
 
 
 def _torso(draw, subject, joints):
@@ -72,7 +79,7 @@ def _torso(draw, subject, joints):
   _line(draw, neck + (0.0, 0.05 * sw), neck - (0.0, 0.25 * sw), 0.2 * sw, _shade(subject.skin, 0.9))
 
 
-def _head(draw, subject, joints, face, channels, t):
+def _head(draw, subject, joints, face, channels, t, cue_scale):
   r = subject.head_radius
   ears = joints[[body.REAR, body.LEAR]]
   centre = ears.mean(0) - (0.0, 0.02 * r)
@@ -85,7 +92,7 @@ def _head(draw, subject, joints, face, channels, t):
   _ellipse(draw, centre, 0.92 * r * (1 + 0.22 * bulge), 1.15 * r, subject.skin)
   if bulge > 0.3:
     for cheek in face[[3, 13]]:  # jaw points under the eyes: puffed, flushed cheeks.
-      _ellipse(draw, cheek + (0.0, -0.25 * r), 0.25 * r, 0.2 * r, (220, 90, 80))
+      _ellipse(draw, cheek + (0.0, -0.25 * r), 0.25 * r * cue_scale, 0.2 * r * cue_scale, (220, 90, 80))
   top = (float(centre[0] - 0.98 * r), float(centre[1] - 1.22 * r), float(centre[0] + 0.98 * r),
          float(centre[1] + 0.2 * r))
   if subject.hair_style in (0, 1):
@@ -103,8 +110,9 @@ def _head(draw, subject, joints, face, channels, t):
       _ellipse(draw, eye, 0.06 * r + 0.5, 0.06 * r + 0.5, (30, 30, 40))
   _ellipse(draw, joints[body.NOSE], 0.1 * r, 0.08 * r, _shade(subject.skin, 0.75))
   mouth = face[48:60].mean(0)
-  if channels["lips_pressed"][t] > 0.5:
-    _line(draw, mouth - (0.22 * r, 0), mouth + (0.22 * r, 0), 0.05 * r + 1, (60, 20, 20))
+  if channels["lips_pressed"][t] > 0.5:  # a dark line where the red mouth was
+    half = 0.22 * r * cue_scale
+    _line(draw, mouth - (half, 0), mouth + (half, 0), 0.05 * r * cue_scale + 1, (60, 20, 20))
   else:
     _ellipse(draw, mouth, 0.28 * r, 0.1 * r + 0.5, (190, 70, 80))
 
@@ -119,27 +127,28 @@ def _desk(draw, subject):
   _ellipse(draw, (mic_x, y - 0.25 * subject.shoulder_width), 5, 6, (30, 30, 30))
 
 
-def _pen(draw, subject, joints):
+def _pen(draw, subject, joints, cue_scale):
   """A bright pen held between the hands."""
   sw = subject.shoulder_width
   mid = (joints[body.RWRI] + joints[body.LWRI]) / 2 + (0.0, -0.02 * sw)
-  _line(draw, mid - (0.2 * sw, 0.08 * sw), mid + (0.2 * sw, 0.08 * sw), 0.05 * sw + 1, (255, 200, 0))
+  half = np.array([0.2 * sw, 0.08 * sw]) * (1 + cue_scale) / 2
+  _line(draw, mid - half, mid + half, 0.05 * sw * cue_scale + 1, (255, 200, 0))
 
 
 def render_frame(background: Image.Image, subject: Subject, joints: np.ndarray, face: np.ndarray, behind,
-                 channels: dict, t: int) -> np.ndarray:
+                 channels: dict, t: int, cue_scale: float = 2.0) -> np.ndarray:
   """One frame, uint8 (H, W, 3), from clean BODY_25 joints (25, 2) and face points (70, 2) in pixels."""
   image = background.copy()
   draw = ImageDraw.Draw(image)
   for side in (0, 1):
     if behind[side]:
-      _arm(draw, subject, joints, side, channels, t)
+      _arm(draw, subject, joints, side, channels, t, cue_scale)
   _torso(draw, subject, joints)
-  _head(draw, subject, joints, face, channels, t)
+  _head(draw, subject, joints, face, channels, t, cue_scale)
   _desk(draw, subject)
   for side in (0, 1):
     if not behind[side]:
-      _arm(draw, subject, joints, side, channels, t)
+      _arm(draw, subject, joints, side, channels, t, cue_scale)
   if channels["object"][t] > 0.5:
-    _pen(draw, subject, joints)
+    _pen(draw, subject, joints, cue_scale)
   return np.asarray(image)

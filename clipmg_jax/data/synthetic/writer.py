@@ -73,7 +73,7 @@ def write_video(root: str | os.PathLike, seed: int, planned: PlannedVideo, size:
   channels = {name: getattr(state, name) for name in ("lips_pressed", "cheeks", "crossed_fingers", "object",
                                                       "eyes_closed")}
   frames = (render.render_frame(background, subject, clean["body25"][t], clean["face"][t], state.behind[t],
-                                channels, t) for t in range(planned.num_frames))
+                                channels, t, size.cue_scale) for t in range(planned.num_frames))
   # One encoder thread: the bytes do not depend on the machine, and videos are written in parallel anyway.
   video_io.write_video(root / "videos" / f"{video_id}.mp4", frames, fps=size.fps, preset="ultrafast", threads=1)
   return {"frames": planned.num_frames, "no_person_frames": int(dets.no_person.sum()),
