@@ -9,8 +9,8 @@ seeds, then each seed's value) is printed and written to --output.
   python benchmarks/ablations.py --variants full,no_gate,no_guidance,no_cross_attention --seeds 0
   python benchmarks/ablations.py --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
 
-Budget: 2000 steps of batch 32 per run. On a 16-core machine with one H100, 9 runs side by side (--jobs 9,
-2 loader workers each) take ~6 minutes; on a 2-core CPU one run takes ~25 minutes.
+Budget: 2000 steps of batch 32 per run. On a 16-core machine with one H100, 6 runs side by side (--jobs 6, 2 loader
+workers each) take 4-5 minutes; on a 2-core CPU a `full` run takes ~40 minutes, `pose_only` ~13.
 """
 
 import argparse

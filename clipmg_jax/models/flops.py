@@ -131,8 +131,13 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
         count_flops(lambda p, x, y: pool.apply({"params": p}, x, y), params["cross_attention"], q, kv))
   head = clipmg_lib.ClassifierHead(config.num_classes, config.head.hidden_dim)
   feat = _spec((b, jax.tree.leaves(params["head"]["norm"])[0].shape[0]))
-  add("classifier head (2-layer MLP)", count_params(params["head"]),
-      count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat))
+  if "context" in params["head"]:  # the gated pose context (B, S) enters the hidden layer too
+    context = _spec((b, params["head"]["context"]["kernel"].shape[0]))
+    head_flops = count_flops(lambda p, x, c: head.apply({"params": p}, x, c), params["head"], feat, context)
+  else:
+    head_flops = count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat)
+  add("classifier head (2-layer MLP" + (" + pose context)" if "context" in params["head"] else ")"),
+      count_params(params["head"]), head_flops)
   total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
   add("model total (forward)", count_params(params), total)
 

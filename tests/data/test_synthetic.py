@@ -141,6 +141,31 @@ def test_pose_twins_differ_only_in_rgb():
       assert np.abs(image - images[0]).sum(-1).astype(bool).sum() > 20  # pixels that differ.
 
 
+def test_cue_scale_enlarges_what_tells_pose_twins_apart():
+  """The pixels that differ between pose twins (cheeks vs pressed lips; plain hands vs pen) grow with cue_scale,
+  and cue_scale changes nothing in a frame without a cue."""
+  size = plan.PRESETS["small"]
+  subject = writer.subject_for(0, 5, size)
+  background = render.backdrop(subject)
+
+  def frames(label, cue_scale):
+    state = motions.idle(subject, 60, 25, np.random.default_rng(1))
+    motions.apply_gesture(label, subject, state, 10, 49, np.random.default_rng(2))
+    pose = body.pose(subject, state)
+    return [render.render_frame(background, subject, pose["body25"][t], pose["face"][t], state.behind[t],
+                                vars(state), t, cue_scale).astype(int) for t in (5, 30)]
+
+  for a, b in ((1, 28), (22, 25)):
+    differing = []
+    for cue_scale in (1.0, 2.0):
+      (_, image_a), (_, image_b) = frames(a, cue_scale), frames(b, cue_scale)
+      differing.append(np.abs(image_a - image_b).sum(-1).astype(bool).sum())
+    assert differing[1] > 1.5 * differing[0], (a, b, differing)
+  before_small, _ = frames(25, 1.0)
+  before_large, _ = frames(25, 2.0)
+  np.testing.assert_array_equal(before_small, before_large)  # frame 5: before the clip starts
+
+
 def test_class_counts_are_shaped_like_imigue():
   real = np.array(imigue.TRAIN_CLIPS_PER_CLASS) + np.array(imigue.TEST_CLIPS_PER_CLASS)
   for name in ("small", "demo"):

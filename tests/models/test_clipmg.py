@@ -229,6 +229,21 @@ def test_gate_open_is_exactly_the_no_gate_model():
   np.testing.assert_allclose(np.asarray(opened), np.asarray(no_gate), atol=1e-5, rtol=0)
 
 
+def test_pose_context_enters_the_head_only_where_there_is_a_skeleton():
+  """The head's context weights (S, hidden) exist in the skeleton variants with head.pose_context; without them the
+  same parameters give other logits (the context is not a no-op), and visual_only never has them."""
+  _, params = model_and_params("full")
+  assert params["head"]["context"]["kernel"].shape == (24, 32)  # skeleton embed_dim x head hidden_dim
+  assert "context" not in model_and_params("visual_only")[1]["head"]
+  frames, keypoints = make_batch(1)
+  without = clipmg.ClipMG(small_config("full", head=dict(hidden_dim=32, dropout=0.0, pose_context=False)))
+  variables = jax.jit(without.init)(jax.random.key(0), frames, keypoints)
+  assert "context" not in variables["params"]["head"]
+  shared = {**params, "head": {k: v for k, v in params["head"].items() if k != "context"}}
+  plain = np.asarray(jax.jit(without.apply)({"params": shared}, frames, keypoints))
+  assert np.abs(logits_of("full", params, frames, keypoints) - plain).max() > 1e-3
+
+
 def test_gate_at_initialisation_follows_pose_reliability():
   gate = clipmg.PoseGate()
   features = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 24)), jnp.float32)
