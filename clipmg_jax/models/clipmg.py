@@ -325,7 +325,7 @@ class ClipMG(nn.Module):
 
     Returns:
       gated per-frame queries float32 (B, T, D), gated tokens (B, T, P, D) in the compute dtype, and the gated
-      pose context float32 (B, S) = mean_t g_t LN(s_t) for the classifier head.
+      pose context float32 (B, S) = mean_t g_t LN(s_t) for the classifier head (None without head.pose_context).
     """
     cfg, variant, dtype = self.config, self.config.variant, compute_dtype(self.config)
     b, t, _, d = tokens.shape
@@ -350,6 +350,8 @@ class ClipMG(nn.Module):
     # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.
     query = query_vision + gate * (query_pose - query_vision + skeleton_embed)  # (B, T, D)
     tokens = (tokens32 + (gate * skeleton_embed)[:, :, None, :]).astype(dtype)  # (B, T, P, D)
+    if not cfg.head.pose_context:
+      return query, tokens, None
     # The head also sees the gated skeleton feature on its own channels, not only mixed into the D-wide visual
     # stream: there its (subject-specific) visual variance would drown the small pose motions. g = 0 -> zero.
     normed = nn.LayerNorm(use_scale=False, use_bias=False, dtype=jnp.float32, name="context_norm")(
@@ -387,8 +389,6 @@ class ClipMG(nn.Module):
       query = query_vision
     else:
       query, tokens, context = self._fuse_pose(tokens, query_vision, keypoints, (h, w))
-      if not cfg.head.pose_context:
-        context = None
 
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip

@@ -134,10 +134,11 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
   if "context" in params["head"]:  # the gated pose context (B, S) enters the hidden layer too
     context = _spec((b, params["head"]["context"]["kernel"].shape[0]))
     head_flops = count_flops(lambda p, x, c: head.apply({"params": p}, x, c), params["head"], feat, context)
+    name = "classifier head (2-layer MLP + pose context)"
   else:
     head_flops = count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat)
-  add("classifier head (2-layer MLP" + (" + pose context)" if "context" in params["head"] else ")"),
-      count_params(params["head"]), head_flops)
+    name = "classifier head (2-layer MLP)"
+  add(name, count_params(params["head"]), head_flops)
   total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
   add("model total (forward)", count_params(params), total)
 

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from clipmg_jax.data import imigue
+from clipmg_jax.data.synthetic import render
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class SizeConfig:
   gap_frames: tuple = (6, 24)
   tail_power: float = 0.5
   min_clips_per_class: int = 2
-  cue_scale: float = 2.0
+  cue_scale: float = render.DEFAULT_CUE_SCALE
 
 
 PRESETS = {

@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw
 from clipmg_jax.data.synthetic import body
 from clipmg_jax.data.synthetic.subjects import Subject
 
+DEFAULT_CUE_SCALE = 2.0  # see the module docstring; also the SizeConfig default
+
 
 def _shade(colour, factor):
   return tuple(min(max(int(c * factor), 0), 255) for c in colour)
@@ -54,13 +56,13 @@ def _arm(draw, subject, joints, side, channels, t, cue_scale):
   palm = joints[wri] + direction * 0.08 * sw
   if channels["crossed_fingers"][t] > 0.5:
     # Interlaced fingers: a larger clasp with dark finger gaps across it.
-    k = cue_scale
-    _ellipse(draw, palm, 0.075 * sw * max(k * 0.75, 1.0), 0.075 * sw * max(k * 0.75, 1.0), subject.skin)
+    clasp = 0.075 * sw * max(0.75 * cue_scale, 1.0)
+    _ellipse(draw, palm, clasp, clasp, subject.skin)
     normal = np.array([-direction[1], direction[0]])
     for j in (-1, 0, 1):
-      centre = palm + normal * j * 0.03 * sw * k
-      _line(draw, centre - direction * 0.06 * sw * k, centre + direction * 0.06 * sw * k, 0.015 * sw * k + 1,
-            _shade(subject.skin, 0.45))
+      centre = palm + normal * j * 0.03 * sw * cue_scale
+      finger = direction * 0.06 * sw * cue_scale
+      _line(draw, centre - finger, centre + finger, 0.015 * sw * cue_scale + 1, _shade(subject.skin, 0.45))
   else:
     _ellipse(draw, palm, 0.075 * sw, 0.075 * sw, subject.skin)
 
@@ -136,7 +138,7 @@ def _pen(draw, subject, joints, cue_scale):
 
 
 def render_frame(background: Image.Image, subject: Subject, joints: np.ndarray, face: np.ndarray, behind,
-                 channels: dict, t: int, cue_scale: float = 2.0) -> np.ndarray:
+                 channels: dict, t: int, cue_scale: float = DEFAULT_CUE_SCALE) -> np.ndarray:
   """One frame, uint8 (H, W, 3), from clean BODY_25 joints (25, 2) and face points (70, 2) in pixels."""
   image = background.copy()
   draw = ImageDraw.Draw(image)
