@@ -75,7 +75,9 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
   ))
   config.cross_attention = ml_collections.ConfigDict(dict(num_heads=0))  # 0 = as many heads as the ViT
   # pose_context: the head also gets the gated skeleton feature mean_t g_t LN(s_t) (variants with a skeleton).
-  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=True))
+  # pose_aux_weight > 0: an auxiliary pose-only head on mean_t s_t whose loss, times this weight, is added in
+  # training (variants with both towers); predictions always come from the main head.
+  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=True, pose_aux_weight=1.0))
   flat = {k: v for k, v in overrides.items() if "." in k}
   nested = {k: v for k, v in overrides.items() if "." not in k}
   unknown = sorted(k for k in nested if k not in config)
@@ -98,6 +100,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"num_pose_frames={config.num_pose_frames} is not a multiple of num_frames="
                      f"{config.num_frames}; each RGB frame needs a whole window of pose frames")
   layers = vit_fields(config)["layers"]
+  if config.head.pose_aux_weight < 0:
+    raise ValueError(f"head.pose_aux_weight={config.head.pose_aux_weight} must be >= 0")
   if not 0 <= config.trainable_blocks <= layers:
     raise ValueError(f"trainable_blocks={config.trainable_blocks} outside [0, {layers}] for ViT {config.vit!r}")
 
@@ -272,8 +276,9 @@ class ClassifierHead(nn.Module):
 class ClipMG(nn.Module):
   """CLIP-MG classifier; see the module docstring for the variants and docs/method.md for the equations.
 
-  Parameter tree (top level): vit, skeleton_encoder, skeleton_embed, gate, cross_attention, head — each present
-  only in the variants that use it.
+  Parameter tree (top level): vit, skeleton_encoder, skeleton_embed, gate, cross_attention, head, pose_aux_head —
+  each present only in the variants that use it. With head.pose_aux_weight > 0 the variants with both towers sow
+  the auxiliary pose logits (B, num_classes) into the "aux" collection (key "pose_logits") when it is mutable.
   """
 
   config: ml_collections.ConfigDict
@@ -314,7 +319,7 @@ class ClipMG(nn.Module):
     return encoder(heatmaps)
 
   def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, keypoints: jax.Array,
-                 frame_size: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+                 frame_size: tuple[int, int], train: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gated pose fusion (docs/method.md sections 5-6).
 
     Args:
@@ -322,6 +327,7 @@ class ClipMG(nn.Module):
       query_vision: (B, T, D) mean patch token of each frame.
       keypoints: (B, T_p, J, 3) in pixels of the frames.
       frame_size: (H, W).
+      train: enables the auxiliary head's dropout.
 
     Returns:
       gated per-frame queries float32 (B, T, D), gated tokens (B, T, P, D) in the compute dtype, and the gated
@@ -331,6 +337,12 @@ class ClipMG(nn.Module):
     b, t, _, d = tokens.shape
     tokens32 = tokens.astype(jnp.float32)
     skeleton_features = self._skeleton_features(keypoints, frame_size)  # (B, T, S)
+    if cfg.head.pose_aux_weight > 0:
+      # Auxiliary pose-only classifier (docs/method.md section 8): its loss keeps the skeleton tower learning the
+      # pose classes however much the fused head leans on the visual tokens. Sown into the "aux" collection,
+      # which only the train step asks for; evaluation never computes it.
+      aux_head = ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype, name="pose_aux_head")
+      self.sow("aux", "pose_logits", aux_head(jnp.mean(skeleton_features.astype(jnp.float32), axis=1), train=train))
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
         nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
     skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
@@ -388,7 +400,7 @@ class ClipMG(nn.Module):
     if variant == "visual_only":
       query = query_vision
     else:
-      query, tokens, context = self._fuse_pose(tokens, query_vision, keypoints, (h, w))
+      query, tokens, context = self._fuse_pose(tokens, query_vision, keypoints, (h, w), train)
 
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip

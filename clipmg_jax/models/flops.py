@@ -139,11 +139,16 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     head_flops = count_flops(lambda p, x: head.apply({"params": p}, x), params["head"], feat)
     name = "classifier head (2-layer MLP)"
   add(name, count_params(params["head"]), head_flops)
+  if "pose_aux_head" in params:  # training only: its logits are sown for the loss, evaluation never computes them
+    aux_feat = _spec((b, config.skeleton.embed_dim))
+    add("auxiliary pose head (training only)", count_params(params["pose_aux_head"]),
+        count_flops(lambda p, x: head.apply({"params": p}, x), params["pose_aux_head"], aux_feat))
   total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
   add("model total (forward)", count_params(params), total)
 
-  def train_loss(p, f, k):
-    return jnp.sum(model.apply({"params": p}, f, k))
+  def train_loss(p, f, k):  # what a train step differentiates: the logits and, if sown, the auxiliary logits
+    logits, aux = model.apply({"params": p}, f, k, mutable=["aux"])
+    return jnp.sum(logits) + sum(jnp.sum(x) for x in jax.tree.leaves(aux))
 
   add("model total (forward + backward; frozen prefix under stop_gradient)", count_params(params),
       count_flops(jax.grad(train_loss), params, frames, keypoints))

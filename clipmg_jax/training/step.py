@@ -35,26 +35,39 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
   batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
     label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
-  metrics: float32 scalars loss, accuracy (top-1 on the raw logits), grad_norm (trainable grads, before
-    clipping), learning_rate.
+  metrics: float32 scalars loss (the total minimised), accuracy (top-1 on the raw logits), grad_norm (trainable
+    grads, before clipping), learning_rate; with an auxiliary pose head also main_loss and pose_aux_loss.
+
+  The loss is the classification loss of the logits plus, when the model sows auxiliary pose logits
+  (model.config.head.pose_aux_weight > 0, variants with both towers), that weight times the same loss of them.
   """
   weights = None if class_weights is None else jnp.asarray(class_weights)
   offset = None if logit_offset is None else jnp.asarray(logit_offset)
   smoothing = float(loss_config.label_smoothing)
+  model_config = getattr(model, "config", None)
+  aux_weight = float(model_config.head.get("pose_aux_weight", 0.0)) if model_config is not None else 0.0
 
   def step(state: TrainState, batch: Batch):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     frames = normalize(batch["frames"])
     mask = batch.get("mask")
 
-    def loss_fn(params):
-      logits = model.apply({"params": params}, frames, batch["keypoints"], train=True,
-                           rngs={"dropout": dropout_rng})
-      loss = losses.classification_loss(logits, batch["label"], weights=weights, logit_offset=offset,
+    def loss_of(logits):
+      return losses.classification_loss(logits, batch["label"], weights=weights, logit_offset=offset,
                                         label_smoothing=smoothing, example_mask=mask)
-      return loss, logits
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def loss_fn(params):
+      logits, aux = model.apply({"params": params}, frames, batch["keypoints"], train=True,
+                                rngs={"dropout": dropout_rng}, mutable=["aux"])
+      loss = loss_of(logits)
+      parts = {}
+      if aux_weight and "pose_logits" in aux.get("aux", {}):
+        (pose_logits,) = aux["aux"]["pose_logits"]
+        parts = dict(main_loss=loss, pose_aux_loss=loss_of(pose_logits))
+        loss = loss + aux_weight * parts["pose_aux_loss"]
+      return loss, (logits, parts)
+
+    (loss, (logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -64,6 +77,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         accuracy=jnp.sum(correct * valid) / jnp.maximum(jnp.sum(valid), 1.0),
         grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
+        **parts,
     )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics

@@ -13,13 +13,14 @@ from clipmg_jax.models import clipmg
 B, T, TP, J, SIZE = 2, 8, 32, 18, 224
 
 # Top-level modules each variant must have, and no others.
+FUSED = {"vit", "skeleton_encoder", "skeleton_norm", "skeleton_embed", "head", "pose_aux_head"}
 EXPECTED_MODULES = {
-    "full": {"vit", "skeleton_encoder", "skeleton_norm", "skeleton_embed", "gate", "cross_attention", "head"},
+    "full": FUSED | {"gate", "cross_attention"},
     "visual_only": {"vit", "cross_attention", "head"},
     "pose_only": {"skeleton_encoder", "head"},
-    "no_guidance": {"vit", "skeleton_encoder", "skeleton_norm", "skeleton_embed", "gate", "cross_attention", "head"},
-    "no_cross_attention": {"vit", "skeleton_encoder", "skeleton_norm", "skeleton_embed", "gate", "head"},
-    "no_gate": {"vit", "skeleton_encoder", "skeleton_norm", "skeleton_embed", "cross_attention", "head"},
+    "no_guidance": FUSED | {"gate", "cross_attention"},
+    "no_cross_attention": FUSED | {"gate"},
+    "no_gate": FUSED | {"cross_attention"},
 }
 
 
@@ -50,8 +51,12 @@ def model_and_params(variant):
 
 
 def loss_fn(model, params, frames, keypoints, labels):
-  logits = model.apply({"params": params}, frames, keypoints)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+  """Cross-entropy of the logits, plus that of the auxiliary pose logits where the model sows them."""
+  logits, aux = model.apply({"params": params}, frames, keypoints, mutable=["aux"])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  for pose_logits in aux.get("aux", {}).get("pose_logits", ()):
+    loss += optax.softmax_cross_entropy_with_integer_labels(pose_logits, labels).mean()
+  return loss, logits
 
 
 @functools.lru_cache(maxsize=None)
@@ -242,6 +247,25 @@ def test_pose_context_enters_the_head_only_where_there_is_a_skeleton():
   shared = {**params, "head": {k: v for k, v in params["head"].items() if k != "context"}}
   plain = np.asarray(jax.jit(without.apply)({"params": shared}, frames, keypoints))
   assert np.abs(logits_of("full", params, frames, keypoints) - plain).max() > 1e-3
+
+
+def test_auxiliary_pose_head_is_the_pose_only_model_on_the_shared_skeleton_tower():
+  """The sown auxiliary logits are exactly pose_only's with the full model's skeleton tower and pose_aux_head; they
+  are computed only when the "aux" collection is asked for, and never change the main logits."""
+  model, params = model_and_params("full")
+  frames, keypoints = make_batch(4)
+  main, aux = jax.jit(lambda p: model.apply({"params": p}, frames, keypoints, mutable=["aux"]))(params)
+  (pose_logits,) = aux["aux"]["pose_logits"]
+  pose_only, _ = model_and_params("pose_only")
+  reference = pose_only.apply({"params": {"skeleton_encoder": params["skeleton_encoder"],
+                                          "head": params["pose_aux_head"]}}, frames, keypoints)
+  np.testing.assert_allclose(np.asarray(pose_logits), np.asarray(reference), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(np.asarray(main), logits_of("full", params, frames, keypoints), atol=1e-5, rtol=0)
+  assert not np.allclose(np.asarray(main), np.asarray(pose_logits), atol=1e-2)
+  without = clipmg.ClipMG(small_config("full", **{"head.pose_aux_weight": 0.0}))
+  variables = jax.jit(without.init)(jax.random.key(0), frames, keypoints)
+  assert "pose_aux_head" not in variables["params"]
+  assert "pose_aux_head" not in model_and_params("visual_only")[1]
 
 
 def test_gate_at_initialisation_follows_pose_reliability():
