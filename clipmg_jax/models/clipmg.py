@@ -318,16 +318,16 @@ class ClipMG(nn.Module):
         dtype=compute_dtype(cfg), name="skeleton_encoder")
     return encoder(heatmaps)
 
-  def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, keypoints: jax.Array,
-                 frame_size: tuple[int, int], train: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, skeleton_features: jax.Array,
+                 keypoints: jax.Array, frame_size: tuple[int, int]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gated pose fusion (docs/method.md sections 5-6).
 
     Args:
       tokens: (B, T, P, D) patch tokens after ln_post.
       query_vision: (B, T, D) mean patch token of each frame.
+      skeleton_features: (B, T, S) per-window skeleton features.
       keypoints: (B, T_p, J, 3) in pixels of the frames.
       frame_size: (H, W).
-      train: enables the auxiliary head's dropout.
 
     Returns:
       gated per-frame queries float32 (B, T, D), gated tokens (B, T, P, D) in the compute dtype, and the gated
@@ -336,13 +336,6 @@ class ClipMG(nn.Module):
     cfg, variant, dtype = self.config, self.config.variant, compute_dtype(self.config)
     b, t, _, d = tokens.shape
     tokens32 = tokens.astype(jnp.float32)
-    skeleton_features = self._skeleton_features(keypoints, frame_size)  # (B, T, S)
-    if cfg.head.pose_aux_weight > 0:
-      # Auxiliary pose-only classifier (docs/method.md section 8): its loss keeps the skeleton tower learning the
-      # pose classes however much the fused head leans on the visual tokens. Sown into the "aux" collection,
-      # which only the train step asks for; evaluation never computes it.
-      aux_head = ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype, name="pose_aux_head")
-      self.sow("aux", "pose_logits", aux_head(jnp.mean(skeleton_features.astype(jnp.float32), axis=1), train=train))
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
         nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
     skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
@@ -400,7 +393,16 @@ class ClipMG(nn.Module):
     if variant == "visual_only":
       query = query_vision
     else:
-      query, tokens, context = self._fuse_pose(tokens, query_vision, keypoints, (h, w), train)
+      skeleton_features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
+      if cfg.head.pose_aux_weight > 0:
+        # Auxiliary pose-only classifier (docs/method.md section 8): its loss keeps the skeleton tower learning the
+        # pose classes however much the fused head leans on the visual tokens. Sown into the "aux" collection,
+        # which only the train step asks for; evaluation never computes it.
+        aux_head = ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype,
+                                  name="pose_aux_head")
+        self.sow("aux", "pose_logits", aux_head(jnp.mean(skeleton_features.astype(jnp.float32), axis=1),
+                                                train=train))
+      query, tokens, context = self._fuse_pose(tokens, query_vision, skeleton_features, keypoints, (h, w))
 
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
