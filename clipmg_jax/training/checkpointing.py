@@ -8,6 +8,7 @@ Kept: the last `keep_last` checkpoints plus the `keep_best` with the best valida
 with evaluation metrics take part in the ranking).
 """
 
+import json
 import logging
 import pathlib
 from typing import Any
@@ -58,9 +59,16 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def save(self, step: int, state: Any, data_iterator: Any | None, metrics: dict | None = None) -> None:
-    """Saves (state, iterator position) as checkpoint `step`; `metrics` (with `best_metric`) ranks it."""
+  def save(self, step: int, state: Any, data_iterator: Any | None, metrics: dict | None = None, *,
+           data_state: Any | None = None) -> None:
+    """Saves (state, iterator position) as checkpoint `step`; `metrics` (with `best_metric`) ranks it.
+
+    data_state: a position recorded earlier with data_iterator.get_state(), saved instead of the iterator's
+      current one (a loop that pulls batches ahead of the step being saved records it with the step's batch).
+    """
     items = {STATE: ocp.args.StandardSave(state)}
+    if data_state is not None:
+      data_iterator = _RecordedPosition(data_state)
     if data_iterator is not None:
       items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
@@ -82,6 +90,18 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+
+class _RecordedPosition:
+  """Hands a recorded iterator state to Grain's checkpoint handler, which writes get_state() as text: it
+  JSON-encodes the dict of a dataset iterator itself and decodes the bytes of any other, so a dict goes as JSON
+  bytes (the same file, restored by the same handler)."""
+
+  def __init__(self, state: Any):
+    self._state = state
+
+  def get_state(self) -> bytes:
+    return self._state if isinstance(self._state, bytes) else json.dumps(self._state, indent=4).encode()
 
 
 def abstract_like(state: Any, shardings: Any) -> Any:

@@ -1,7 +1,8 @@
 """The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate."""
 
+import collections
+import copy
 import logging
-import math
 import pathlib
 import sys
 import time
@@ -9,6 +10,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import tqdm
 
 from clipmg_jax.training import checkpointing
@@ -21,6 +23,10 @@ from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state as train_state_lib
 from clipmg_jax.training import writers
 from clipmg_jax.training.data_source import DataSource
+
+
+# Batches are placed on the devices this many steps before they are used.
+PREFETCH_BATCHES = 2
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,6 +127,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     final_step = int(state.step)
     eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
     if ckpt.latest_step() != final_step:
+      # No batch was pulled past the last step, so train_iter is at the final state's position.
       ckpt.save(final_step, state, train_iter, metrics=eval_metrics)
     writer.write(final_step, eval_metrics, split="eval")
   finally:
@@ -133,53 +140,103 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return result
 
 
+def _fetch(tree: Any) -> Any:
+  """Device -> host for a pytree of arrays: it waits for the steps that computed them, so the loop calls it only
+  when it logs, evaluates, saves or stops."""
+  return jax.device_get(tree)
+
+
+def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int = PREFETCH_BATCHES):
+  """Yields (batch on the devices, iterator position just after pulling it) for `num_batches` batches.
+
+  Each batch is pulled and placed `ahead` batches before it is used, so that reading and the host -> device copy
+  overlap the steps still running. train_iter is then past the step being saved: a checkpoint of step s must save
+  the position recorded with the batch of step s. No batch is pulled beyond `num_batches`, so at the end train_iter
+  is at the position of the last one.
+  """
+  queue = collections.deque()
+  for _ in range(num_batches):
+    batch = sharding_lib.place_batch(next(train_iter), mesh)
+    queue.append((batch, copy.deepcopy(train_iter.get_state())))  # a copy, in case the iterator reuses it
+    if len(queue) > ahead:
+      yield queue.popleft()
+  yield from queue
+
+
 def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: checkpointing.Checkpointer,
                 writer: writers.MetricWriter, bar: tqdm.tqdm) -> tuple[Any, bool]:
   """Steps from state.step to total_steps with logging, periodic evaluation and checkpoints.
 
+  The host does not wait for the devices between log steps: step metrics stay on the devices, and the losses of all
+  steps since the last check are fetched with the logged metrics (or before an evaluation, checkpoint or stop) and
+  checked for NaN/Inf, so that a bad state is never evaluated or saved, even one from a step that was not logged.
+
   Returns (state, stopped_early)."""
   stop_after = int(config.get("stop_after_step", 0) or 0)
   last_saved = ckpt.latest_step()
+  start = int(state.step)
+  batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start)
+  unchecked = []  # (step, loss on the devices) of the steps since the last check
+  positions = {}  # step -> iterator position just after its batch was pulled: what a checkpoint of it saves
   window_start, window_examples = time.perf_counter(), 0
+
+  def check(metrics=None):
+    """Fetches `metrics` and the unchecked losses in one transfer; raises on the first NaN/Inf loss among them."""
+    fetched, losses = _fetch((metrics, [loss for _, loss in unchecked]))
+    bad = [(s, loss) for (s, _), loss in zip(unchecked, losses) if not np.isfinite(loss)]
+    unchecked.clear()
+    if bad:
+      step, loss = bad[0]
+      raise NonFiniteLossError(
+          f"loss is {float(loss)} at step {step}; stopping without saving this state. The last good checkpoint is "
+          + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
+          + ". Lower optimizer.learning_rate or check the inputs of this step.")
+    return fetched
+
   try:
-    for step in range(int(state.step) + 1, setup.total_steps + 1):
-      batch = next(train_iter)
-      state, step_metrics = train_step(state, sharding_lib.place_batch(batch, setup.mesh))
-      loss = float(step_metrics["loss"])  # also a sync point, so the throughput below is honest
-      if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f"loss is {loss} at step {step}; stopping without saving this state. The last good checkpoint is "
-            + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
-            + ". Lower optimizer.learning_rate or check the inputs of this step.")
+    for step in range(start + 1, setup.total_steps + 1):
+      batch, positions[step] = next(batches)
+      positions.pop(step - 2, None)  # an interrupted state is at this step or the one before
+      state, step_metrics = train_step(state, batch)
+      unchecked.append((step, step_metrics["loss"]))
       window_examples += config.batch_size
       bar.update(1)
-      if _is_due(step, config.log_every_steps) or step == setup.total_steps:
-        scalars = {k: float(v) for k, v in step_metrics.items()}
+      last = step == setup.total_steps  # the caller evaluates and saves the final state
+      log = _is_due(step, config.log_every_steps) or last
+      evaluate = not last and _is_due(step, config.eval_every_steps)
+      # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
+      save = not last and (_is_due(step, config.checkpoint.every_steps) or evaluate)
+      stop = not last and stop_after > 0 and step >= stop_after
+      if not (log or evaluate or save or stop):
+        continue  # no sync: the host runs ahead and queues the next steps
+      metrics = check(step_metrics if log else None)  # waits for this step, so the throughput below is honest
+      if log:
+        scalars = {k: float(v) for k, v in metrics.items()}
         scalars["clips_per_second"] = window_examples / max(time.perf_counter() - window_start, 1e-9)
         writer.write(step, scalars)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{scalars['accuracy']:.2f}",
+        bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['accuracy']:.2f}",
                         clips_s=f"{scalars['clips_per_second']:.1f}")
         window_start, window_examples = time.perf_counter(), 0
-      if step == setup.total_steps:
-        break  # the caller evaluates and saves the final state
+      if last:
+        break
       eval_metrics = None
-      if _is_due(step, config.eval_every_steps):
+      if evaluate:
         result = setup.evaluate(state.params, progress=False)
         eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
         writer.write(step, eval_metrics, split="eval")
         bar.write(f"step {step} eval: {evaluation.summary_line(result)}")
         window_start, window_examples = time.perf_counter(), 0
-      # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
-      if _is_due(step, config.checkpoint.every_steps) or eval_metrics is not None:
-        ckpt.save(step, state, train_iter, metrics=eval_metrics)
+      if save:
+        ckpt.save(step, state, train_iter, metrics=eval_metrics, data_state=positions[step])
         last_saved = step
-      if stop_after and step >= stop_after:
+      if stop:
         logging.warning("stop_after_step=%d reached: stopping as if preempted", stop_after)
         return state, True
   except KeyboardInterrupt:
+    check()  # a NaN/Inf since the last check raises NonFiniteLossError here, and the bad state is not saved
     step_now = int(state.step)
     if step_now > 0 and step_now != last_saved:
-      ckpt.save(step_now, state, train_iter)
+      ckpt.save(step_now, state, train_iter, data_state=positions[step_now])
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
