@@ -64,6 +64,10 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
       depths=(1, 2, 2),
       embed_dim=512,
       num_groups=16,
+      # How it is computed, not what: "separable" builds the stem's output from each heatmap's row and column
+      # factors, "heatmaps" renders and convolves them; conv "auto" = im2col matmuls on CPU, XLA convs elsewhere.
+      stem="separable",
+      conv="auto",
   ))
   config.patch_weights = ml_collections.ConfigDict(dict(
       sigma=1.0,  # Gaussian kernel width in patches (1.0 = 16 px at patch 16)
@@ -306,17 +310,8 @@ class ClipMG(nn.Module):
     return tokens.reshape(b, t, tokens.shape[1], tokens.shape[2])
 
   def _skeleton_features(self, keypoints: jax.Array, frame_size: tuple[int, int]) -> jax.Array:
-    """(B, T_p, J, 3) -> per-window skeleton features (B, T, S)."""
-    cfg = self.config
-    heatmaps = skeleton_lib.render_heatmaps(
-        keypoints, frame_size, resolution=cfg.heatmap.resolution, sigma=cfg.heatmap.sigma,
-        confidence_threshold=cfg.confidence_threshold, dtype=compute_dtype(cfg))
-    sk = cfg.skeleton
-    encoder = skeleton_lib.SkeletonEncoder(
-        features=tuple(sk.features), kernels=tuple(map(tuple, sk.kernels)), strides=tuple(map(tuple, sk.strides)),
-        depths=tuple(sk.depths), embed_dim=sk.embed_dim, num_windows=cfg.num_frames, num_groups=sk.num_groups,
-        dtype=compute_dtype(cfg), name="skeleton_encoder")
-    return encoder(heatmaps)
+    """(B, T_p, J, 3) -> per-window skeleton features (B, T, S): heatmaps + 3D-CNN."""
+    return skeleton_encoder(self.config, name="skeleton_encoder")(keypoints, frame_size)
 
   def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, skeleton_features: jax.Array,
                  keypoints: jax.Array, frame_size: tuple[int, int]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
@@ -412,6 +407,17 @@ class ClipMG(nn.Module):
     pooled = CrossAttentionPool(num_heads, dtype, name="cross_attention")(
         query.astype(dtype), tokens.reshape(b, -1, d))  # over all T*P tokens of the clip
     return head(pooled.astype(dtype), context, train=train)
+
+
+def skeleton_encoder(config: ml_collections.ConfigDict, **kwargs) -> skeleton_lib.SkeletonEncoder:
+  """The SkeletonEncoder of a model config (heatmap settings, CNN shape, implementation, dtype)."""
+  sk = config.skeleton
+  return skeleton_lib.SkeletonEncoder(
+      features=tuple(sk.features), kernels=tuple(map(tuple, sk.kernels)), strides=tuple(map(tuple, sk.strides)),
+      depths=tuple(sk.depths), embed_dim=sk.embed_dim, num_windows=config.num_frames, num_groups=sk.num_groups,
+      resolution=config.heatmap.resolution, sigma=config.heatmap.sigma,
+      confidence_threshold=config.confidence_threshold, stem=sk.get("stem", "separable"),
+      conv=sk.get("conv", "auto"), dtype=compute_dtype(config), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- parameter partition

@@ -49,16 +49,30 @@ def vit_forward_flops(vit: Any = "B/16", num_frames: int = 8, image_size: int = 
   return count_flops(lambda p, x: model.apply({"params": p}, x)["last_hidden_state"], params, images)
 
 
+def reference_formulation(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` computing the skeleton branch as written: dense heatmaps into XLA convolutions.
+
+  FLOPs are counted on this form, so a faster formulation of the same function (the separable stem, im2col
+  matmuls) does not change the model's FLOPs: "model FLOPs" stay the arithmetic of the model as defined.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.skeleton.stem = "heatmaps"
+  config.skeleton.conv = "xla"
+  return config
+
+
 def skeleton_encoder_flops(config: ml_collections.ConfigDict) -> tuple[float, int]:
   """(forward FLOPs, parameters) of the 3D-CNN of `config` for one clip (heatmap rendering not included)."""
-  res_h, res_w = skeleton_lib._pair(config.heatmap.resolution)  # pylint: disable=protected-access
-  sk = config.skeleton
-  encoder = skeleton_lib.SkeletonEncoder(
-      features=tuple(sk.features), kernels=tuple(map(tuple, sk.kernels)), strides=tuple(map(tuple, sk.strides)),
-      depths=tuple(sk.depths), embed_dim=sk.embed_dim, num_windows=config.num_frames, num_groups=sk.num_groups)
-  heatmaps = _spec((1, config.num_pose_frames, res_h, res_w, config.num_joints))
-  params = _abstract_init(encoder, heatmaps)
-  return count_flops(lambda p, x: encoder.apply({"params": p}, x), params, heatmaps), count_params(params)
+  config = reference_formulation(config)
+  encoder = clipmg_lib.skeleton_encoder(config)
+  frame = (config.num_pose_frames * 8, config.num_pose_frames * 8)  # any frame size; the heatmaps do not depend on it
+  keypoints = _spec((1, config.num_pose_frames, config.num_joints, 3))
+  params = _abstract_init(encoder, keypoints, frame)
+  render = lambda k: skeleton_lib.render_heatmaps(
+      k, frame, resolution=config.heatmap.resolution, sigma=config.heatmap.sigma,
+      confidence_threshold=config.confidence_threshold)
+  total = count_flops(lambda p, k: encoder.apply({"params": p}, k, frame), params, keypoints)
+  return total - count_flops(render, keypoints), count_params(params)
 
 
 def component_table(config: ml_collections.ConfigDict, image_size: int = 224) -> list[dict[str, Any]]:
@@ -67,6 +81,7 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
   Components are measured one at a time on their own input shapes; "model total" lowers the whole ClipMG
   forward pass, so small glue ops (means, reshapes, casts) appear only there.
   """
+  config = reference_formulation(config)
   b, t, tp, j = 1, config.num_frames, config.num_pose_frames, config.num_joints
   fields = clipmg_lib.vit_fields(config)
   d, patch = fields["width"], fields["patch_size"]
@@ -146,13 +161,28 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
   total = count_flops(lambda p, f, k: model.apply({"params": p}, f, k), params, frames, keypoints)
   add("model total (forward)", count_params(params), total)
 
-  def train_loss(p, f, k):  # what a train step differentiates: the logits and, if sown, the auxiliary logits
+  add("model total (forward + backward; frozen prefix under stop_gradient)", count_params(params),
+      train_flops(config, image_size))
+  return rows
+
+
+def train_flops(config: ml_collections.ConfigDict, image_size: int = 224, batch: int = 1) -> float:
+  """Forward + backward FLOPs of the model as defined (`reference_formulation`) for `batch` clips.
+
+  What a train step differentiates: the logits and, where sown, the auxiliary pose logits, with respect to all
+  parameters (the frozen ViT prefix runs under stop_gradient, so only its forward counts).
+  """
+  config = reference_formulation(config)
+  model = clipmg_lib.ClipMG(config)
+  frames = _spec((batch, config.num_frames, image_size, image_size, 3))
+  keypoints = _spec((batch, config.num_pose_frames, config.num_joints, 3))
+  params = _abstract_init(model, frames, keypoints)
+
+  def train_loss(p, f, k):
     logits, aux = model.apply({"params": p}, f, k, mutable=["aux"])
     return jnp.sum(logits) + sum(jnp.sum(x) for x in jax.tree.leaves(aux))
 
-  add("model total (forward + backward; frozen prefix under stop_gradient)", count_params(params),
-      count_flops(jax.grad(train_loss), params, frames, keypoints))
-  return rows
+  return count_flops(jax.grad(train_loss), params, frames, keypoints)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

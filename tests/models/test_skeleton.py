@@ -94,18 +94,19 @@ def test_heatmaps_reject_bad_shapes():
 
 
 def test_skeleton_encoder_shapes_and_windows():
-  encoder = skeleton.SkeletonEncoder(embed_dim=32, num_windows=8, features=(16, 32, 32), num_groups=8)
-  heatmaps = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 32, 32, 32, 18)), jnp.float32)
-  params = jax.jit(encoder.init)(jax.random.key(0), heatmaps)
-  out = jax.jit(encoder.apply)(params, heatmaps)
+  encoder = skeleton.SkeletonEncoder(embed_dim=32, num_windows=8, features=(16, 32, 32), num_groups=8, resolution=32)
+  keypoints = jnp.asarray(random_keypoints(np.random.default_rng(0), (2, 32, 18), (224, 224)))
+  params = jax.jit(encoder.init, static_argnums=2)(jax.random.key(0), keypoints, (224, 224))
+  apply = jax.jit(encoder.apply, static_argnums=2)
+  out = apply(params, keypoints, (224, 224))
   assert out.shape == (2, 8, 32) and out.dtype == jnp.float32
   assert np.isfinite(np.asarray(out)).all()
-  # Each window's feature depends on its own pose frames: changing the frames of window 0 changes window 0.
-  changed = heatmaps.at[:, :4].set(0.0)
-  out2 = jax.jit(encoder.apply)(params, changed)
+  # Each window's feature depends on its own pose frames: dropping the joints of window 0 changes window 0.
+  changed = keypoints.at[:, :4, :, 2].set(0.0)
+  out2 = apply(params, changed, (224, 224))
   assert not np.allclose(np.asarray(out2)[:, 0], np.asarray(out)[:, 0])
   with pytest.raises(ValueError, match="windows"):
-    encoder.apply(params, heatmaps[:, :12])
+    encoder.apply(params, keypoints[:, :12], (224, 224))
 
 
 def test_skeleton_encoder_costs_at_most_15_percent_of_vit_b16():

@@ -1,0 +1,386 @@
+r"""The real CLIP-MG train step at paper scale: step time, throughput, FLOP rate, memory, and where the time goes.
+
+Builds the train step exactly as training does (clipmg_jax.training.step.make_train_step: optimizer with frozen
+parameters, uint8 frames normalised and heatmaps rendered inside the step, donated state, one jit over a mesh of
+all devices) for a config (default configs/imigue.py, the paper's sizes) and times it on random inputs.
+
+Figures (printed, and written as JSON with --json):
+- model FLOPs per clip: forward + backward FLOPs of the model *as defined* (dense heatmaps into XLA convolutions),
+  counted by XLA's cost analysis at batch 1 — the fixed yardstick: a formulation that does more arithmetic gets no
+  credit for it, one that does less gets the credit; and the compiled step's own count (what actually runs).
+- step time: median of --steps timed steps after --warmup untimed ones; clips/s; model FLOP/s.
+- the rate as a fraction of a peak: on CPU the best square fp32 matmul (--matmul_sizes) measured in the same
+  process; on accelerators the device's published dense peak for the dtype (MFU; --peak_tflops overrides).
+- memory: the compiled step's memory analysis (arguments + outputs - aliased + temporaries).
+- breakdown (--breakdown): frozen ViT prefix forward, trainable ViT suffix forward + backward, heatmaps + 3D-CNN
+  forward + backward, each jitted alone on the step's shapes; the rest of the step (fusion, cross-attention
+  pooling, head, loss, optimizer update) is the remainder.
+- --memory_only: compile (no run) at two batch sizes and report bytes per clip and the largest batch that fits
+  80 GB and 141 GB (in the implementation the accelerators use, conv="xla").
+- --loop: the real training loop (clipmg_jax.training.trainer) over real shards (random JPEG shards written to a
+  temporary folder, or --shards_dir) against the bare step, same config: what the input pipeline and the loop's
+  host work cost per step.
+
+  python benchmarks/train_step.py                                  # full model, batch 2, float32
+  python benchmarks/train_step.py --variant pose_only --breakdown
+  python benchmarks/train_step.py --variant full --dtype bfloat16 --batch 64 --json out.json   # on a GPU
+  python benchmarks/train_step.py --memory_only --dtype bfloat16
+  python benchmarks/train_step.py --set model.skeleton.conv=xla    # any config override, repeatable
+"""
+
+import argparse
+import ast
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+# Published dense peak TFLOP/s per device for bfloat16 (and float32 where it differs), for MFU.
+PUBLISHED_PEAK_TFLOPS = {
+    "H200": {"bfloat16": 989.0, "float32": 67.0},
+    "H100": {"bfloat16": 989.0, "float32": 67.0},  # SXM; PCIe: 756 / 51
+    "A100": {"bfloat16": 312.0, "float32": 19.5},
+    "L4": {"bfloat16": 121.0, "float32": 30.3},
+    "TPU v4": {"bfloat16": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0},
+    "TPU v5e": {"bfloat16": 197.0},
+    "TPU v5p": {"bfloat16": 459.0},
+    "TPU v6 lite": {"bfloat16": 918.0},
+}
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", default="configs/imigue.py", help="config file[:variant] (default: the paper's)")
+  parser.add_argument("--variant", default=None, help="model variant (full, pose_only, visual_only, ...)")
+  parser.add_argument("--batch", type=int, default=2, help="global batch (default 2)")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
+  parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported; default 5)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation (default 2)")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override, e.g. model.skeleton.conv=xla (value: a Python literal or a string)")
+  parser.add_argument("--breakdown", action="store_true", help="also time the step's parts")
+  parser.add_argument("--memory_only", action="store_true",
+                      help="compile only: memory per clip and the largest batch for 80 GB and 141 GB")
+  parser.add_argument("--loop", action="store_true", help="also time the real training loop over shards")
+  parser.add_argument("--loop_steps", type=int, default=8, help="steps of the --loop run (default 8)")
+  parser.add_argument("--shards_dir", default="", help="--loop: converted shards (default: random ones)")
+  parser.add_argument("--matmul_sizes", default="1024,2048,4096", help="CPU peak: square matmul sides to try")
+  parser.add_argument("--peak_tflops", type=float, default=0.0, help="accelerator peak to use for MFU")
+  parser.add_argument("--json", default="", help="write the figures to this JSON file")
+  return parser.parse_args(argv)
+
+
+def load_config(args):
+  path, _, arg = args.config.partition(":")
+  spec = importlib.util.spec_from_file_location("benchmarked_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  if args.variant:
+    config.model.variant = args.variant
+  config.model.dtype = args.dtype
+  config.batch_size = args.batch
+  for item in args.set:
+    key, _, text = item.partition("=")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    node = config
+    *parents, leaf = key.split(".")
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  return config
+
+
+def median_seconds(fn, steps, warmup):
+  """Median wall seconds of fn() (which must block) over `steps` calls after `warmup` untimed ones."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def matmul_peak_flops(sizes):
+  """Best fp32 FLOP/s of square matmuls (jitted, this process): the CPU's reachable peak."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  best = 0.0
+  for n in sizes:
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda a: a @ a)
+    seconds = median_seconds(lambda: mm(a).block_until_ready(), 3, 1)
+    best = max(best, 2 * n**3 / seconds)
+  return best
+
+
+def published_peak(device, dtype):
+  kind = device.device_kind
+  for name, peaks in PUBLISHED_PEAK_TFLOPS.items():
+    if name.lower() in kind.lower():
+      return peaks.get(dtype), f"{name} published dense {dtype} peak"
+  return None, f"unknown device {kind!r}: pass --peak_tflops"
+
+
+def random_batch(batch, config, image_size, seed=0):
+  """Frames uint8 and keypoints in the frame (20% missing joints), as the pipeline delivers them."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  m = config.model
+  xy = rng.uniform(0, image_size - 1, (batch, m.num_pose_frames, m.num_joints, 2))
+  conf = rng.uniform(0.2, 1.0, (batch, m.num_pose_frames, m.num_joints, 1)) * (rng.random(xy.shape[:3] + (1,)) > 0.2)
+  return dict(
+      frames=rng.integers(0, 256, (batch, m.num_frames, image_size, image_size, 3), dtype=np.uint8),
+      keypoints=np.concatenate([xy, conf], -1).astype(np.float32),
+      label=rng.integers(0, m.num_classes, (batch,)).astype(np.int32))
+
+
+def build_step(config):
+  """(train_step jitted, fresh state, mesh, abstract state) for the config, as the trainer builds them."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import model_setup  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import optimizer as optimizer_lib  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import step as step_lib  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import train_state as train_state_lib  # pylint: disable=import-outside-toplevel
+  bundle = model_setup.build_model(config.model)
+  mesh = sharding_lib.make_mesh(None)
+  image_size = int(config.data.image_size)
+  rng = jax.random.PRNGKey(0)
+  abstract_params = jax.eval_shape(lambda r: model_setup.init_params(bundle, r, image_size), rng)
+  trainable = bundle.trainable_mask(abstract_params)
+  if config.get("train_all_params", False):
+    trainable = jax.tree.map(lambda _: True, trainable)
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.total_steps), trainable)
+  make_state = lambda p: train_state_lib.create_train_state(p, tx, rng)
+  abstract_state = jax.eval_shape(make_state, abstract_params)
+  state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.get("fsdp_min_size", 0))
+  step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=state_sharding,
+                                  loss_config=config.loss)
+
+  def fresh_state():
+    params = model_setup.init_params(bundle, rng, image_size, out_shardings=state_sharding.params)
+    return jax.jit(make_state, out_shardings=state_sharding)(params)
+
+  return step, fresh_state, mesh, abstract_state, state_sharding
+
+
+def memory_bytes(compiled):
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return None
+  return (stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
+          + stats.temp_size_in_bytes)
+
+
+def compile_step(config, batch):
+  import jax  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
+  step, _, mesh, abstract_state, state_sharding = build_step(config)
+  host = random_batch(batch, config, int(config.data.image_size))
+  spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding_lib.batch_sharding(mesh))
+          for k, v in host.items()}
+  state_spec = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            abstract_state, state_sharding)
+  return step.lower(state_spec, spec).compile()
+
+
+def memory_report(config, batches=(2, 4)):
+  """Bytes per clip and fixed bytes from two compiled batch sizes; the largest batches for 80 / 141 GB."""
+  totals = [memory_bytes(compile_step(config, b)) for b in batches]
+  if None in totals:
+    return None
+  per_clip = (totals[1] - totals[0]) / (batches[1] - batches[0])
+  fixed = totals[0] - per_clip * batches[0]
+  fits = {f"{gb} GB": int((gb * 1e9 - fixed) // per_clip) for gb in (80, 141)}
+  return dict(batches=list(batches), bytes=totals, bytes_per_clip=per_clip, fixed_bytes=fixed,
+              largest_batch=fits)
+
+
+def breakdown(config, batch):
+  """Seconds of the step's main parts, each jitted alone on the step's shapes."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import vit as vit_lib  # pylint: disable=import-outside-toplevel
+  m = config.model
+  image_size = int(config.data.image_size)
+  host = random_batch(batch, config, image_size)
+  parts = {}
+  block = lambda x: jax.block_until_ready(x)
+  if m.variant != "pose_only":
+    fields = clipmg.vit_fields(m)
+    tower = vit_lib.VisionTransformer(**fields, dtype=clipmg.compute_dtype(m))
+    frozen = fields["layers"] - m.trainable_blocks
+    images = jnp.asarray(host["frames"].reshape(-1, image_size, image_size, 3), jnp.float32)
+    params = jax.jit(tower.init)(jax.random.key(0), images[:1])["params"]
+    prefix = jax.jit(lambda p, x: tower.apply({"params": p}, x, method=lambda t, x: t.run_blocks(t.embed(x), 0, frozen)))
+    tokens = prefix(params, images)
+    parts["frozen ViT prefix forward"] = median_seconds(lambda: block(prefix(params, images)), 3, 1)
+
+    def suffix_loss(p, x):
+      out = tower.apply({"params": p}, x, method=lambda t, x: t.ln_post(t.run_blocks(x, frozen, t.layers)))
+      return jnp.sum(out.astype(jnp.float32) ** 2)
+
+    suffix = jax.jit(jax.grad(suffix_loss))
+    parts["trainable ViT suffix forward + backward"] = median_seconds(lambda: block(suffix(params, tokens)), 3, 1)
+  if m.variant != "visual_only":
+    encoder = clipmg.skeleton_encoder(m)
+    keypoints = jnp.asarray(host["keypoints"])
+    frame = (image_size, image_size)
+    eparams = jax.jit(lambda k: encoder.init(jax.random.key(0), k, frame))(keypoints)["params"]
+    loss = lambda p, k: jnp.sum(jnp.sin(encoder.apply({"params": p}, k, frame).astype(jnp.float32)))
+    grad = jax.jit(jax.grad(loss))
+    parts["heatmaps + 3D-CNN forward + backward"] = median_seconds(lambda: block(grad(eparams, keypoints)), 3, 1)
+  return parts
+
+
+def loop_timing(config, args, step_seconds):
+  """Seconds per step of the real loop (trainer over shards, logging every step is off) vs the bare step."""
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data import random_shards  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory() as tmp:
+    shards = args.shards_dir
+    if not shards:
+      clips = max(4 * args.batch, 16)
+      shards = str(random_shards.write_random_shards(pathlib.Path(tmp) / "shards",
+                                                     splits={"train": clips, "test": args.batch}))
+    config = config.copy_and_resolve_references()
+    config.data.shards_dir = shards
+    config.data.synthetic = None
+    config.total_steps = args.warmup + args.loop_steps
+    config.stop_after_step = config.total_steps - 1  # no final evaluation or checkpoint in the timing
+    config.eval_every_steps = 0
+    config.checkpoint.every_steps = 0
+    config.log_every_steps = max(args.loop_steps, 1)
+    config.init.vit_checkpoint = ""
+    if "allow_random_vit" in config.init:
+      config.init.allow_random_vit = True
+    data = input_setup.make_data_source(config, tmp)
+    times = []
+    original = trainer._train_loop  # pylint: disable=protected-access
+    start = {}
+
+    def timed_loop(*a, **k):
+      start["t"] = time.perf_counter()
+      return original(*a, **k)
+
+    trainer._train_loop = timed_loop  # pylint: disable=protected-access
+    try:
+      trainer.train_and_evaluate(config, pathlib.Path(tmp) / "run", data)
+    finally:
+      trainer._train_loop = original  # pylint: disable=protected-access
+    times.append(time.perf_counter() - start["t"])
+  per_step = times[0] / (config.total_steps - 1)
+  return dict(loop_seconds_per_step=per_step, bare_step_seconds=step_seconds,
+              loop_over_step=per_step / step_seconds, note="loop time includes compilation of its first step")
+
+
+def main(argv):
+  args = parse_args(argv)
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
+  config = load_config(args)
+  m = config.model
+  image_size = int(config.data.image_size)
+  device = jax.devices()[0]
+  out = dict(config=args.config, variant=m.variant, batch=args.batch, dtype=args.dtype, backend=jax.default_backend(),
+             device=device.device_kind, num_devices=jax.device_count(),
+             skeleton_stem=m.skeleton.get("stem"), skeleton_conv=m.skeleton.get("conv"))
+  print(f"{args.config} variant={m.variant} batch={args.batch} dtype={args.dtype} on {jax.device_count()} x "
+        f"{device.device_kind} ({jax.default_backend()}); skeleton stem={out['skeleton_stem']} "
+        f"conv={out['skeleton_conv']}")
+
+  if args.memory_only:
+    accel = config.copy_and_resolve_references()
+    accel.model.skeleton.conv = "xla"
+    report = memory_report(accel)
+    out["memory"] = report
+    if report:
+      print(f"memory: {report['bytes_per_clip'] / 2**20:.0f} MiB per clip + {report['fixed_bytes'] / 2**30:.2f} GiB "
+            f"fixed; largest batch: {report['largest_batch']}")
+    _write(args, out)
+    return
+
+  model_flops = flops.train_flops(m, image_size)
+  out["model_gflops_per_clip"] = model_flops / 1e9
+  step, fresh_state, mesh, _, _ = build_step(config)
+  batch = sharding_lib.place_batch(random_batch(args.batch, config, image_size), mesh)
+  state = fresh_state()
+  start = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  out["compile_seconds"] = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  out["compiled_step_gflops_per_clip"] = float(cost["flops"]) / args.batch / 1e9
+  out["step_memory_bytes"] = memory_bytes(compiled)
+
+  holder = {"state": state}
+
+  def run():
+    holder["state"], metrics = compiled(holder["state"], batch)
+    jax.block_until_ready(metrics)
+
+  seconds = median_seconds(run, args.steps, args.warmup)
+  out["step_seconds"] = seconds
+  out["clips_per_second"] = args.batch / seconds
+  out["model_tflops_per_second"] = model_flops * args.batch / seconds / 1e12
+  if jax.default_backend() == "cpu":
+    peak = matmul_peak_flops([int(s) for s in args.matmul_sizes.split(",")])
+    out["peak_tflops"], out["peak"] = peak / 1e12, "best square fp32 matmul, same process"
+  else:
+    peak_tflops, name = (args.peak_tflops, "given") if args.peak_tflops else published_peak(device, args.dtype)
+    out["peak_tflops"], out["peak"] = peak_tflops, name
+    if peak_tflops:
+      peak_tflops *= jax.device_count()
+      out["peak_tflops"] = peak_tflops
+  if out["peak_tflops"]:
+    out["fraction_of_peak"] = out["model_tflops_per_second"] / out["peak_tflops"]
+
+  print(f"model FLOPs per clip (fwd+bwd, as defined): {out['model_gflops_per_clip']:.1f} GFLOP; "
+        f"compiled step: {out['compiled_step_gflops_per_clip']:.1f} GFLOP per clip")
+  print(f"step: {seconds:.3f} s (median of {args.steps}), {out['clips_per_second']:.2f} clips/s, "
+        f"compile {out['compile_seconds']:.0f} s")
+  print(f"model FLOP/s: {out['model_tflops_per_second'] * 1e3:.1f} GFLOP/s; peak ({out['peak']}): "
+        f"{(out['peak_tflops'] or float('nan')) * 1e3:.1f} GFLOP/s -> {out.get('fraction_of_peak', float('nan')):.1%}")
+  if out["step_memory_bytes"] is not None:
+    print(f"compiled step memory: {out['step_memory_bytes'] / 2**30:.2f} GiB "
+          f"({out['step_memory_bytes'] / args.batch / 2**20:.0f} MiB per clip incl. the state)")
+  del holder
+
+  if args.breakdown:
+    parts = breakdown(config, args.batch)
+    parts["rest: fusion, pooling, head, loss, optimizer (remainder)"] = seconds - sum(parts.values())
+    out["breakdown_seconds"] = parts
+    for name, value in parts.items():
+      print(f"  {name:60s} {value:8.3f} s  {value / seconds:6.1%}")
+  if args.loop:
+    out["loop"] = loop_timing(config, args, seconds)
+    print(f"loop: {out['loop']['loop_seconds_per_step']:.3f} s per step vs bare step {seconds:.3f} s "
+          f"({out['loop']['loop_over_step']:.2f}x)")
+  _write(args, out)
+
+
+def _write(args, out):
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=1)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
