@@ -51,6 +51,9 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
   config.trainable_blocks = 2  # last ViT blocks updated (plus ln_post); the rest is frozen
   config.variant = "full"
   config.dtype = "float32"  # compute dtype: "float32" | "bfloat16"; parameters are always float32
+  # Rematerialisation (memory for time; the function is unchanged): "vit" recomputes each trainable ViT block's
+  # activations in the backward pass, "skeleton" the 3D-CNN's; e.g. ("vit", "skeleton"). docs/performance.md.
+  config.remat = ()
   # Joints with confidence below this, or outside the frame, count for nothing (heatmaps, patch weights, gate).
   config.confidence_threshold = 0.1
   config.heatmap = ml_collections.ConfigDict(dict(
@@ -103,6 +106,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.num_pose_frames % config.num_frames:
     raise ValueError(f"num_pose_frames={config.num_pose_frames} is not a multiple of num_frames="
                      f"{config.num_frames}; each RGB frame needs a whole window of pose frames")
+  remat_parts(config)
   layers = vit_fields(config)["layers"]
   if config.head.pose_aux_weight < 0:
     raise ValueError(f"head.pose_aux_weight={config.head.pose_aux_weight} must be >= 0")
@@ -117,6 +121,15 @@ def vit_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   fields.pop("dtype", None)
   fields["proj_dim"] = None
   return fields
+
+
+def remat_parts(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  parts = config.get("remat", ()) or ()
+  parts = (parts,) if isinstance(parts, str) else tuple(parts)
+  unknown = set(parts) - {"vit", "skeleton"}
+  if unknown:
+    raise ValueError(f"remat={parts!r}: unknown parts {sorted(unknown)}; expected some of ('vit', 'skeleton')")
+  return parts
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> Any:
@@ -300,7 +313,8 @@ class ClipMG(nn.Module):
     """(B, T, H, W, 3) -> patch tokens after ln_post, (B, T, P, D) in the compute dtype."""
     cfg = self.config
     fields = vit_fields(cfg)
-    vit = vit_lib.VisionTransformer(**fields, dtype=compute_dtype(cfg), name="vit")
+    vit = vit_lib.VisionTransformer(**fields, dtype=compute_dtype(cfg), remat="vit" in remat_parts(cfg),
+                                    name="vit")
     b, t, h, w, c = frames.shape
     # All B*T frames go through the tower as one batch; the frozen prefix runs under stop_gradient.
     hidden = vit(frames.reshape(b * t, h, w, c).astype(compute_dtype(cfg)),
@@ -412,7 +426,10 @@ class ClipMG(nn.Module):
 def skeleton_encoder(config: ml_collections.ConfigDict, **kwargs) -> skeleton_lib.SkeletonEncoder:
   """The SkeletonEncoder of a model config (heatmap settings, CNN shape, implementation, dtype)."""
   sk = config.skeleton
-  return skeleton_lib.SkeletonEncoder(
+  # frame_size (argument 2, counting self) is static under remat.
+  encoder = (nn.remat(skeleton_lib.SkeletonEncoder, static_argnums=(2,)) if "skeleton" in remat_parts(config)
+             else skeleton_lib.SkeletonEncoder)
+  return encoder(
       features=tuple(sk.features), kernels=tuple(map(tuple, sk.kernels)), strides=tuple(map(tuple, sk.strides)),
       depths=tuple(sk.depths), embed_dim=sk.embed_dim, num_windows=config.num_frames, num_groups=sk.num_groups,
       resolution=config.heatmap.resolution, sigma=config.heatmap.sigma,

@@ -195,6 +195,8 @@ class VisionTransformer(nn.Module):
     mlp_dim: hidden width of the MLPs.
     proj_dim: output width E of the projection after `ln_post`; None = no projection.
     dtype: compute dtype (parameters stay float32).
+    remat: recompute each block's activations in the backward pass instead of keeping them (less memory for
+      the trainable blocks, one more forward of them; frozen blocks keep nothing either way).
   """
 
   width: int = 768
@@ -205,6 +207,7 @@ class VisionTransformer(nn.Module):
   mlp_dim: int = 3072
   proj_dim: Optional[int] = 512
   dtype: Any = jnp.float32
+  remat: bool = False
 
   @property
   def grid_size(self) -> int:
@@ -220,9 +223,8 @@ class VisionTransformer(nn.Module):
     ln = lambda: nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, param_dtype=jnp.float32)
     self.ln_pre = ln()
     # A list attribute is named resblocks_0 .. resblocks_{L-1}; freezing masks rely on these names.
-    self.resblocks = [
-        ResidualAttentionBlock(self.width, self.heads, self.mlp_dim, self.dtype) for _ in range(self.layers)
-    ]
+    block = nn.remat(ResidualAttentionBlock) if self.remat else ResidualAttentionBlock
+    self.resblocks = [block(self.width, self.heads, self.mlp_dim, self.dtype) for _ in range(self.layers)]
     self.ln_post = ln()
     if self.proj_dim is not None:
       self.proj = self.param("proj", nn.initializers.normal(self.width**-0.5), (self.width, self.proj_dim), jnp.float32)

@@ -109,6 +109,19 @@ def logits_and_grads(config, frames, keypoints, labels):
   return logits, grads
 
 
+def worst_gradient_error(grads, ref_grads):
+  """(leaf name, ||got - want|| / max(||want||, 1e-3 ||all of want||)) of the worst gradient leaf."""
+  ref_leaves = jax.tree_util.tree_leaves_with_path(ref_grads)
+  assert jax.tree.structure(grads) == jax.tree.structure(ref_grads)
+  total = np.sqrt(sum(float(jnp.sum(jnp.square(x))) for x in jax.tree.leaves(ref_grads)))
+  errors = {}
+  for (path, want), got in zip(ref_leaves, jax.tree.leaves(grads)):
+    scale = max(float(np.linalg.norm(np.ravel(want))), 1e-3 * total)
+    errors[jax.tree_util.keystr(path)] = float(np.linalg.norm(np.ravel(got) - np.ravel(want))) / scale
+  worst = max(errors, key=errors.get)
+  return worst, errors[worst]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant,convs", [("pose_only", ("matmul", "xla")), ("full", ("auto",))])
 def test_paper_size_model_equals_the_reference_formulation(variant, convs):
@@ -122,16 +135,26 @@ def test_paper_size_model_equals_the_reference_formulation(variant, convs):
   keypoints = jnp.asarray(keypoints_with_every_case(rng, 2, 32))
   labels = jnp.asarray([3, 17])
   ref_logits, ref_grads = logits_and_grads(paper_config(variant, "heatmaps", "xla"), frames, keypoints, labels)
-  ref_leaves = jax.tree_util.tree_leaves_with_path(ref_grads)
-  total = np.sqrt(sum(float(jnp.sum(jnp.square(x))) for x in jax.tree.leaves(ref_grads)))
   for conv in convs:
     logits, grads = logits_and_grads(paper_config(variant, "separable", conv), frames, keypoints, labels)
     assert relative_error(logits, ref_logits) < 1e-5
-    leaves = jax.tree.leaves(grads)
-    assert len(leaves) == len(ref_leaves)
-    errors = {}
-    for (path, want), got in zip(ref_leaves, leaves):
-      scale = max(float(np.linalg.norm(np.ravel(want))), 1e-3 * total)
-      errors[jax.tree_util.keystr(path)] = float(np.linalg.norm(np.ravel(got) - np.ravel(want))) / scale
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < 1e-4, (conv, worst, errors[worst])
+    worst, error = worst_gradient_error(grads, ref_grads)
+    assert error < 1e-4, (conv, worst, error)
+
+
+def test_remat_changes_neither_parameters_nor_numbers():
+  base = dict(variant="full", trainable_blocks=1, heatmap=dict(resolution=32),
+              skeleton=dict(features=(8, 16, 16), depths=(1, 1, 1), embed_dim=24, num_groups=4),
+              head=dict(hidden_dim=32, dropout=0.0))
+  rng = np.random.default_rng(3)
+  frames = jnp.asarray(rng.normal(size=(2, 8, 224, 224, 3)), jnp.float32)
+  keypoints = jnp.asarray(keypoints_with_every_case(rng, 2, 32))
+  labels = jnp.asarray([1, 2])
+  plain = logits_and_grads(clipmg.get_model_config("tiny", **base), frames, keypoints, labels)
+  remat = logits_and_grads(clipmg.get_model_config("tiny", remat=("vit", "skeleton"), **base), frames, keypoints,
+                           labels)
+  assert relative_error(remat[0], plain[0]) < 1e-6
+  worst, error = worst_gradient_error(remat[1], plain[1])  # same parameter tree, same gradients up to rounding
+  assert error < 1e-5, (worst, error)
+  with pytest.raises(ValueError, match="remat"):
+    clipmg.get_model_config("tiny", remat=("attention",))
