@@ -67,7 +67,7 @@ def skeleton_encoder_flops(config: ml_collections.ConfigDict) -> tuple[float, in
   encoder = clipmg_lib.skeleton_encoder(config)
   frame = (config.num_pose_frames * 8, config.num_pose_frames * 8)  # any frame size; the heatmaps do not depend on it
   keypoints = _spec((1, config.num_pose_frames, config.num_joints, 3))
-  params = _abstract_init(encoder, keypoints, frame)
+  params = jax.eval_shape(lambda k: encoder.init(jax.random.key(0), k, frame), keypoints)["params"]
   render = lambda k: skeleton_lib.render_heatmaps(
       k, frame, resolution=config.heatmap.resolution, sigma=config.heatmap.sigma,
       confidence_threshold=config.confidence_threshold)
