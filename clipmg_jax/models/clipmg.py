@@ -298,7 +298,7 @@ class ClipMG(nn.Module):
   each present only in the variants that use it. With head.pose_aux_weight > 0 the variants with both towers sow
   the auxiliary pose logits (B, num_classes) into the "aux" collection (key "pose_logits") when it is mutable.
   The variants with both towers sow into "intermediates", when it is mutable: "reliability" r (B, T), and where
-  they exist "patch_weights" w (B, T, P) and "gate" g (B, T) — the values the forward pass used.
+  they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used.
   """
 
   config: ml_collections.ConfigDict
@@ -366,7 +366,7 @@ class ClipMG(nn.Module):
     if variant in _USES_GATE:
       gate = PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
           skeleton_features, reliability)[..., None]  # (B, T, 1)
-      self.sow("intermediates", "gate", gate[..., 0])
+      self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
     else:  # no_gate: always fully pose-driven
       gate = jnp.ones((b, t, 1), jnp.float32)
     # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.

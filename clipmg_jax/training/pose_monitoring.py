@@ -1,7 +1,7 @@
 """Pose monitoring in evaluation: the gate g, the patch weights' entropy and the windows without a valid joint.
 
 The paper asks to watch the gate values and where the pose-guided query looks. ClipMG sows the values its forward
-pass used (collection "intermediates": reliability r, patch_weights w, gate g); the eval step reduces them to
+pass used (collection "intermediates": reliability r, patch_weights w, gate_values g); the eval step reduces them to
 per-window numbers on the device (`per_window`), evaluation.predict gathers them per clip, and `summarize` turns
 them into the "pose_monitoring" entry of eval.json. How to read them: docs/training.md.
 """
@@ -22,8 +22,8 @@ def per_window(intermediates: Mapping) -> dict[str, jax.Array]:
   out = {}
   if "reliability" in intermediates:
     out["reliability"] = intermediates["reliability"][0].astype(jnp.float32)
-  if "gate" in intermediates:
-    out["gate"] = intermediates["gate"][0].astype(jnp.float32)
+  if "gate_values" in intermediates:
+    out["gate"] = intermediates["gate_values"][0].astype(jnp.float32)
   if "patch_weights" in intermediates:
     w = intermediates["patch_weights"][0].astype(jnp.float32)  # (B, T, P), sums to 1 over P
     entropy = -jnp.sum(jnp.where(w > 0, w * jnp.log(jnp.maximum(w, 1e-30)), 0.0), axis=-1)
