@@ -5,8 +5,8 @@ workdir <root>/<variant>/seed<k> (rerunning this script resumes unfinished runs 
 one synthetic dataset, generated and converted once before the runs start. The table (Markdown: the mean over the
 seeds, then each seed's value) is printed and written to --output.
 
-  python benchmarks/ablations.py                                   # full, visual_only, pose_only; 2 seeds
-  python benchmarks/ablations.py --variants full,no_gate,no_guidance,no_cross_attention --seeds 0
+  python benchmarks/ablations.py                                   # full+extras, visual_only, pose_only; 2 seeds
+  python benchmarks/ablations.py --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper model
   python benchmarks/ablations.py --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
 
 Budget: 2000 steps of batch 32 per run. On a 16-core machine with one H100, 6 runs side by side (--jobs 6, 2 loader
@@ -70,16 +70,19 @@ def table(results: dict[str, list[dict]], args) -> str:
     lines.append(f"| {variant} | " + " | ".join(f"{m:.1f}" for m in means) + f" | {seeds} |")
   any_result = next(iter(results.values()))[0]
   lines.append("")
+  held_out = (any_result.get("validation") or {}).get("subjects") or []
   lines.append(f"Synthetic cross-subject test split: {any_result['num_examples']} clips, majority-class rate "
                f"{100 * any_result['majority_rate']:.1f} %. {args.steps} steps of batch 32 per run "
-               f"(configs/synthetic.py), evaluated after the last step; mean over seeds {args.seeds}.")
+               f"(configs/synthetic.py; validation subjects {held_out} held out of training), test split "
+               f"evaluated once on the final state; mean over seeds {args.seeds}.")
   return "\n".join(lines)
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--variants", default="full,visual_only,pose_only",
-                      help="comma-separated model variants (configs/synthetic.py:<variant>)")
+  parser.add_argument("--variants", default="full+extras,visual_only,pose_only",
+                      help="comma-separated config arguments (configs/synthetic.py:<variant>[+extras]); "
+                           "full+extras is configs/synthetic.py's default model, full the paper's")
   parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds (the dataset is the same)")
   parser.add_argument("--steps", type=int, default=2000, help="training steps per run (batch 32)")
   parser.add_argument("--eval_every", type=int, default=1000, help="periodic evaluation interval in steps")

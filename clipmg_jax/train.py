@@ -8,10 +8,17 @@ r"""Trains CLIP-MG and evaluates it; rerunning with the same --workdir resumes f
 Any config field can be overridden with --config.<path>=<value> (e.g. --config.total_steps=200,
 --config.model.variant=visual_only, --config.loss.logit_adjustment_tau=1.0, --config.model.dtype=bfloat16).
 
+Periodic evaluation (every eval_every_steps) runs on the validation split — whole training subjects held out of
+training (config.data.validation) — and ranks the checkpoints; the test split is evaluated once, after the last step.
+
 Writes to --workdir: checkpoints/ (Orbax: train state + input iterator position; the last K and the best by
-validation top-1), metrics.jsonl (one JSON line per logged step and per evaluation), tensorboard/ (when tensorboardX
-is installed), config.json, and at the end eval.json (top1, top5, mean_class_accuracy, macro_f1, per_class,
-per_subject, confusion) with confusion.png and per_class_accuracy.png.
+validation top-1), metrics.jsonl (one JSON line per logged step and per evaluation, with its split), tensorboard/
+(when tensorboardX is installed), config.json (with the validation subjects chosen), and at the end eval.json (test
+split of the final state: top1, top5, mean_class_accuracy, macro_f1, per_class, per_subject, confusion,
+pose_monitoring, split, checkpoint and selection) with confusion.png, per_class_accuracy.png and gate_histogram.png.
+
+A config that freezes ViT blocks without init.vit_checkpoint stops at once (RandomVisionTowerError);
+--config.init.allow_random_vit=True lets a smoke test through.
 """
 
 from absl import app
@@ -22,6 +29,7 @@ from ml_collections import config_flags
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
+from clipmg_jax.training import model_setup
 from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
@@ -39,6 +47,10 @@ def main(argv):
   config = _CONFIG.value
   sharding.maybe_initialize_distributed(config)
   logging.info("config:\n%s", config)
+  try:
+    model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
+  except model_setup.RandomVisionTowerError as e:
+    raise SystemExit(f"RandomVisionTowerError: {e}") from None
   data = input_setup.make_data_source(config, _WORKDIR.value)
   result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
   if result:

@@ -1,7 +1,12 @@
 """Converts a raw iMiGUE-layout (or MiGA skeleton) dataset into sharded TFRecord files for training.
 
 Examples:
-  # The synthetic dataset (data_prep/make_synthetic.py), RGB + keypoints:
+  # The public iMiGUE release as downloaded: <root>/Label/labels_20200831.csv and
+  # <root>/Data/skeleton/raw/<video>/<video>_<frame:012d>_keypoints.json, plus the videos you obtained as
+  # <root>/videos/<video>.mp4 (without them the records are skeleton-only):
+  python data_prep/convert.py --raw_root /data/iMiGUE --out_dir /data/imigue_shards --num_workers 8
+
+  # The synthetic dataset (data_prep/make_synthetic.py; flat layout labels.csv, skeleton/, videos/):
   python data_prep/convert.py --raw_root /data/synthetic --out_dir /data/synthetic_shards
 
   # The real annotation table with the shared OpenPose sample (no videos: skeleton-only records):
@@ -11,13 +16,16 @@ Examples:
   # MiGA challenge skeletons: <root>/<split>/<sample>/<sample>_light_hand.csv + <sample>_label.csv
   python data_prep/convert.py --layout miga --raw_root /data/miga --out_dir /data/miga_shards
 
-Writes <out_dir>/<split>-XXXXX-of-YYYYY.tfrecord (+ .index) and <out_dir>/manifest.json (counts per split and class,
-shards, every skipped clip with its reason). Interrupted? Run the same command again: finished shards are kept.
+The layout found under --raw_root (release or flat) is logged and recorded in the manifest; --labels_csv and
+--skeleton_dir override its parts. Writes <out_dir>/<split>-XXXXX-of-YYYYY.tfrecord (+ .index) and
+<out_dir>/manifest.json (counts per split and class, shards with each record's subject and label, the subject split,
+every skipped clip with its reason). Interrupted? Run the same command again: finished shards are kept.
 Record schema and sampling rules: docs/data.md.
 """
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -29,12 +37,15 @@ from clipmg_jax.data import convert  # pylint: disable=g-import-not-at-top,wrong
 def parse_args(argv=None) -> argparse.Namespace:
   defaults = convert.ConvertOptions()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--raw_root", required=True, help="dataset root (imigue: labels.csv, skeleton/, videos/, "
+  parser.add_argument("--raw_root", required=True, help="dataset root (imigue: the release layout Label/"
+                      "labels_20200831.csv + Data/skeleton/raw/, or the flat one labels.csv + skeleton/; videos/, "
                       "optional split.json and classes.json; miga: <split>/<sample>/ folders)")
   parser.add_argument("--out_dir", required=True, help="output folder for shards and manifest.json")
   parser.add_argument("--layout", choices=("imigue", "miga"), default="imigue", help="raw layout (default imigue)")
-  parser.add_argument("--labels_csv", default=None, help="labels table (default <raw_root>/labels.csv)")
-  parser.add_argument("--skeleton_dir", default=None, help="OpenPose JSON root (default <raw_root>/skeleton)")
+  parser.add_argument("--labels_csv", default=None, help="labels table (default: the layout's, "
+                      "<raw_root>/Label/labels_20200831.csv or <raw_root>/labels.csv)")
+  parser.add_argument("--skeleton_dir", default=None, help="OpenPose JSON root holding <video>/ folders (default: the "
+                      "layout's, <raw_root>/Data/skeleton/raw or <raw_root>/skeleton)")
   parser.add_argument("--videos_dir", default=None, help="videos folder (default <raw_root>/videos); "
                       "if it does not exist the conversion is skeleton-only")
   parser.add_argument("--skeleton_only", action="store_true", help="store keypoints only, no JPEG frames")
@@ -55,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
   args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(message)s")  # the layout found, skipped clips
   try:
     height, width = (int(v) for v in args.skeleton_frame_size.lower().split("x"))
   except ValueError:
@@ -66,7 +78,8 @@ def main(argv=None):
                              skeleton_dir=args.skeleton_dir, videos_dir=args.videos_dir, options=options,
                              num_workers=args.num_workers)
   counts = {split: entry["num_clips"] for split, entry in manifest["splits"].items()}
-  print(f"wrote {args.out_dir}: clips per split {counts}; skipped {manifest['num_skipped']} "
+  layout = manifest["source"].get("raw_layout", manifest["source"]["layout"])
+  print(f"wrote {args.out_dir} (raw layout: {layout}): clips per split {counts}; skipped {manifest['num_skipped']} "
         f"{json.dumps(manifest['skipped_by_kind'])}")
 
 

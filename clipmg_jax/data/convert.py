@@ -1,16 +1,19 @@
 """Raw dataset -> sharded TFRecord files of clip records (example_codec), offset indexes, and manifest.json.
 
 Layouts read:
-  imigue: <root>/labels.csv, <root>/skeleton/<video>/<video>_<frame:012d>_keypoints.json, <root>/videos/<video>.mp4
-          (the real iMiGUE layout and the synthetic one; labels, skeleton and video folders can be given apart, e.g.
-          the shared real sample's labels_20200831.csv and skeleton_sample/), optional split.json / classes.json.
+  imigue: the public release, <root>/Label/labels_20200831.csv + <root>/Data/skeleton/raw/<video>/<video>_<frame:012d>
+          _keypoints.json, or the flat layout of the synthetic dataset, <root>/labels.csv + <root>/skeleton/<video>/...
+          (imigue.find_raw_layout; the one found is logged and recorded in the manifest), both with
+          <root>/videos/<video>.mp4 and optional split.json / classes.json. Labels, skeleton and video folders can
+          also be given apart (e.g. the shared real sample's labels_20200831.csv and skeleton_sample/).
   miga:   <root>/<split>/<sample>/<sample>_light_hand.csv + <sample>_label.csv (skeleton-only; see miga.py).
 
 Output, in out_dir:
   <split>-<i:05d>-of-<n:05d>.tfrecord   clip records of one split (clips in label-file order, cut in chunks)
   <split>-....tfrecord.index            offset index of the shard (tfrecord.py)
-  manifest.json                         counts per split and class, shards, every skipped clip with its reason,
-                                        skeleton reading report, settings
+  manifest.json                         counts per split and class, shards (with each record's subject and
+                                        label), the subject split, every skipped clip with its reason, skeleton
+                                        reading report, settings
   .progress/<shard>.json                completion record of each shard (what makes a restart resume)
 
 Each shard is one task; tasks run in `num_workers` processes (0 = in this process) under a progress bar. A shard is
@@ -52,7 +55,7 @@ from clipmg_jax.data import shard_writer
 from clipmg_jax.data import video as video_io
 
 PROGRESS_DIR = ".progress"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: shard entries list their records' subjects and labels; "split"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,11 +375,12 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
   """Converts a raw dataset to shards in `out_dir` (see the module docstring) and returns the manifest.
 
   Args:
-    raw_root: dataset root. imigue layout: holds labels.csv, skeleton/, videos/, and optionally split.json and
-      classes.json; miga layout: holds <split>/<sample>/ folders.
+    raw_root: dataset root. imigue layout: the public release (Label/labels_20200831.csv, Data/skeleton/raw/) or
+      the flat layout (labels.csv, skeleton/), recognised by imigue.find_raw_layout and logged, plus videos/ and
+      optionally split.json and classes.json; miga layout: holds <split>/<sample>/ folders.
     out_dir: output folder (created). Re-running with the same arguments resumes; finished shards are kept.
     layout: "imigue" or "miga".
-    labels_csv, skeleton_dir, videos_dir: override <root>/labels.csv, <root>/skeleton, <root>/videos.
+    labels_csv, skeleton_dir, videos_dir: override the layout's labels table, skeleton root and <root>/videos.
     options: ConvertOptions. Without a videos folder (or with skeleton_only) records are skeleton-only.
     num_workers: processes converting shards in parallel (0 = in this process).
     progress: show a tqdm bar.
@@ -386,21 +390,25 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
   _cleanup_stale(out_dir)
   root = pathlib.Path(raw_root) if raw_root is not None else None
   if layout == "imigue":
-    labels_csv = pathlib.Path(labels_csv) if labels_csv else root / "labels.csv"
-    skeleton_dir = pathlib.Path(skeleton_dir) if skeleton_dir else root / "skeleton"
+    labels_csv, skeleton_dir, raw_layout = _imigue_paths(root, labels_csv, skeleton_dir)
     videos_dir = pathlib.Path(videos_dir) if videos_dir else (root / "videos" if root is not None else None)
     if not options.skeleton_only and (videos_dir is None or not videos_dir.is_dir()):
       logging.warning("no videos folder %s: converting skeleton-only", videos_dir)
       options = dataclasses.replace(options, skeleton_only=True)
     config_root = root if root is not None else labels_csv.parent
     train, test = imigue.load_split(config_root)
+    validation = imigue.load_validation_subjects(config_root)
+    split = {"train_subjects": sorted(train), "test_subjects": sorted(test)}
+    if validation is not None:
+      split["validation_subjects"] = list(validation)
     classes = imigue.load_classes(config_root)
     tasks, skipped = plan_imigue(labels_csv, skeleton_dir, videos_dir, {"train": train, "test": test},
                                  skeleton_only=options.skeleton_only)
-    source = {"layout": layout, "labels_csv": str(labels_csv), "skeleton_dir": str(skeleton_dir),
-              "videos_dir": None if options.skeleton_only else str(videos_dir)}
+    source = {"layout": layout, "raw_layout": raw_layout, "labels_csv": str(labels_csv),
+              "skeleton_dir": str(skeleton_dir), "videos_dir": None if options.skeleton_only else str(videos_dir)}
   elif layout == "miga":
     options = dataclasses.replace(options, skeleton_only=True)
+    split = None
     classes = imigue.CLASSES
     tasks, skipped = plan_miga(root)
     source = {"layout": layout, "root": str(root)}
@@ -428,14 +436,44 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
       summaries[shard.name] = convert_shard(shard)
       bar.update(1)
   bar.close()
-  manifest = build_manifest(shards, summaries, skipped, classes, options, source)
+  manifest = build_manifest(shards, summaries, skipped, classes, options, source, split)
   shard_writer.write_json_atomic(out_dir / shard_writer.MANIFEST, manifest)
   return manifest
 
 
+def _imigue_paths(root: pathlib.Path | None, labels_csv, skeleton_dir) -> tuple[pathlib.Path, pathlib.Path, str]:
+  """(labels table, skeleton root, layout name): the flags when both are given, else the layout found under root
+  (imigue.find_raw_layout) with either flag replacing its part."""
+  if labels_csv and skeleton_dir:
+    layout = "given by --labels_csv and --skeleton_dir"
+    labels_csv, skeleton_dir = pathlib.Path(labels_csv), pathlib.Path(skeleton_dir)
+  else:
+    if root is None:
+      raise ValueError("no raw_root: pass both labels_csv and skeleton_dir")
+    found = imigue.find_raw_layout(root)
+    layout = found.name
+    labels_csv = pathlib.Path(labels_csv) if labels_csv else found.labels_csv
+    skeleton_dir = pathlib.Path(skeleton_dir) if skeleton_dir else found.skeleton_dir
+  logging.info("raw layout: %s (labels %s, skeleton %s)", layout, labels_csv, skeleton_dir)
+  if not skeleton_dir.is_dir():
+    raise FileNotFoundError(f"skeleton folder {skeleton_dir} does not exist (raw layout: {layout})")
+  return labels_csv, skeleton_dir, layout
+
+
+def _record_columns(shard: ShardTask, summary: dict) -> dict[str, list[int]]:
+  """Subject and label of each record of a shard, in record order: its clips minus the skipped ones."""
+  skipped = {entry["clip_id"] for entry in summary["skipped"]}
+  kept = [clip for clip in shard.clips if clip.clip_id not in skipped]
+  if len(kept) != summary["num_records"]:
+    raise ValueError(f"shard {shard.name}: {summary['num_records']} records but {len(kept)} clips not skipped")
+  return {"subjects": [clip.subject for clip in kept], "labels": [clip.label for clip in kept]}
+
+
 def build_manifest(shards: list[ShardTask], summaries: dict, skipped: list, classes, options: ConvertOptions,
-                   source: dict) -> dict:
-  """The manifest.json document."""
+                   source: dict, split: dict | None = None) -> dict:
+  """The manifest.json document. Each shard entry lists its records' subjects and labels (the pipeline selects
+  validation and training records by subject from them); `split` (subjects per split, and split.json's
+  validation_subjects) is recorded as given."""
   num_classes = len(classes)
   splits = {}
   report = collections.Counter()
@@ -446,7 +484,8 @@ def build_manifest(shards: list[ShardTask], summaries: dict, skipped: list, clas
     entry["num_clips"] += summary["num_records"]
     for label, count in summary["per_class"].items():
       entry["per_class"][int(label)] += count
-    entry["shards"].append({"path": shard.name, "index": shard.name + ".index", "num_records": summary["num_records"]})
+    entry["shards"].append({"path": shard.name, "index": shard.name + ".index", "num_records": summary["num_records"],
+                            **_record_columns(shard, summary)})
     report.update(summary["skeleton_report"])
     all_skipped.extend(summary["skipped"])
   kinds = collections.Counter(s["kind"] for s in all_skipped)
@@ -455,6 +494,7 @@ def build_manifest(shards: list[ShardTask], summaries: dict, skipped: list, clas
       "source": source,
       "options": dataclasses.asdict(options),
       "classes": [c.name for c in classes],
+      **({"split": split} if split is not None else {}),
       "splits": splits,
       "skeleton_report": dict(report),
       "num_skipped": len(all_skipped),

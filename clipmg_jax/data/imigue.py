@@ -1,12 +1,20 @@
 """iMiGUE: the 32 classes, the official cross-subject split, and the readers of its raw layout.
 
-Raw layout of a dataset root (the real iMiGUE and the synthetic one alike):
+Raw layouts of a dataset root (find_raw_layout tells them apart):
 
+  "release", the public iMiGUE material as it is published:
+  <root>/Label/labels_20200831.csv                                    one row per clip
+  <root>/Data/skeleton/raw/<video>/<video>_<frame:012d>_keypoints.json  OpenPose --write_json output, one per frame
+
+  "flat", the synthetic dataset's (and a hand-made one's):
   <root>/labels.csv              one row per clip, columns as in the published labels_20200831.csv
-  <root>/skeleton/<video>/<video>_<frame:012d>_keypoints.json   OpenPose --write_json output, one file per frame
-  <root>/videos/<video>.mp4      25 fps
-  <root>/split.json              optional {"train_subjects": [...], "test_subjects": [...]}
-  <root>/classes.json            optional {"classes": [{name_id, csv_class, index, name, group}, ...]}
+  <root>/skeleton/<video>/<video>_<frame:012d>_keypoints.json
+
+  Both: <root>/videos/<video>.mp4 (25 fps; not part of the public release, which links YouTube videos behind a
+  request form), and optionally
+  <root>/split.json              {"train_subjects": [...], "test_subjects": [...], "validation_subjects": [...]}
+                                 (validation_subjects optional, a subset of train_subjects; clipmg_jax/data/validation.py)
+  <root>/classes.json            {"classes": [{name_id, csv_class, index, name, group}, ...]}
 
 Frame numbering (settled against the published material): `start_frame` and `end_frame` are 0-based frame indices,
 both inclusive, and equal the OpenPose file numbers (which start at 0). Evidence: every row of labels_20200831.csv
@@ -192,6 +200,54 @@ def load_split(root: str | os.PathLike) -> tuple[tuple[int, ...], tuple[int, ...
   if overlap:
     raise ValueError(f"{path}: subjects {sorted(overlap)} are in both train and test")
   return train, test
+
+
+def load_validation_subjects(root: str | os.PathLike) -> tuple[int, ...] | None:
+  """`validation_subjects` of <root>/split.json (sorted), or None when the file or the key is absent.
+
+  Raises ValueError naming the file when they are not integers or not all among its train_subjects.
+  """
+  path = pathlib.Path(root) / "split.json"
+  if not path.is_file():
+    return None
+  train, _ = load_split(root)
+  data = json.loads(path.read_text())
+  if "validation_subjects" not in data:
+    return None
+  try:
+    subjects = tuple(sorted(int(s) for s in data["validation_subjects"]))
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{path}: 'validation_subjects' must be a list of integer subject ids ({e!r})") from None
+  foreign = sorted(set(subjects) - set(train))
+  if foreign:
+    raise ValueError(f"{path}: validation_subjects {foreign} are not in train_subjects (validation is drawn from "
+                     f"the training subjects)")
+  return subjects
+
+
+@dataclasses.dataclass(frozen=True)
+class RawLayout:
+  """Where an iMiGUE-style root keeps its files. name: "release" | "flat"."""
+  name: str
+  labels_csv: pathlib.Path
+  skeleton_dir: pathlib.Path
+
+
+RELEASE_LABELS = pathlib.Path("Label") / "labels_20200831.csv"
+RELEASE_SKELETON = pathlib.Path("Data") / "skeleton" / "raw"
+
+
+def find_raw_layout(root: str | os.PathLike) -> RawLayout:
+  """The layout of `root`: the public release (Label/labels_20200831.csv + Data/skeleton/raw/) or the flat one
+  (labels.csv + skeleton/). Raises FileNotFoundError naming both when neither labels file exists."""
+  root = pathlib.Path(root)
+  if (root / RELEASE_LABELS).is_file():
+    return RawLayout("release", root / RELEASE_LABELS, root / RELEASE_SKELETON)
+  if (root / "labels.csv").is_file():
+    return RawLayout("flat", root / "labels.csv", root / "skeleton")
+  raise FileNotFoundError(f"{root}: neither the iMiGUE release layout ({RELEASE_LABELS} with {RELEASE_SKELETON}/) "
+                          f"nor the flat layout (labels.csv with skeleton/) is there; pass --labels_csv and "
+                          f"--skeleton_dir to point at the files")
 
 
 def split_clips(clips: Sequence[Clip], subjects: Sequence[int]) -> list[Clip]:

@@ -73,6 +73,10 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.read_threads = 1  # Threads per process reading and decoding elements (Grain ReadOptions.num_threads).
   c.prefetch_buffer_size = 2  # Batches read ahead per process (Grain ReadOptions.prefetch_buffer_size).
   c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
+  # Validation: whole training subjects held out of training, for periodic evaluation and checkpoint selection
+  # (clipmg_jax/data/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
+  # over the seeded choice of num_subjects; num_subjects=0 and no subjects: no validation split.
+  c.validation = ml_collections.ConfigDict(dict(num_subjects=4, seed=0, subjects=()))
   return c
 
 
@@ -85,18 +89,25 @@ _PAD = _Padding()
 
 
 class _LocatedSource:
-  """Yields (global record index, record bytes | SkippedRecord | _PAD); indexes >= len(source) are padding."""
+  """Yields (global record index, record bytes | SkippedRecord | _PAD) for the records `records` (default: all) in
+  that order; positions past them, up to `length`, are padding."""
 
-  def __init__(self, source: shard_source.ShardSource, length: int | None = None):
+  def __init__(self, source: shard_source.ShardSource, length: int | None = None, records: np.ndarray | None = None):
     self._source = source
-    self._length = len(source) if length is None else length
+    self._records = np.arange(len(source)) if records is None else np.asarray(records, np.int64)
+    if len(self._records) and not (0 <= self._records.min() and self._records.max() < len(source)):
+      raise ValueError(f"record indexes outside [0, {len(source)}) for {source}")
+    self._length = len(self._records) if length is None else length
 
   def __len__(self) -> int:
     return self._length
 
-  def __getitem__(self, index):
-    index = int(index)
-    return index, (self._source[index] if index < len(self._source) else _PAD)
+  def __getitem__(self, position):
+    position = int(position)
+    if position >= len(self._records):
+      return position, _PAD
+    index = int(self._records[position])
+    return index, self._source[index]
 
   def location(self, index: int) -> str:
     return self._source.location(index)
@@ -196,28 +207,35 @@ def make_source(config: ml_collections.ConfigDict, split: str) -> shard_source.S
 
 
 def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bool, seed: int | None = None,
-                     process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """The batched MapDataset of this process (before conversion to an iterator); see the module docstring."""
+                     process_index: int = 0, process_count: int = 1,
+                     records: np.ndarray | None = None) -> grain.MapDataset:
+  """The batched MapDataset of this process (before conversion to an iterator); see the module docstring.
+
+  records: indexes of the split's records to use (e.g. those of some subjects); None = all of them."""
   source = make_source(config, split)
   seed = int(config.shuffle_seed if seed is None else seed)
   decoder = ClipDecoder(config, source, train=train)
+  if records is not None and not len(records):
+    raise ValueError(f"{config.shards_dir}: no records of split {split!r} selected")
   if train:
     local_batch = _local_batch_size(int(config.batch_size), process_count)
-    ds = grain.MapDataset.source(_LocatedSource(source)).seed(seed)
+    ds = grain.MapDataset.source(_LocatedSource(source, records=records)).seed(seed)
     ds = ds.shuffle().repeat(config.num_epochs)
     ds = ds.random_map(decoder)
     ds = ds[process_index::process_count]
     return ds.batch(local_batch, drop_remainder=True)
   global_batch = int(config.eval_batch_size or config.batch_size)
   local_batch = _local_batch_size(global_batch, process_count)
-  padded = -(-len(source) // global_batch) * global_batch
-  ds = grain.MapDataset.source(_LocatedSource(source, padded)).map(decoder)
+  num = len(source) if records is None else len(records)
+  padded = -(-num // global_batch) * global_batch
+  ds = grain.MapDataset.source(_LocatedSource(source, padded, records)).map(decoder)
   ds = ds[process_index::process_count]
   return ds.batch(local_batch, drop_remainder=False)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, seed: int | None = None,
-                 process_index: int = 0, process_count: int = 1, train: bool | None = None) -> grain.IterDataset:
+                 process_index: int = 0, process_count: int = 1, train: bool | None = None,
+                 records: np.ndarray | None = None) -> grain.IterDataset:
   """The Grain dataset of batches for `split` on this process.
 
   Args:
@@ -228,6 +246,9 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, see
       jax.process_count()); each takes every process_count-th example, and the global batch is split evenly.
     train: training (shuffle, repeat, random augmentation) or evaluation (one ordered pass, centre crop, padding);
       None = (split == config.train_split).
+    records: indexes of the split's records to read (shard_source.record_table selects them by subject);
+      None = all. Validation reads the validation subjects' records of the train split this way, and training
+      the others: one copy of the data on disk.
   Returns:
     A grain.IterDataset; `iter(ds)` is a checkpointable iterator (get_state / set_state) of batch dicts.
   """
@@ -236,7 +257,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, see
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   ds = make_map_dataset(config, split, train=train, seed=seed, process_index=process_index,
-                        process_count=process_count)
+                        process_count=process_count, records=records)
   read_options = grain.ReadOptions(num_threads=int(config.read_threads),
                                    prefetch_buffer_size=int(config.prefetch_buffer_size))
   ds = ds.to_iter_dataset(read_options)

@@ -64,7 +64,7 @@ def write_random_shards(out_dir: str | os.PathLike, *, splits: dict[str, int] | 
   out_dir.mkdir(parents=True, exist_ok=True)
   splits = splits or {"train": 32, "test": 12}
   rng = np.random.default_rng(seed)
-  manifest = {"version": 1, "splits": {}, "skipped": [], "random": True}
+  manifest = {"version": 2, "splits": {}, "skipped": [], "random": True}
   video = 1
   for split, count in splits.items():
     num_shards = max(1, -(-count // clips_per_shard))
@@ -75,7 +75,9 @@ def write_random_shards(out_dir: str | os.PathLike, *, splits: dict[str, int] | 
       video += n
       name = shard_writer.shard_name(split, s, num_shards)
       shard_writer.write_shard(out_dir / name, records)
-      shards.append({"path": name, "num_records": n})
+      metas = [example_codec.decode_metadata(example_codec.parse(r)) for r in records]
+      shards.append({"path": name, "num_records": n, "subjects": [int(m["subject"]) for m in metas],
+                     "labels": [int(m["label"]) for m in metas]})
     manifest["splits"][split] = {"num_clips": count, "shards": shards}
   shard_writer.write_json_atomic(out_dir / shard_writer.MANIFEST, manifest)
   return out_dir

@@ -132,3 +132,34 @@ def find_shards(shards_dir: str | os.PathLike, split: str) -> list[pathlib.Path]
   if missing:
     raise FileNotFoundError(f"{shards_dir}: shards listed for {split!r} are missing: {missing[:5]}")
   return paths
+
+
+def record_table(shards_dir: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
+  """Per-record subject and label of `split`, in record order: {"subject": int64 (N,), "label": int64 (N,)}.
+
+  Read from manifest.json, whose shard entries list them (data_prep/convert.py writes them). Raises ValueError
+  naming the manifest when it has none (a conversion made before they were recorded).
+  """
+  manifest = pathlib.Path(shards_dir) / "manifest.json"
+  if not manifest.is_file():
+    raise FileNotFoundError(f"{manifest} not found: the per-record subjects come from the converter's manifest")
+  with open(manifest) as f:
+    data = json.load(f)
+  try:
+    entries = data["splits"][split]["shards"]
+  except KeyError:
+    raise ValueError(f"{manifest}: no split {split!r} (has {sorted(data.get('splits', {}))})") from None
+  columns = {"subject": [], "label": []}
+  for entry in entries:
+    if "subjects" not in entry or "labels" not in entry:
+      raise ValueError(
+          f"{manifest}: shard {entry.get('path')} lists no per-record subjects/labels (an older conversion). Run the "
+          f"same data_prep/convert.py command again: finished shards are kept and only manifest.json is rewritten "
+          f"(for a synthetic dataset made by the trainer, delete its shards folder instead).")
+    if not len(entry["subjects"]) == len(entry["labels"]) == entry["num_records"]:
+      raise ValueError(f"{manifest}: shard {entry['path']} has {entry['num_records']} records but "
+                       f"{len(entry['subjects'])} subjects and {len(entry['labels'])} labels")
+    columns["subject"].extend(entry["subjects"])
+    columns["label"].extend(entry["labels"])
+  return {k: np.asarray(v, np.int64) for k, v in columns.items()}
+

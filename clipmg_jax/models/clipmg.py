@@ -81,10 +81,11 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
       bias_init=-2.0,  # initial b: g = 0.12 with no reliable joint, 0.88 with all joints at confidence 1
   ))
   config.cross_attention = ml_collections.ConfigDict(dict(num_heads=0))  # 0 = as many heads as the ViT
+  # Two additions beyond the paper, off by default (clipmg_jax/models/variants.py EXTRAS turns both on):
   # pose_context: the head also gets the gated skeleton feature mean_t g_t LN(s_t) (variants with a skeleton).
   # pose_aux_weight > 0: an auxiliary pose-only head on mean_t s_t whose loss, times this weight, is added in
   # training (variants with both towers); predictions always come from the main head.
-  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=True, pose_aux_weight=1.0))
+  config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=False, pose_aux_weight=0.0))
   flat = {k: v for k, v in overrides.items() if "." in k}
   nested = {k: v for k, v in overrides.items() if "." not in k}
   unknown = sorted(k for k in nested if k not in config)
@@ -296,6 +297,8 @@ class ClipMG(nn.Module):
   Parameter tree (top level): vit, skeleton_encoder, skeleton_embed, gate, cross_attention, head, pose_aux_head —
   each present only in the variants that use it. With head.pose_aux_weight > 0 the variants with both towers sow
   the auxiliary pose logits (B, num_classes) into the "aux" collection (key "pose_logits") when it is mutable.
+  The variants with both towers sow into "intermediates", when it is mutable: "reliability" r (B, T), and where
+  they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used.
   """
 
   config: ml_collections.ConfigDict
@@ -348,17 +351,22 @@ class ClipMG(nn.Module):
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
         nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
     skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
+    # Sown values (collection "intermediates", mutable only in the eval step) feed the pose monitoring of
+    # evaluation (clipmg_jax/training/pose_monitoring.py); sow is a no-op when the collection is not mutable.
+    reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)  # (B, T)
+    self.sow("intermediates", "reliability", reliability)
     if variant in _USES_GUIDANCE:
       weights = patch_weights(
           keypoints, frame_size, vit_fields(cfg)["patch_size"], t, sigma=cfg.patch_weights.sigma,
           uniform_mass=cfg.patch_weights.uniform_mass, confidence_threshold=cfg.confidence_threshold)
+      self.sow("intermediates", "patch_weights", weights)
       query_pose = jnp.einsum("btp,btpd->btd", weights, tokens32)  # (B, T, D)
     else:  # no_guidance: uniform patch weights
       query_pose = query_vision
     if variant in _USES_GATE:
-      reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)
       gate = PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
           skeleton_features, reliability)[..., None]  # (B, T, 1)
+      self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
     else:  # no_gate: always fully pose-driven
       gate = jnp.ones((b, t, 1), jnp.float32)
     # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.

@@ -20,6 +20,9 @@ from orbax.checkpoint import checkpoint_managers
 
 STATE = "state"
 DATA = "data"
+# Key the trainer adds to the metrics of a checkpoint ranked on the validation split; best_step(require=...) skips
+# checkpoints without it (e.g. ones ranked on another split by an older version).
+VALIDATION_MARK = "ranked_on_validation"
 
 
 class Checkpointer:
@@ -47,12 +50,13 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def best_step(self) -> int | None:
-    """The kept step with the highest `best_metric` (the latest among ties), or None if none has metrics."""
+  def best_step(self, require: str | None = None) -> int | None:
+    """The kept step with the highest `best_metric` (the latest among ties), or None if none has metrics; with
+    `require`, only among checkpoints whose metrics hold that key."""
     scored = []
     for step in self.all_steps():
       m = self.manager.metrics(step)
-      if m and self.best_metric in m:
+      if m and self.best_metric in m and (require is None or require in m):
         scored.append((float(m[self.best_metric]), step))
     return max(scored)[1] if scored else None
 

@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict(dict(
       class_weighting="none", logit_adjustment_tau=0.0, label_smoothing=0.0))
   config.checkpoint = ml_collections.ConfigDict(dict(every_steps=500, keep_last=2, keep_best=1))
-  config.init = ml_collections.ConfigDict(dict(vit_checkpoint=""))
+  # vit_checkpoint: a ported CLIP tower (data_prep/port_clip.py). allow_random_vit: start even though frozen ViT
+  # blocks would keep their random initialisation (smoke tests only; model_setup.check_vision_init).
+  config.init = ml_collections.ConfigDict(dict(vit_checkpoint="", allow_random_vit=False))
   config.model = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict()
   return config

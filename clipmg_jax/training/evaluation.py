@@ -11,6 +11,7 @@ import tqdm
 
 from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import plots
+from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
 
 EVAL_JSON = "eval.json"
@@ -38,17 +39,21 @@ def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.nda
             batch_size: int, *, progress: bool = True) -> dict[str, np.ndarray]:
   """Runs `eval_step` over all `batches` (this process's share, each at most `batch_size` rows).
 
-  Returns numpy logits (N, C), label (N,), subject (N,), clip_id (N,) for the real (unpadded) examples of all
-  processes, in batch order.
+  `eval_step` returns logits (B, C), or a dict holding "logits" and per-example arrays (B, ...) such as the pose
+  monitoring of pose_monitoring.per_window.
+  Returns numpy logits (N, C), label (N,), subject (N,), clip_id (N,) and each further array of the step, for the
+  real (unpadded) examples of all processes, in batch order.
   """
   outputs = {"logits": [], "label": [], "subject": [], "clip_id": []}
   for batch in tqdm.tqdm(batches, desc="eval", unit="batch", disable=not progress, leave=False):
     padded = pad_batch(batch, batch_size)
     placed = sharding_lib.place_batch(padded, mesh)
-    logits = np.asarray(eval_step(params, placed))  # replicated: the global batch, on every host
+    out = eval_step(params, placed)  # replicated: the global batch, on every host
+    out = out if isinstance(out, dict) else {"logits": out}
     gathered = {k: _allgather(placed[k]) for k in ("label", "subject", "clip_id", "mask") if k in placed}
     keep = gathered["mask"] > 0
-    outputs["logits"].append(logits[keep])
+    for key, value in out.items():
+      outputs.setdefault(key, []).append(np.asarray(value)[keep])
     for key in ("label", "subject", "clip_id"):
       if key in gathered:
         outputs[key].append(gathered[key][keep])
@@ -63,13 +68,28 @@ def _allgather(x: jax.Array) -> np.ndarray:
 
 
 def compute_metrics(predictions: dict[str, np.ndarray], class_names: list[str]) -> dict:
-  """classification_metrics over the output of `predict`."""
-  return metrics_lib.classification_metrics(predictions["logits"], predictions["label"],
-                                            predictions.get("subject"), class_names)
+  """classification_metrics over the output of `predict`, plus "pose_monitoring" (pose_monitoring.summarize)
+  when the model sowed its pose values."""
+  result = metrics_lib.classification_metrics(predictions["logits"], predictions["label"],
+                                              predictions.get("subject"), class_names)
+  monitoring = pose_monitoring.summarize(predictions, result["class_names"])
+  if monitoring is not None:
+    result["pose_monitoring"] = monitoring
+  return result
+
+
+SCALAR_KEYS = ("top1", "top5", "mean_class_accuracy", "macro_f1")
+
+
+def scalars(result: dict) -> dict[str, float]:
+  """The numbers of an evaluation that go to metrics.jsonl and rank checkpoints: SCALAR_KEYS plus the pose
+  monitoring's gate_mean, patch_entropy and no_valid_joint_fraction where present."""
+  return {**{k: result[k] for k in SCALAR_KEYS}, **pose_monitoring.scalars(result.get("pose_monitoring"))}
 
 
 def write_results(result: dict, workdir: str | pathlib.Path, *, extra: dict | None = None) -> pathlib.Path:
-  """Writes <workdir>/eval.json (+ extra keys such as the step) and confusion.png / per_class_accuracy.png."""
+  """Writes <workdir>/eval.json (+ extra keys such as the step, split and checkpoint rule) and the plots:
+  confusion.png, per_class_accuracy.png and, with pose monitoring, gate_histogram.png."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   payload = dict(result, **(extra or {}))
@@ -78,6 +98,8 @@ def write_results(result: dict, workdir: str | pathlib.Path, *, extra: dict | No
   try:
     plots.plot_confusion(result, workdir / "confusion.png")
     plots.plot_per_class_accuracy(result, workdir / "per_class_accuracy.png")
+    if (result.get("pose_monitoring") or {}).get("gate"):
+      plots.plot_gate_histogram(result, workdir / "gate_histogram.png")
   except Exception as e:  # pylint: disable=broad-except
     # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
     logging.warning("could not write the evaluation plots: %s", e)
@@ -85,6 +107,8 @@ def write_results(result: dict, workdir: str | pathlib.Path, *, extra: dict | No
 
 
 def summary_line(result: dict) -> str:
-  return (f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  mean-class-acc "
+  line = (f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  mean-class-acc "
           f"{result['mean_class_accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
           f"(majority-class rate {result['majority_rate']:.4f}, {result['num_examples']} examples)")
+  gate = (result.get("pose_monitoring") or {}).get("gate")
+  return line + (f"  gate mean {gate['mean']:.3f}" if gate and gate["mean"] is not None else "")

@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from clipmg_jax.data import validation as validation_lib
 from clipmg_jax.training.data_source import DataSource
 
 _DONE = ".generated.json"  # written after a complete generation, so a killed one is redone, not trusted
@@ -74,8 +75,35 @@ def read_manifest(shards_dir: str | pathlib.Path) -> dict:
   return json.loads(path.read_text())
 
 
+def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
+                     ) -> tuple[validation_lib.Validation, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+  """(validation, train records, validation records, training class counts) of the train split.
+
+  The records are indexes into the train split's records (None = all; validation None when there is no
+  validation split); the class counts are over the records trained on (None when the manifest has none).
+  """
+  from clipmg_jax.data import shard_source  # pylint: disable=import-outside-toplevel
+  counts = manifest["splits"][data_config.train_split].get("per_class")
+  counts = None if counts is None else np.asarray(counts, np.int64)
+  cfg = data_config.get("validation") or ml_collections.ConfigDict(dict(num_subjects=0))
+  if not cfg.get("subjects") and not cfg.get("num_subjects") and not (manifest.get("split") or {}).get(
+      "validation_subjects"):
+    return validation_lib.Validation((), "none (config.data.validation.num_subjects=0)"), None, None, counts
+  table = shard_source.record_table(data_config.shards_dir, data_config.train_split)
+  val = validation_lib.resolve(cfg, manifest, np.unique(table["subject"]))
+  held_out = np.isin(table["subject"], val.subjects)
+  if counts is not None:
+    counts = np.bincount(table["label"][~held_out], minlength=len(counts)).astype(np.int64)
+  return val, np.flatnonzero(~held_out), np.flatnonzero(held_out), counts
+
+
 def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> DataSource:
-  """The DataSource for `config` (generating the synthetic dataset first if configured and absent)."""
+  """The DataSource for `config` (generating the synthetic dataset first if configured and absent).
+
+  The train split's records are divided by subject into training and validation (split_validation); the chosen
+  validation subjects are written back to config.data.validation.subjects, so that the run's config.json
+  records them.
+  """
   from clipmg_jax.data import pipeline  # pylint: disable=import-outside-toplevel
   data = config.data
   resolve_synthetic_paths(data, workdir)
@@ -88,20 +116,32 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
       raise ValueError(f"{data.shards_dir}/manifest.json has no split {split!r} (has {sorted(splits)})")
   num_classes = int(config.model.num_classes)
   class_names = list(manifest.get("classes") or [f"class_{i}" for i in range(num_classes)])
-  counts = splits[data.train_split].get("per_class")
-  counts = None if counts is None else np.asarray(counts, np.int64)
+  val, train_records, val_records, counts = split_validation(data, manifest)
+  if val.subjects and "validation" in data:
+    data.validation.subjects = tuple(val.subjects)
   pc, pi = jax.process_count(), jax.process_index()
   eval_batch = int(data.eval_batch_size or data.batch_size)
 
   def train_iterator():
     return iter(pipeline.make_dataset(data, data.train_split, seed=config.seed, process_index=pi, process_count=pc,
-                                      train=True))
+                                      train=True, records=train_records))
 
   def eval_batches():
     return pipeline.make_dataset(data, data.eval_split, process_index=pi, process_count=pc, train=False)
 
+  def validation_batches():
+    # Validation subjects' records of the *train* split, read the evaluation way (centre crop, one pass).
+    return pipeline.make_dataset(data, data.train_split, process_index=pi, process_count=pc, train=False,
+                                 records=val_records)
+
+  num_train = splits[data.train_split]["num_clips"] if train_records is None else len(train_records)
   info = {"shards_dir": str(data.shards_dir),
-          "num_clips": {s: v["num_clips"] for s, v in splits.items()}}
+          "num_clips": {s: v["num_clips"] for s, v in splits.items()},
+          "validation": {"subjects": list(val.subjects), "rule": val.rule,
+                         "source_split": data.train_split, "num_clips": 0 if val_records is None else len(val_records),
+                         "num_train_clips": num_train}}
+  logging.info("validation: %d clips of subjects %s (%s); training on %d clips", info["validation"]["num_clips"],
+               list(val.subjects), val.rule, num_train)
   return DataSource(train_iterator=train_iterator, eval_batches=eval_batches, class_names=class_names,
                     train_class_counts=counts, image_size=int(data.image_size), eval_batch_size=eval_batch // pc,
-                    info=info)
+                    info=info, validation_batches=validation_batches if val_records is not None else None)

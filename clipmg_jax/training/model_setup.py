@@ -54,6 +54,34 @@ def init_params(bundle: ModelBundle, rng: jax.Array, image_size: int, out_shardi
   return jax.jit(init, out_shardings=out_shardings)(rng)
 
 
+class RandomVisionTowerError(ValueError):
+  """The config freezes ViT blocks but gives no pretrained weights for them."""
+
+
+def check_vision_init(config: ml_collections.ConfigDict) -> None:
+  """Raises RandomVisionTowerError when training would keep frozen ViT blocks at their random initialisation.
+
+  That happens when the model has a vision tower, freezes some of its blocks (model.trainable_blocks < layers) and
+  config.init.vit_checkpoint is empty: such a run cannot learn what the paper's model learns, and would only show
+  it hours later. config.init.allow_random_vit=True (smoke tests) or config.train_all_params=True lets it start.
+  Configs whose blocks are all trainable (configs/synthetic.py) pass.
+  """
+  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  model, init = config.model, config.get("init") or ml_collections.ConfigDict()
+  if model.variant == "pose_only" or init.get("vit_checkpoint") or init.get("allow_random_vit", False):
+    return
+  if config.get("train_all_params", False):
+    return
+  layers = clipmg.vit_fields(model)["layers"]
+  frozen = layers - int(model.trainable_blocks)
+  if frozen > 0:
+    raise RandomVisionTowerError(
+        f"config.model freezes {frozen} of the {layers} ViT blocks (model.trainable_blocks={model.trainable_blocks}) "
+        f"but config.init.vit_checkpoint is empty, so they would stay randomly initialised. Port CLIP weights once "
+        f"with `python data_prep/port_clip.py --checkpoint=<CLIP ViT-B/16> --out=<dir>` and pass "
+        f"--config.init.vit_checkpoint=<dir>; for a smoke test, --config.init.allow_random_vit=True.")
+
+
 def load_pretrained_vision(params: Any, init_config: ml_collections.ConfigDict) -> Any:
   """Replaces params["vit"] with pretrained CLIP vision weights when `init.vit_checkpoint` is set.
 

@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation: the row-normalised confusion matrix and per-class accuracy."""
+"""PNG plots of an evaluation: the row-normalised confusion matrix, per-class accuracy and the gate histogram."""
 
 import pathlib
 
@@ -52,6 +52,30 @@ def plot_per_class_accuracy(result: dict, path: str | pathlib.Path) -> None:
   ax.set_ylabel("accuracy (recall)")
   ax.set_title("per-class accuracy on the evaluated split (number in the bar: test clips of the class)", fontsize=9)
   ax.legend(loc="upper right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_gate_histogram(result: dict, path: str | pathlib.Path) -> None:
+  """Histogram of the gate g over all evaluated windows (result["pose_monitoring"]["gate"]), with its mean and
+  the mean over windows without a valid joint, written to `path`."""
+  plt = _pyplot()
+  gate = result["pose_monitoring"]["gate"]
+  edges = np.asarray(gate["histogram"]["edges"])
+  counts = np.asarray(gate["histogram"]["counts"])
+  total = max(int(counts.sum()), 1)
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.bar(edges[:-1], counts / total, width=np.diff(edges), align="edge", color="tab:blue", edgecolor="white")
+  ax.axvline(gate["mean"], color="tab:red", ls="--", lw=1, label=f"mean {gate['mean']:.3f}")
+  if gate.get("mean_no_valid_joint") is not None:
+    ax.axvline(gate["mean_no_valid_joint"], color="tab:gray", ls=":", lw=1,
+               label=f"no valid joint {gate['mean_no_valid_joint']:.3f}")
+  ax.set_xlim(0, 1)
+  ax.set_xlabel("gate g (0: the frame is vision only, 1: fully pose-driven)")
+  ax.set_ylabel("fraction of windows")
+  ax.set_title(f"gate over {total} windows (clip x RGB frame)", fontsize=9)
+  ax.legend(loc="upper left", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from clipmg_jax.training import losses
+from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training.train_state import TrainState
 
@@ -89,12 +90,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
 def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding: Any,
                    normalize: Callable[[jax.Array], jax.Array] = default_normalize,
-                   ) -> Callable[[Any, Batch], jax.Array]:
-  """Returns eval_step(params, batch) -> logits float32 (B, C), replicated so that every host can read them all."""
+                   ) -> Callable[[Any, Batch], dict[str, jax.Array]]:
+  """Returns eval_step(params, batch) -> {"logits": float32 (B, C), and the per-window pose monitoring arrays
+  float32 (B, T) of pose_monitoring.per_window where the model sows them}, replicated so that every host can read
+  them all. Only this step makes "intermediates" mutable: training never computes what is sown there."""
 
   def step(params, batch: Batch):
-    logits = model.apply({"params": params}, normalize(batch["frames"]), batch["keypoints"], train=False)
-    return logits.astype(jnp.float32)
+    logits, state = model.apply({"params": params}, normalize(batch["frames"]), batch["keypoints"], train=False,
+                                mutable=["intermediates"])
+    return {"logits": logits.astype(jnp.float32), **pose_monitoring.per_window(state.get("intermediates", {}))}
 
   return jax.jit(step, in_shardings=(params_sharding, sharding_lib.batch_sharding(mesh)),
                  out_shardings=sharding_lib.replicated(mesh))

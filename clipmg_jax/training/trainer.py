@@ -73,10 +73,23 @@ class Setup:
                     out_shardings=self.state_sharding)(params)
     return state
 
-  def evaluate(self, params: Any, *, progress: bool = True) -> dict:
-    predictions = evaluation.predict(params, self.eval_step, self.data.eval_batches(), self.mesh,
-                                     self.data.eval_batch_size, progress=progress)
-    return evaluation.compute_metrics(predictions, self.data.class_names)
+  @property
+  def has_validation(self) -> bool:
+    return self.data.validation_batches is not None
+
+  def evaluate(self, params: Any, *, split: str = "test", progress: bool = True) -> dict:
+    """Metrics on split "test" (the final figures only) or "validation" (periodic evaluation, selection)."""
+    batches = {"test": self.data.eval_batches, "validation": self.data.validation_batches}[split]
+    if batches is None:
+      raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/validation.py)")
+    predictions = evaluation.predict(params, self.eval_step, batches(), self.mesh, self.data.eval_batch_size,
+                                     progress=progress)
+    return dict(evaluation.compute_metrics(predictions, self.data.class_names), split=split)
+
+
+def _selection_metrics(result: dict) -> dict:
+  """A validation evaluation's scalars as saved with a checkpoint, marked so that --checkpoint=best ranks it."""
+  return dict(evaluation.scalars(result), **{checkpointing.VALIDATION_MARK: 1.0})
 
 
 def _is_due(step: int, every: int) -> bool:
@@ -91,10 +104,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   `config.stop_after_step` (a preemption stand-in: the process ends without a final checkpoint).
   Raises NonFiniteLossError when the loss is NaN/Inf; the last saved checkpoint stays the latest.
   """
+  if model is None:
+    model_setup.check_vision_init(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   setup = Setup(config, data, model)
+  if not setup.has_validation:
+    logging.warning("no validation split: no periodic evaluation, and no checkpoint can be chosen as best")
   n_params = optimizer_lib.count_params(setup.abstract_state.params)
   n_trainable = optimizer_lib.count_params(setup.abstract_state.params, setup.trainable)
   logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
@@ -123,19 +140,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if stopped:
       return {}
     bar.close()
-    result = setup.evaluate(state.params, progress=is_main)
     final_step = int(state.step)
-    eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
+    # The final state is ranked on validation like every other; the test split is read here and only here.
+    val_metrics = None
+    if setup.has_validation:
+      val_result = setup.evaluate(state.params, split="validation", progress=is_main)
+      val_metrics = _selection_metrics(val_result)
+      writer.write(final_step, evaluation.scalars(val_result), split="validation")
     if ckpt.latest_step() != final_step:
       # No batch was pulled past the last step, so train_iter is at the final state's position.
-      ckpt.save(final_step, state, train_iter, metrics=eval_metrics)
-    writer.write(final_step, eval_metrics, split="eval")
+      ckpt.save(final_step, state, train_iter, metrics=val_metrics)
+    result = setup.evaluate(state.params, split="test", progress=is_main)
+    writer.write(final_step, evaluation.scalars(result), split="test")
   finally:
     bar.close()
     writer.close()
     ckpt.close()
   if is_main:
-    evaluation.write_results(result, workdir, extra=dict(step=final_step, checkpoint="final"))
+    evaluation.write_results(result, workdir, extra=dict(
+        step=final_step, checkpoint="final", validation=data.info.get("validation"),
+        selection="none: the state after the last training step (validation only ranks the saved checkpoints)"))
   logging.info("final eval at step %d: %s", final_step, evaluation.summary_line(result))
   return result
 
@@ -203,7 +227,7 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       bar.update(1)
       last = step == setup.total_steps  # the caller evaluates and saves the final state
       log = _is_due(step, config.log_every_steps) or last
-      evaluate = not last and _is_due(step, config.eval_every_steps)
+      evaluate = not last and _is_due(step, config.eval_every_steps) and setup.has_validation
       # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
       save = not last and (_is_due(step, config.checkpoint.every_steps) or evaluate)
       stop = not last and stop_after > 0 and step >= stop_after
@@ -221,10 +245,10 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
         break
       eval_metrics = None
       if evaluate:
-        result = setup.evaluate(state.params, progress=False)
-        eval_metrics = {k: result[k] for k in ("top1", "top5", "mean_class_accuracy", "macro_f1")}
-        writer.write(step, eval_metrics, split="eval")
-        bar.write(f"step {step} eval: {evaluation.summary_line(result)}")
+        result = setup.evaluate(state.params, split="validation", progress=False)
+        eval_metrics = _selection_metrics(result)
+        writer.write(step, evaluation.scalars(result), split="validation")
+        bar.write(f"step {step} validation: {evaluation.summary_line(result)}")
         window_start, window_examples = time.perf_counter(), 0
       if save:
         ckpt.save(step, state, train_iter, metrics=eval_metrics, data_state=positions[step])
@@ -246,7 +270,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
                         which: str = "latest", model: model_setup.ModelBundle | None = None) -> dict:
   """Evaluates a saved checkpoint of <workdir>/checkpoints and writes <workdir>/eval.json and the plots.
 
-  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number.
+  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number. The evaluated
+  split is the test split; eval.json records it, the checkpoint and the rule that chose it.
   """
   workdir = pathlib.Path(workdir)
   setup = Setup(config, data, model)
@@ -254,21 +279,24 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
                                     keep_best=config.checkpoint.keep_best)
   try:
     if which == "latest":
-      step = ckpt.latest_step()
+      step, selection = ckpt.latest_step(), "latest: the most recent checkpoint"
     elif which == "best":
-      step = ckpt.best_step()
+      step = ckpt.best_step(require=checkpointing.VALIDATION_MARK)
+      selection = ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
+                   f"{(data.info.get('validation') or {}).get('subjects')})")
       if step is None:
         logging.warning("no checkpoint carries validation metrics; evaluating the latest instead")
-        step = ckpt.latest_step()
+        step, selection = ckpt.latest_step(), "latest: no checkpoint carries validation metrics"
     else:
-      step = int(which)
+      step, selection = int(which), f"step {which}, as asked"
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (python -m clipmg_jax.train)")
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()
-  result = setup.evaluate(state.params, progress=jax.process_index() == 0)
+  result = setup.evaluate(state.params, split="test", progress=jax.process_index() == 0)
   if jax.process_index() == 0:
-    evaluation.write_results(result, workdir, extra=dict(step=int(state.step), checkpoint=str(which)))
+    evaluation.write_results(result, workdir, extra=dict(step=int(state.step), checkpoint=str(which),
+                                                         selection=selection, validation=data.info.get("validation")))
   logging.info("eval of checkpoint %d: %s", int(state.step), evaluation.summary_line(result))
   return result

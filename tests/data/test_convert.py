@@ -80,6 +80,29 @@ def test_real_skeleton_sample(imigue_shared, tmp_path):
     np.testing.assert_allclose(clip.keypoints[t], expected, atol=1e-3)
 
 
+def test_release_layout_from_raw_root_alone(imigue_shared, tmp_path):
+  """The public release as downloaded (Label/labels_20200831.csv, Data/skeleton/raw/<video>/) needs --raw_root only;
+  the CLI says which layout it found and the manifest records it."""
+  root = tmp_path / "iMiGUE"
+  (root / "Label").mkdir(parents=True)
+  (root / "Label" / "labels_20200831.csv").symlink_to(imigue_shared / "labels_20200831.csv")
+  (root / "Data" / "skeleton" / "raw").mkdir(parents=True)
+  (root / "Data" / "skeleton" / "raw" / "298").symlink_to(imigue_shared / "skeleton_sample" / "298")
+  done = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep" / "convert.py"), "--raw_root", str(root),
+                         "--out_dir", str(tmp_path / "out"), "--num_workers", "0"],
+                        check=True, capture_output=True, text=True)
+  assert "raw layout: release" in done.stderr and "raw layout: release" in done.stdout
+  manifest = shard_writer.read_manifest(tmp_path / "out")
+  assert manifest["source"]["raw_layout"] == "release"
+  assert manifest["source"]["skeleton_dir"] == str(root / "Data" / "skeleton" / "raw")
+  assert manifest["splits"]["train"]["num_clips"] == 3 and manifest["num_skipped"] == 18495
+  assert manifest["split"]["train_subjects"] == sorted(imigue.TRAIN_SUBJECTS)
+  table = shard_source.record_table(tmp_path / "out", "train")  # video 298 is subject 22's
+  assert table["subject"].tolist() == [22, 22, 22] and sorted(table["label"].tolist()) == [7, 10, 30]
+  with pytest.raises(FileNotFoundError, match=r"Label/labels_20200831\.csv.*labels\.csv"):
+    convert.convert(tmp_path / "empty", tmp_path / "out2", progress=False)
+
+
 # --- Synthetic dataset with video. -----------------------------------------------------------------------------
 
 
@@ -96,6 +119,7 @@ def test_synthetic_counts(synthetic_root, synthetic_shards):
   clips = imigue.read_labels(synthetic_root / "labels.csv")
   train, test = imigue.load_split(synthetic_root)
   assert manifest["num_skipped"] == 0
+  assert manifest["source"]["raw_layout"] == "flat"
   assert manifest["splits"]["train"]["num_clips"] == len(imigue.split_clips(clips, train))
   assert manifest["splits"]["test"]["num_clips"] == len(imigue.split_clips(clips, test))
   for split, subjects in (("train", train), ("test", test)):
@@ -104,6 +128,11 @@ def test_synthetic_counts(synthetic_root, synthetic_shards):
     paths = shard_source.find_shards(out, split)
     source = shard_source.ShardSource(paths)
     assert len(source) == manifest["splits"][split]["num_clips"]
+    # The manifest's per-record subjects and labels are those of the records, in record order.
+    metas = [example_codec.decode_metadata(example_codec.parse(source[i])) for i in range(len(source))]
+    table = shard_source.record_table(out, split)
+    assert table["subject"].tolist() == [m["subject"] for m in metas]
+    assert table["label"].tolist() == [m["label"] for m in metas]
     # An independent reader (Grain's) sees the same records.
     assert [r for p in paths for r in grain.experimental.TFRecordIterDataset(str(p))] == [
         source[i] for i in range(len(source))]

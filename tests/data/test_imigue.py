@@ -233,3 +233,16 @@ def test_load_split_and_classes(tmp_path):
     imigue.load_split(tmp_path)
   (tmp_path / "classes.json").write_text(json.dumps(imigue.classes_to_json()))
   assert imigue.load_classes(tmp_path) == imigue.CLASSES
+
+
+def test_validation_subjects_of_split_json(tmp_path):
+  assert imigue.load_validation_subjects(tmp_path) is None
+  (tmp_path / "split.json").write_text(json.dumps({"train_subjects": [3, 1, 5], "test_subjects": [2]}))
+  assert imigue.load_validation_subjects(tmp_path) is None
+  (tmp_path / "split.json").write_text(json.dumps({"train_subjects": [3, 1, 5], "test_subjects": [2],
+                                                   "validation_subjects": [5, 1]}))
+  assert imigue.load_validation_subjects(tmp_path) == (1, 5)
+  (tmp_path / "split.json").write_text(json.dumps({"train_subjects": [3, 1, 5], "test_subjects": [2],
+                                                   "validation_subjects": [2]}))
+  with pytest.raises(ValueError, match=r"validation_subjects \[2\] are not in train_subjects"):
+    imigue.load_validation_subjects(tmp_path)

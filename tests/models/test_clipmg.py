@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import variants
 
 B, T, TP, J, SIZE = 2, 8, 32, 18, 224
 
@@ -25,10 +26,12 @@ EXPECTED_MODULES = {
 
 
 def small_config(variant="full", **overrides):
-  """Tiny ViT (2 blocks, width 64), 32x32 heatmaps and a narrow 3D-CNN: seconds on a CPU."""
+  """Tiny ViT (2 blocks, width 64), 32x32 heatmaps and a narrow 3D-CNN: seconds on a CPU. With the extras
+  (variants.EXTRAS: pose context and auxiliary pose head), so that these tests cover every module; the paper's
+  defaults are tested in test_paper_defaults_have_no_extras."""
   kwargs = dict(variant=variant, trainable_blocks=1, heatmap=dict(resolution=32),
                 skeleton=dict(features=(8, 16, 16), depths=(1, 1, 1), embed_dim=24, num_groups=4),
-                head=dict(hidden_dim=32, dropout=0.0))
+                head=dict(hidden_dim=32, dropout=0.0, pose_context=True, pose_aux_weight=1.0))
   kwargs.update(overrides)
   return clipmg.get_model_config("tiny", **kwargs)
 
@@ -266,6 +269,44 @@ def test_auxiliary_pose_head_is_the_pose_only_model_on_the_shared_skeleton_tower
   variables = jax.jit(without.init)(jax.random.key(0), frames, keypoints)
   assert "pose_aux_head" not in variables["params"]
   assert "pose_aux_head" not in model_and_params("visual_only")[1]
+
+
+def test_paper_defaults_have_no_extras():
+  """The default model config is the paper's: no pose context in the head, no auxiliary pose head."""
+  config = clipmg.get_model_config("tiny")
+  assert config.head.pose_context is False and config.head.pose_aux_weight == 0.0
+  overrides = variants.model_overrides("no_gate+extras")
+  assert overrides == {"variant": "no_gate", "head.pose_context": True, "head.pose_aux_weight": 1.0}
+  assert variants.model_overrides("no_gate") == {"variant": "no_gate"}
+  with pytest.raises(ValueError, match=r"<variant>\+extras"):
+    variants.parse("full+more")
+  paper = small_config("full", head=dict(hidden_dim=32, dropout=0.0))
+  frames, keypoints = make_batch()
+  params = jax.eval_shape(lambda r: clipmg.ClipMG(paper).init(r, frames, keypoints), jax.random.key(0))["params"]
+  assert set(params) == EXPECTED_MODULES["full"] - {"pose_aux_head"}
+  assert "context" not in params["head"]
+
+
+@pytest.mark.parametrize("variant", ["full", "no_gate"])
+def test_sown_pose_values_are_those_of_the_forward_pass(variant):
+  """Asking for "intermediates" leaves the logits unchanged and returns the reliability, patch weights and gate
+  the forward pass used (at initialisation the gate's feature weights are 0, so g = sigmoid(a r + b))."""
+  model, params = model_and_params(variant)
+  frames, keypoints = make_batch(3)
+  logits, state = jax.jit(lambda p: model.apply({"params": p}, frames, keypoints, mutable=["intermediates"]))(params)
+  np.testing.assert_allclose(np.asarray(logits), logits_of(variant, params, frames, keypoints), atol=1e-5, rtol=0)
+  sown = {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
+  reliability = np.asarray(clipmg.window_reliability(keypoints, (SIZE, SIZE), T))
+  np.testing.assert_allclose(sown["reliability"], reliability, atol=1e-6)
+  np.testing.assert_allclose(sown["patch_weights"], np.asarray(clipmg.patch_weights(keypoints, (SIZE, SIZE), 16, T)),
+                             atol=1e-6)
+  if variant == "no_gate":
+    assert "gate_values" not in sown
+    return
+  gate = params["gate"]
+  expected = jax.nn.sigmoid(gate["confidence_scale"] * reliability + gate["bias"])
+  np.testing.assert_allclose(sown["gate_values"], np.asarray(expected), atol=1e-6)
+  assert sown["gate_values"].shape == (B, T)
 
 
 def test_gate_at_initialisation_follows_pose_reliability():

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import flops
+from clipmg_jax.models import variants
 from clipmg_jax.models import vit
 
 
@@ -22,7 +23,8 @@ def test_count_flops_of_a_matmul():
 
 
 def test_component_table_is_consistent_with_the_model():
-  config = clipmg.get_model_config("tiny", heatmap=dict(resolution=32))
+  # With the extras, so that the table has every row (the auxiliary pose head among them).
+  config = clipmg.get_model_config("tiny", heatmap=dict(resolution=32), **variants.EXTRAS)
   rows = {row["component"]: row for row in flops.component_table(config)}
   total = rows["model total (forward)"]
   parts = [r for name, r in rows.items() if not name.startswith("model total") and "forward, 8 frames" not in name]

@@ -31,6 +31,10 @@ TINY = {
     "model.skeleton.features": (4, 8, 8), "model.skeleton.num_groups": 4, "model.skeleton.embed_dim": 16,
     "model.skeleton.strides": ((2, 2, 2), (2, 2, 2), (1, 1, 1)), "model.head.hidden_dim": 16,
     "data.image_size": 32, "data.worker_count": 0, "data.synthetic.preset": "tiny",
+    # The tiny preset has 2 training subjects: 1 is held out for validation.
+    "data.validation.num_subjects": 1,
+    # One of the 2 blocks is frozen and no CLIP weights exist here: a smoke test.
+    "init.allow_random_vit": True,
 }
 
 
@@ -102,14 +106,19 @@ def test_command_line_train_then_evaluate(cache_dir, tmp_path):
   assert (tmp_path / "confusion.png").is_file() and (tmp_path / "per_class_accuracy.png").is_file()
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if l["split"] == "train"] == [1, 2, 3, 4]
-  assert [l["step"] for l in lines if l["split"] == "eval"] == [3, 4]
+  assert [l["step"] for l in lines if l["split"] == "validation"] == [3, 4]
+  assert [l["step"] for l in lines if l["split"] == "test"] == [4]
+  assert all(0 < l["gate_mean"] < 1 for l in lines if l["split"] != "train")  # the mean gate is logged
+  assert result["split"] == "test" and result["checkpoint"] == "final"
+  assert len(result["validation"]["subjects"]) == 1 and result["pose_monitoring"]["gate"]["per_class"]
+  assert (tmp_path / "gate_histogram.png").is_file()
   assert list((tmp_path / "tensorboard").iterdir())  # tensorboardX is a test dependency
   (tmp_path / "eval.json").unlink()
   evaluate = subprocess.run([sys.executable, "-m", "clipmg_jax.evaluate", *base, *overrides, "--checkpoint=best"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
   assert evaluate.returncode == 0, evaluate.stderr[-4000:]
   again = json.loads((tmp_path / "eval.json").read_text())
-  evals = {l["step"]: l["top1"] for l in lines if l["split"] == "eval"}  # both evaluated states were saved
-  best_top1, best_step = max((top1, step) for step, top1 in evals.items())
-  assert again["step"] == best_step
-  assert again["top1"] == pytest.approx(best_top1)
+  evals = {l["step"]: l["top1"] for l in lines if l["split"] == "validation"}  # both evaluated states were saved
+  best_step = max((top1, step) for step, top1 in evals.items())[1]
+  assert again["step"] == best_step and again["split"] == "test"  # chosen on validation, measured on test
+  assert "highest validation top-1" in again["selection"]

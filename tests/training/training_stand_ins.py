@@ -80,12 +80,16 @@ def _stack(batch_list):
 
 
 def tiny_data(batch_size: int = 8, n_train: int = 64, n_eval: int = 20, eval_batch_size: int = 8,
-              seed: int = 0, poison_step: int | None = None) -> DataSource:
+              seed: int = 0, poison_step: int | None = None, n_val: int = 12) -> DataSource:
   """In-memory DataSource over Grain datasets (so the train iterator is checkpointable like the real one).
 
+  Training clips have subjects 0-2 and clip ids from 0, test clips ids from 1000, validation clips (n_val; 0 = no
+  validation split) subjects 10-11 and ids from 2000.
   poison_step: 1-based train step whose batch gets NaN keypoints (to test the non-finite-loss stop)."""
   train = make_examples(n_train, seed)
-  evals = make_examples(n_eval, seed + 1)
+  evals = [dict(e, clip_id=np.int32(1000 + i)) for i, e in enumerate(make_examples(n_eval, seed + 1))]
+  vals = [dict(e, clip_id=np.int32(2000 + i), subject=np.int32(10 + i % 2))
+          for i, e in enumerate(make_examples(n_val, seed + 2))]
   counts = np.bincount([e["label"] for e in train], minlength=NUM_CLASSES)
 
   def train_iterator():
@@ -98,12 +102,14 @@ def tiny_data(batch_size: int = 8, n_train: int = 64, n_eval: int = 20, eval_bat
       ds = ds.map_with_index(poison)
     return iter(ds.to_iter_dataset())
 
-  def eval_batches():
-    return [_stack(evals[i:i + eval_batch_size]) for i in range(0, len(evals), eval_batch_size)]
+  def batches_of(examples):
+    return lambda: [_stack(examples[i:i + eval_batch_size]) for i in range(0, len(examples), eval_batch_size)]
 
-  return DataSource(train_iterator=train_iterator, eval_batches=eval_batches,
+  info = {"validation": {"subjects": [10, 11] if n_val else [], "rule": "stand-in"}}
+  return DataSource(train_iterator=train_iterator, eval_batches=batches_of(evals),
                     class_names=[f"c{i}" for i in range(NUM_CLASSES)], train_class_counts=counts,
-                    image_size=IMAGE_SIZE, eval_batch_size=eval_batch_size)
+                    image_size=IMAGE_SIZE, eval_batch_size=eval_batch_size, info=info,
+                    validation_batches=batches_of(vals) if n_val else None)
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
