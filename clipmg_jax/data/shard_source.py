@@ -112,18 +112,22 @@ class ShardSource:
           pass
 
 
+def _manifest_shards(manifest: pathlib.Path, split: str) -> list[dict]:
+  """The shard entries of `split` in a manifest.json; ValueError naming the manifest and its splits otherwise."""
+  with open(manifest) as f:
+    data = json.load(f)
+  try:
+    return data["splits"][split]["shards"]
+  except KeyError:
+    raise ValueError(f"{manifest}: no split {split!r} (has {sorted(data.get('splits', {}))})") from None
+
+
 def find_shards(shards_dir: str | os.PathLike, split: str) -> list[pathlib.Path]:
   """The shards of `split` in `shards_dir`, from its manifest.json when present, else `<split>-*.tfrecord` sorted."""
   shards_dir = pathlib.Path(shards_dir)
   manifest = shards_dir / "manifest.json"
   if manifest.is_file():
-    with open(manifest) as f:
-      data = json.load(f)
-    try:
-      entries = data["splits"][split]["shards"]
-    except KeyError:
-      raise ValueError(f"{manifest}: no split {split!r} (has {sorted(data.get('splits', {}))})") from None
-    paths = [shards_dir / e["path"] for e in entries]
+    paths = [shards_dir / e["path"] for e in _manifest_shards(manifest, split)]
   else:
     paths = sorted(shards_dir.glob(f"{split}-*.tfrecord"))
   if not paths:
@@ -143,12 +147,7 @@ def record_table(shards_dir: str | os.PathLike, split: str) -> dict[str, np.ndar
   manifest = pathlib.Path(shards_dir) / "manifest.json"
   if not manifest.is_file():
     raise FileNotFoundError(f"{manifest} not found: the per-record subjects come from the converter's manifest")
-  with open(manifest) as f:
-    data = json.load(f)
-  try:
-    entries = data["splits"][split]["shards"]
-  except KeyError:
-    raise ValueError(f"{manifest}: no split {split!r} (has {sorted(data.get('splits', {}))})") from None
+  entries = _manifest_shards(manifest, split)
   columns = {"subject": [], "label": []}
   for entry in entries:
     if "subjects" not in entry or "labels" not in entry:
