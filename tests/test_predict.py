@@ -1,0 +1,136 @@
+"""predict prepares a clip exactly as evaluation does: same example arrays, same logits; the windows of online
+recognition are the converter's records; the command line end to end on a tiny synthetic dataset."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from clipmg_jax import predict
+from clipmg_jax.data import convert
+from clipmg_jax.data import example_codec
+from clipmg_jax.data import imigue
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import input_setup
+from clipmg_jax.training import trainer
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
+
+# A tiny CLIP-MG (32 x 32 crops, 8 x 8 heatmaps): compiles in seconds on a CPU.
+TINY = {
+    "batch_size": 8, "eval_batch_size": 8,
+    "model.vit.width": 16, "model.vit.layers": 2, "model.vit.heads": 2, "model.vit.mlp_dim": 32,
+    "model.vit.image_size": 32, "model.trainable_blocks": 2, "model.heatmap.resolution": 8,
+    "model.skeleton.features": (4, 8, 8), "model.skeleton.num_groups": 4, "model.skeleton.embed_dim": 16,
+    "model.skeleton.strides": ((2, 2, 2), (2, 2, 2), (1, 1, 1)), "model.head.hidden_dim": 16,
+    "data.image_size": 32, "data.worker_count": 0, "data.synthetic.preset": "tiny",
+    "data.validation.num_subjects": 1, "data.synthetic.convert_workers": 0,
+}
+TINY_OVERRIDES = [f"--config.{k}={v}" for k, v in TINY.items() if not isinstance(v, tuple)] + [
+    "--config.model.skeleton.features=(4,8,8)", "--config.model.skeleton.strides=((2,2,2),(2,2,2),(1,1,1))"]
+
+
+def tiny_config(cache: pathlib.Path):
+  config = synthetic_config.get_config()
+  for key, value in {**TINY, "data.synthetic.cache_dir": str(cache)}.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """A tiny synthetic dataset (generated and converted by the trainer's data setup) and a checkpoint of a
+  randomly initialised tiny model in <workdir>/checkpoints (parity needs no training)."""
+  workdir = tmp_path_factory.mktemp("predict_run")
+  config = tiny_config(workdir / "synthetic_data")
+  data = input_setup.make_data_source(config, workdir)
+  setup = trainer.Setup(config, data)
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+  ckpt.save(1, setup.fresh_state(), None)
+  ckpt.close()
+  return config, workdir, data
+
+
+@pytest.mark.slow
+def test_predict_gives_the_evaluation_examples_and_logits(run):
+  config, workdir, data = run
+  predictor = predict.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  clips = {c.clip_id: c for c in imigue.read_labels(raw / "labels.csv")}
+  # Evaluation: the test split through the Grain pipeline and the evaluation step.
+  batch = next(iter(data.eval_batches()))
+  reference = evaluation.predict(predictor.params, predictor.setup.eval_step, [batch], predictor.setup.mesh,
+                                 predictor.batch_size, progress=False)
+  decoder, options = predictor.decoder(), predictor.convert_options()
+  examples = []
+  for row, clip_id in enumerate(batch["clip_id"].tolist()):
+    clip = clips[clip_id]
+    example = predict.clip_example(decoder, options, raw / "videos" / f"{clip.video_id}.mp4", raw / "skeleton",
+                                   clip.video_id, clip.start_frame, clip.end_frame)
+    np.testing.assert_array_equal(example["frames"], batch["frames"][row])
+    np.testing.assert_array_equal(example["keypoints"], batch["keypoints"][row])
+    examples.append(example)
+  logits = predictor.logits(examples, progress=False)
+  assert len(logits) == len(batch["clip_id"]) >= 4
+  np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=1e-6)
+  assert np.ptp(logits, axis=0).max() > 1e-4  # different clips, different logits: the comparison is not vacuous
+
+
+def test_window_records_are_the_converter_records(run):
+  config, workdir, _ = run
+  predictor = predict.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  options = predictor.convert_options()
+  assert options.short_side == config.data.synthetic.convert_options.short_side  # read from the manifest
+  video_id = imigue.read_labels(raw / "labels.csv")[0].video_id
+  video = raw / "videos" / f"{video_id}.mp4"
+  num_frames = predict.count_video_frames(video)
+  windows = predict.VideoWindows(video, raw / "skeleton", video_id, num_frames, options)
+  multi = set(windows.report.multi_person_frames)
+  compared = 0
+  for start in predict.online.window_starts(num_frames, 24, 16):
+    end = int(start) + 23
+    if multi & set(range(start, end + 1)):
+      continue  # several people: the subject is followed from the video's start, not the window's
+    task = convert.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
+                            start_frame=int(start), end_frame=end, layout="imigue", skeleton=str(raw / "skeleton"),
+                            video=str(video))
+    expected, _ = convert.make_record(task, options)
+    assert example_codec.encode(windows.record(int(start), end)) == example_codec.encode(expected)
+    compared += 1
+  assert compared >= 3
+
+
+@pytest.mark.slow
+def test_online_command_scores_the_test_videos(run, tmp_path):
+  config, workdir, _ = run
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  out = tmp_path / "online"
+  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
+         "--online", f"--raw_root={raw}", "--split=test", "--max_videos=1", "--window=16", "--stride=8",
+         "--threshold=0.0", "--sweep=0.0,1.01", f"--out={out}"]
+  done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+  summary = json.loads((out / "online_test.json").read_text())
+  video_id = summary["videos"][0]
+  truth = [c for c in imigue.read_labels(raw / "labels.csv") if c.video_id == video_id]
+  assert summary["scores"]["ground_truth"] == len(truth)
+  # Threshold 0: every window is active for its best class, so segments cover the whole video; above 1: nothing.
+  rows = (out / "online_test.segments.csv").read_text().splitlines()[1:]
+  covered = sorted((int(r.split(",")[1]), int(r.split(",")[2])) for r in rows)
+  assert covered[0][0] == 0 and covered[-1][1] == summary["frames"] - 1
+  by_threshold = {e["threshold"]: e for e in summary["sweep"]}
+  assert by_threshold[1.01]["recall"] == 0.0 and by_threshold[1.01]["precision"] == 0.0
+  assert (out / "windows" / f"{video_id}.npz").is_file()
