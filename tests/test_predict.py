@@ -134,3 +134,27 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   by_threshold = {e["threshold"]: e for e in summary["sweep"]}
   assert by_threshold[1.01]["recall"] == 0.0 and by_threshold[1.01]["precision"] == 0.0
   assert (out / "windows" / f"{video_id}.npz").is_file()
+
+
+@pytest.mark.slow
+def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
+  videos = sorted((REPO_ROOT.parent / "shared" / "videos").glob("*.mp4"))
+  if not videos:
+    pytest.skip(f"no real clips in {REPO_ROOT.parent / 'shared' / 'videos'} (shared material, not in a clone)")
+  if not predict.POSE_PYTHON.is_file():
+    pytest.skip(f"pose environment absent ({predict.POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (not "
+                f"installed by CI: mediapipe pins numpy<2)")
+  _, workdir, _ = run
+  video = videos[0]
+  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
+         f"--video={video}", "--extract_pose", f"--out={tmp_path}"]
+  done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+  result = json.loads((tmp_path / f"{video.stem}.json").read_text())
+  assert len(list((tmp_path / "skeleton" / video.stem).glob("*_keypoints.json"))) == result["end_frame"] + 1
+  assert len(result["top"]) == 5 and sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+  probs = [t["probability"] for t in result["top"]]
+  assert probs == sorted(probs, reverse=True) and probs[0] == pytest.approx(max(result["probabilities"]), abs=1e-6)
+  for rank, entry in enumerate(result["top"], 1):
+    assert f"{rank}. class {entry['class']:2d} {entry['name']}" in done.stdout
