@@ -50,14 +50,24 @@ def tiny_config(cache: pathlib.Path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  """A tiny synthetic dataset (generated and converted by the trainer's data setup) and a checkpoint of a
-  randomly initialised tiny model in <workdir>/checkpoints (parity needs no training)."""
+  """A tiny synthetic dataset (generated and converted by the trainer's data setup) and a checkpoint of a tiny
+  model with random parameters in <workdir>/checkpoints (parity needs no training). The parameters are drawn with
+  numpy into the state's abstract shapes: compiling the model's initialisation would cost more than the tests."""
   workdir = tmp_path_factory.mktemp("predict_run")
   config = tiny_config(workdir / "synthetic_data")
   data = input_setup.make_data_source(config, workdir)
   setup = trainer.Setup(config, data)
+  rng = np.random.default_rng(0)
+
+  def draw(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      return jax.random.key(0)
+    kind = np.dtype(leaf.dtype).kind
+    value = rng.normal(0.0, 0.3, leaf.shape) if kind == "f" else np.zeros(leaf.shape)
+    return jax.device_put(np.asarray(value, leaf.dtype), leaf.sharding)
+
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
-  ckpt.save(1, setup.fresh_state(), None)
+  ckpt.save(1, jax.tree.map(draw, setup.abstract_state), None)
   ckpt.close()
   return config, workdir, data
 
