@@ -258,13 +258,14 @@ def write_segments_csv(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def plot_segments(path: pathlib.Path, video_id: str, num_frames: int, predicted: list[online.Segment],
-                  truth: list[online.Segment], class_names: list[str], fps: float = 25.0) -> None:
+                  truth: list[online.Segment], class_names: list[str], fps: float = 25.0, iou: float = 0.5) -> None:
   """Two lanes over time, true gestures above and predicted segments below, each labelled with its class number;
   a prediction is green when it matches a true gesture of its class (the evaluation's matching), red otherwise."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  matched = _matched_predictions(predicted, truth)
+  del class_names  # the lanes carry class numbers: names would not fit in the boxes
+  matched = _matched_predictions(predicted, truth, iou)
   seconds = num_frames / fps
   fig, ax = plt.subplots(figsize=(max(10.0, min(28.0, seconds / 4)), 2.6))
   for lane, segments, colours in ((1, truth, None), (0, predicted, matched)):
@@ -277,7 +278,7 @@ def plot_segments(path: pathlib.Path, video_id: str, num_frames: int, predicted:
   ax.set_xlim(0, seconds)
   ax.set_ylim(-0.6, 1.6)
   ax.set_xlabel("time (s)")
-  ax.set_title(f"video {video_id}: gestures (class index) — predicted green = matched (same class, tIoU >= 0.5), "
+  ax.set_title(f"video {video_id}: gestures (class index) — predicted green = matched (same class, tIoU >= {iou}), "
                f"red = unmatched", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -466,7 +467,7 @@ def _evaluate_online(predictor: Predictor, root: pathlib.Path, out: pathlib.Path
       raise ValueError(f"--plot_video {_PLOT.value} is not among the evaluated videos {videos}")
     plot = out / f"online_{_PLOT.value}.png"
     plot_segments(plot, _PLOT.value, windows[_PLOT.value][2], per_video[_PLOT.value], truth[_PLOT.value],
-                  predictor.class_names)
+                  predictor.class_names, iou=_IOU.value)
     print(f"wrote {plot}")
   print(f"wrote {path}")
   return summary

@@ -127,10 +127,13 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   config, workdir, _ = run
   raw = pathlib.Path(config.data.synthetic.raw_dir)
   out = tmp_path / "online"
+  test_subjects = set(imigue.load_split(raw)[1])
+  first_video = min({c.video_id for c in imigue.read_labels(raw / "labels.csv") if c.subject in test_subjects},
+                    key=lambda v: (len(v), v))  # --max_videos=1 takes the first in this order
   cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
          f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
          "--online", f"--raw_root={raw}", "--split=test", "--max_videos=1", "--window=16", "--stride=8",
-         "--threshold=0.0", "--sweep=0.0,1.01", f"--out={out}"]
+         "--threshold=0.0", "--sweep=0.0,1.01", f"--plot_video={first_video}", f"--out={out}"]
   done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
   summary = json.loads((out / "online_test.json").read_text())
@@ -144,6 +147,7 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   by_threshold = {e["threshold"]: e for e in summary["sweep"]}
   assert by_threshold[1.01]["recall"] == 0.0 and by_threshold[1.01]["precision"] == 0.0
   assert (out / "windows" / f"{video_id}.npz").is_file()
+  assert video_id == first_video and (out / f"online_{video_id}.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
