@@ -157,7 +157,7 @@ def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
     pytest.skip(f"no real clips in {REPO_ROOT.parent / 'shared' / 'videos'} (shared material, not in a clone)")
   if not predict.POSE_PYTHON.is_file():
     pytest.skip(f"pose environment absent ({predict.POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (not "
-                f"installed by CI: mediapipe pins numpy<2)")
+                f"installed by scripts/test.sh: mediapipe pins numpy<2)")
   _, workdir, _ = run
   video = videos[0]
   cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",

@@ -57,7 +57,7 @@ def test_table_maps_blazepose_to_body25_and_the_readers_take_it():
 def pose_python() -> pathlib.Path:
   if not POSE_PYTHON.is_file():
     pytest.skip(f"pose environment absent ({POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (mediapipe pins "
-                f"numpy<2, so it is not part of the project's environment and CI does not install it)")
+                f"numpy<2, so it is not part of the project's environment and scripts/test.sh does not install it)")
   return POSE_PYTHON
 
 
