@@ -30,11 +30,9 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 
 from absl import app
 from absl import flags
-import jax
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
