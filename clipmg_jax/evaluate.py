@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from clipmg_jax.training import evaluation
+from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
 from clipmg_jax.training import sharding
@@ -33,9 +33,12 @@ def main(argv):
   logs.quiet_library_logs()
   config = _CONFIG.value
   sharding.maybe_initialize_distributed(config)
-  data = input_setup.make_data_source(config, _WORKDIR.value)
-  result = trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
-  print(f"evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
+  try:
+    data = input_setup.make_data_source(config, _WORKDIR.value)
+    trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
+  except (OSError, checkpointing.CheckpointCorruptError, input_setup.DataSetupError) as e:
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
+  print(f"results written to {_WORKDIR.value}/eval.json", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ validation top-1), metrics.jsonl (one JSON line per logged step and per evaluati
 split of the final state: top1, top5, mean_class_accuracy, macro_f1, per_class, per_subject, confusion,
 pose_monitoring, split, checkpoint and selection) with confusion.png, per_class_accuracy.png and gate_histogram.png.
 
+SIGTERM (preemption) saves a checkpoint at the next step and exits with status 143; run the same command to resume.
+Errors with a known cause (non-finite loss, unreadable checkpoints, missing shards) print one message naming what
+to change; docs/training.md "When things go wrong" lists them.
+
 A config that freezes ViT blocks without init.vit_checkpoint stops at once (RandomVisionTowerError);
 --config.init.allow_random_vit=True lets a smoke test through.
 """
@@ -29,7 +33,9 @@ from ml_collections import config_flags
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
+from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
@@ -38,6 +44,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "`file.py:arg` passes arg to get_config (the model variant in the shipped configs).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
+PREEMPTED_EXIT_CODE = 143
+KNOWN_ERRORS = (trainer.NonFiniteLossError, checkpointing.CheckpointCorruptError, input_setup.DataSetupError)
 
 
 def main(argv):
@@ -51,8 +61,15 @@ def main(argv):
     model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
   except model_setup.RandomVisionTowerError as e:
     raise SystemExit(f"RandomVisionTowerError: {e}") from None
-  data = input_setup.make_data_source(config, _WORKDIR.value)
-  result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
+  try:
+    data = input_setup.make_data_source(config, _WORKDIR.value)
+    result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
+  except preemption.Preempted as e:
+    print(e, flush=True)
+    raise SystemExit(PREEMPTED_EXIT_CODE) from None
+  except KNOWN_ERRORS as e:
+    # A named, explained failure: one screen, no traceback (the message says what to do).
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
   if result:
     print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 

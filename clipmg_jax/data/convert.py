@@ -18,13 +18,17 @@ Output, in out_dir:
 
 Each shard is one task; tasks run in `num_workers` processes (0 = in this process) under a progress bar. A shard is
 written to a temporary name and renamed when complete, then its completion record is written; a restarted
-conversion with the same settings skips every shard that has one, so a killed conversion only redoes the shards
-that were in flight.
+conversion with the same settings skips every shard that has one and whose raw files (sizes and modification times
+of its skeleton files and videos) are unchanged, so a killed conversion only redoes the shards that were in flight,
+and one re-run after repairing raw files redoes the shards made from them; it logs how many it reused and why the
+others are converted.
 
 Clips are skipped (listed in the manifest with the reason, never dropped silently) when their subject is in no split,
-their video has no skeleton folder, none of their frames has a skeleton file, their video file is missing (unless
-skeleton-only), or reading them fails (the error message is the reason). Clips with some skeleton frames missing are
-kept (those frames get confidence 0) and counted in the skeleton report.
+their video has no skeleton folder, none of their frames has a skeleton file, no frame's file holds a person,
+their video file is missing (unless skeleton-only), or reading them fails (the error message, naming the file, is
+the reason). Clips with some skeleton frames missing are kept (those frames get confidence 0) and counted in the
+skeleton report, as are frames with NaN/Inf/null keypoint values (those joints are zeroed: nonfinite_frames,
+clips_with_nonfinite_keypoints).
 
 Frames: min(T, max_stored_frames) frames at the centres of equal segments of the clip (sampling.presample_indices)
 are resized so that their short side is `short_side` (never enlarged) and stored as JPEG. Keypoints are scaled to
@@ -50,6 +54,7 @@ import tqdm
 from clipmg_jax.data import example_codec
 from clipmg_jax.data import imigue
 from clipmg_jax.data import miga
+from clipmg_jax.data import openpose
 from clipmg_jax.data import sampling
 from clipmg_jax.data import shard_writer
 from clipmg_jax.data import video as video_io
@@ -97,6 +102,7 @@ SKIP_NO_SKELETON_FRAMES = "no_skeleton_frames"
 SKIP_NO_VIDEO = "no_video_file"
 SKIP_NO_LABELS = "no_label_file"
 SKIP_READ_ERROR = "read_error"
+SKIP_NO_PERSON = "no_person_in_any_frame"
 
 
 class SkipClip(Exception):
@@ -242,9 +248,13 @@ def _read_keypoints(task: ClipTask, cache: dict) -> tuple[np.ndarray, dict]:
   if task.layout == "imigue":
     keypoints, report = imigue.read_openpose_clip(task.skeleton, task.video_id, task.start_frame, task.end_frame)
     counts = {"missing_frames": len(report.missing_frames), "no_person_frames": len(report.no_person_frames),
-              "multi_person_frames": len(report.multi_person_frames)}
+              "multi_person_frames": len(report.multi_person_frames),
+              "nonfinite_frames": len(report.nonfinite_frames)}
     if counts["missing_frames"] == task.num_frames:
       raise SkipClip(SKIP_NO_SKELETON_FRAMES, f"no skeleton file for frames {task.start_frame}..{task.end_frame}")
+    if counts["missing_frames"] + counts["no_person_frames"] == task.num_frames:
+      raise SkipClip(SKIP_NO_PERSON, f"no person in any skeleton file of frames {task.start_frame}.."
+                     f"{task.end_frame} ({pathlib.Path(task.skeleton) / task.video_id})")
     return keypoints, counts
   if task.layout == "miga":
     if task.skeleton not in cache:
@@ -302,27 +312,71 @@ class ShardTask:
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
+  def inputs_fingerprint(self) -> str:
+    """A hash of the size and modification time of every raw file the shard's clips are read from (their
+    skeleton files, frame by frame, and videos): a repaired, replaced, added or removed file changes it."""
+    digest = hashlib.sha256()
+    for path in _raw_files(self.clips):
+      try:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+      except OSError:
+        digest.update(f"{path}\0absent\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _raw_files(clips) -> list[str]:
+  files = {}
+  for clip in clips:
+    if clip.layout == "imigue":
+      folder = os.path.join(clip.skeleton, clip.video_id)
+      for frame in range(clip.start_frame, clip.end_frame + 1):
+        files[os.path.join(folder, openpose.frame_filename(clip.video_id, frame))] = None
+      if clip.video:
+        files[clip.video] = None
+    else:
+      name = os.path.basename(clip.skeleton)
+      for suffix in ("_light_hand.csv", "_label.csv"):
+        files[os.path.join(clip.skeleton, name + suffix)] = None
+  return list(files)
+
 
 def _progress_path(out_dir, name) -> pathlib.Path:
   return pathlib.Path(out_dir) / PROGRESS_DIR / f"{name}.json"
 
 
 def load_done(task: ShardTask) -> dict | None:
-  """The completion record of a shard if it is complete and was made from the same clips and options."""
+  """The completion record of a shard if it is complete and was made from the same clips, options and raw files."""
+  return _load_done(task)[0]
+
+
+# Why a shard is (re)converted, as reported at the start of a conversion.
+REBUILD_NEW = "not converted yet"
+REBUILD_SETTINGS = "options or clip list changed"
+REBUILD_INPUTS = "raw files changed"
+
+
+def _load_done(task: ShardTask) -> tuple[dict | None, str | None]:
+  """(completion record, None) when the shard can be reused, else (None, why it must be converted: REBUILD_*)."""
   path = _progress_path(task.out_dir, task.name)
   shard = pathlib.Path(task.out_dir) / task.name
   if not (path.is_file() and shard.is_file()):
-    return None
+    return None, REBUILD_NEW
   try:
     with open(path) as f:
       done = json.load(f)
   except (OSError, json.JSONDecodeError):
-    return None
-  return done if done.get("fingerprint") == task.fingerprint() else None
+    return None, REBUILD_NEW
+  if done.get("fingerprint") != task.fingerprint():
+    return None, REBUILD_SETTINGS
+  if done.get("inputs") != task.inputs_fingerprint():
+    return None, REBUILD_INPUTS
+  return done, None
 
 
 def convert_shard(task: ShardTask) -> dict:
   """Converts the clips of one shard and writes it; returns (and records) its summary."""
+  inputs = task.inputs_fingerprint()  # before reading: a file changed meanwhile makes the next run redo the shard
   records, skipped = [], []
   per_class = collections.Counter()
   report = collections.Counter()
@@ -341,10 +395,11 @@ def convert_shard(task: ShardTask) -> dict:
     per_class[clip.label] += 1
     report.update(counts)
     report["clips_with_missing_frames"] += counts["missing_frames"] > 0
+    report["clips_with_nonfinite_keypoints"] += counts.get("nonfinite_frames", 0) > 0
   num = shard_writer.write_shard(pathlib.Path(task.out_dir) / task.name, records)
   summary = {"name": task.name, "split": task.split, "num_records": num,
              "per_class": {str(k): v for k, v in sorted(per_class.items())}, "skipped": skipped,
-             "skeleton_report": dict(report), "fingerprint": task.fingerprint()}
+             "skeleton_report": dict(report), "fingerprint": task.fingerprint(), "inputs": inputs}
   shard_writer.write_json_atomic(_progress_path(task.out_dir, task.name), summary)
   return summary
 
@@ -416,13 +471,19 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
     raise ValueError(f"unknown layout {layout!r}: expected 'imigue' or 'miga'")
 
   shards = plan_shards(tasks, out_dir, options)
-  summaries, todo = {}, []
+  summaries, todo, reasons = {}, [], collections.Counter()
   for shard in shards:
-    done = load_done(shard)
+    done, reason = _load_done(shard)
     if done is not None:
       summaries[shard.name] = done
     else:
       todo.append(shard)
+      reasons[reason] += 1
+  message = (f"{len(summaries)} of {len(shards)} shards reused, {len(todo)} to convert"
+             + (f" ({', '.join(f'{n} {why}' for why, n in reasons.most_common())})" if todo else ""))
+  logging.info("%s", message)
+  if progress and summaries:
+    tqdm.tqdm.write(message)
   bar = tqdm.tqdm(total=len(shards), initial=len(summaries), desc="converting shards", unit="shard",
                   disable=not progress)
   if num_workers > 0 and len(todo) > 1:

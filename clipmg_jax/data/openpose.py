@@ -29,7 +29,10 @@ def pose_to_coco18(values, where: str = "pose_keypoints_2d") -> np.ndarray:
 
   Confidences are clipped to [0, 1]. Raises ValueError naming `where` for any other length.
   """
-  arr = np.asarray(values, dtype=np.float32)
+  try:
+    arr = np.asarray(values, dtype=np.float32)  # JSON null becomes NaN (counted by read_openpose_clip)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{where}: expected numbers ({e})") from None
   if arr.ndim != 1 or arr.size not in (_BODY25_LEN, _COCO18_LEN):
     raise ValueError(f"{where}: expected 75 (BODY_25) or 54 (COCO-18) numbers, got shape {arr.shape}")
   joints = arr.reshape(-1, 3)
@@ -51,11 +54,13 @@ def read_openpose_frame(path: str | os.PathLike) -> list[np.ndarray]:
       data = json.load(f)
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}: not valid JSON ({e})") from None
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 text ({e})") from None
   if not isinstance(data, dict) or not isinstance(data.get("people"), list):
     raise ValueError(f"{path}: expected an object with a 'people' list")
   people = []
   for i, person in enumerate(data["people"]):
-    if "pose_keypoints_2d" not in person:
+    if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
       raise ValueError(f"{path}: people[{i}] has no 'pose_keypoints_2d'")
     people.append(pose_to_coco18(person["pose_keypoints_2d"], where=f"{path}: people[{i}].pose_keypoints_2d"))
   return people
@@ -107,6 +112,8 @@ class OpenPoseClipReport:
   missing_frames: list[int] = dataclasses.field(default_factory=list)  # no JSON file: zero confidence.
   no_person_frames: list[int] = dataclasses.field(default_factory=list)  # file with empty 'people': zero confidence.
   multi_person_frames: list[int] = dataclasses.field(default_factory=list)  # several people: one was chosen.
+  # NaN/Inf/null values in a person's joints: those joints were zeroed (confidence 0).
+  nonfinite_frames: list[int] = dataclasses.field(default_factory=list)
 
   @property
   def num_missing(self) -> int:
@@ -114,7 +121,8 @@ class OpenPoseClipReport:
 
   def summary(self) -> str:
     return (f"{len(self.missing_frames)} missing file(s), {len(self.no_person_frames)} frame(s) without a person, "
-            f"{len(self.multi_person_frames)} frame(s) with several people")
+            f"{len(self.multi_person_frames)} frame(s) with several people, {len(self.nonfinite_frames)} frame(s) "
+            "with NaN/Inf/null keypoints")
 
 
 def read_openpose_clip(skeleton_root: str | os.PathLike, video_id: str, start: int, end: int
@@ -123,7 +131,8 @@ def read_openpose_clip(skeleton_root: str | os.PathLike, video_id: str, start: i
 
   Reads `<skeleton_root>/<video_id>/<video_id>_<frame:012d>_keypoints.json`.
   Returns (keypoints float32 (end - start + 1, 18, 3) COCO-18 (x, y, conf) in pixels of the video frame, report).
-  Frames whose file is missing or holds no person get all-zero joints (confidence 0) and are listed in the report.
+  Frames whose file is missing or holds no person get all-zero joints (confidence 0) and are listed in the report;
+  so are frames with NaN/Inf/null values, whose joints holding them are zeroed.
   With several people, the one nearest to the previously chosen person is kept (the largest when there is no
   previous person), so the same subject is followed through the clip.
   Raises FileNotFoundError if the video's folder does not exist, ValueError for malformed files.
@@ -142,6 +151,10 @@ def read_openpose_clip(skeleton_root: str | os.PathLike, video_id: str, start: i
       report.missing_frames.append(frame)
       continue
     people = read_openpose_frame(path)
+    finite = [np.isfinite(p).all(-1, keepdims=True) for p in people]
+    if not all(f.all() for f in finite):
+      report.nonfinite_frames.append(frame)
+      people = [np.where(f, p, 0.0).astype(np.float32) for p, f in zip(people, finite)]
     if not people:
       report.no_person_frames.append(frame)
       continue

@@ -6,23 +6,37 @@ the same atomic checkpoint so that a resumed run sees exactly the batches an uni
 
 Kept: the last `keep_last` checkpoints plus the `keep_best` with the best validation top-1 (checkpoints saved
 with evaluation metrics take part in the ranking).
+
+Each checkpoint also holds `digest`: a checksum of every state leaf (state_digest), checked on restore, so that a
+changed byte in a data file is a named CheckpointCorruptError rather than a silently different weight. Resuming
+(restore with fallback=True) skips an unreadable or corrupt latest checkpoint: it says which and why, moves it to
+<checkpoints>_unreadable/ (nothing is deleted) and restores the newest readable one.
 """
 
 import json
 import logging
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 STATE = "state"
 DATA = "data"
+DIGEST = "digest"
 # Key the trainer adds to the metrics of a checkpoint ranked on the validation split; best_step(require=...) skips
 # checkpoints without it (e.g. ones ranked on another split by an older version).
 VALIDATION_MARK = "ranked_on_validation"
+
+
+class CheckpointCorruptError(RuntimeError):
+  """A checkpoint cannot be read, or its restored state does not match the digest saved with it."""
 
 
 class Checkpointer:
@@ -45,7 +59,8 @@ class Checkpointer:
                                            enable_async_checkpointing=False)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
-        item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler()})
+        item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler(),
+                       DIGEST: ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -75,22 +90,91 @@ class Checkpointer:
       data_iterator = _RecordedPosition(data_state)
     if data_iterator is not None:
       items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
+    items[DIGEST] = ocp.args.JsonSave(state_digest(state))
     self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     self.manager.wait_until_finished()
     logging.info("saved checkpoint %d to %s", step, self.directory)
 
-  def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
+  def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None, *,
+              fallback: bool = False) -> Any:
     """Restores checkpoint `step` (default: the latest) into arrays shaped and sharded like `abstract_state`
-    (a pytree of jax.ShapeDtypeStruct with .sharding); moves `data_iterator` to the saved position in place."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    (a pytree of jax.ShapeDtypeStruct with .sharding); moves `data_iterator` to the saved position in place.
+
+    The restored state is checked against the checkpoint's digest (CheckpointCorruptError on a mismatch or an
+    unreadable checkpoint). fallback=True (resuming; only with step=None): an unreadable latest checkpoint is set
+    aside (set_aside) with a warning naming it, and the next newest is tried.
+    """
+    if step is not None or not fallback:
+      step = self.latest_step() if step is None else step
+      if step is None:
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      return self._restore_verified(abstract_state, data_iterator, step)
+    return self._restore_newest_readable(abstract_state, data_iterator)
+
+  def _restore_verified(self, abstract_state: Any, data_iterator: Any | None, step: int) -> Any:
     items = {STATE: ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointCorruptError(f"checkpoint {step} in {self.directory} cannot be restored: "
+                                   f"{type(e).__name__}: {_first_line(e)}") from e
+    verify_digest(restored[STATE], self.saved_digest(step), f"checkpoint {step} in {self.directory}")
     logging.info("restored checkpoint %d from %s", step, self.directory)
     return restored[STATE]
+
+  def _restore_newest_readable(self, abstract_state: Any, data_iterator: Any | None) -> Any:
+    """Tries the checkpoints newest first; sets aside the unreadable ones newer than the one restored. When none
+    can be restored nothing is moved (all failing usually means the config differs from the one that wrote them)."""
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    failures = []
+    for step in steps:
+      try:
+        state = self._restore_verified(abstract_state, data_iterator, step)
+      except CheckpointCorruptError as e:
+        logging.warning("%s", e)
+        failures.append((step, e))
+        continue
+      for bad, error in failures:
+        logging.warning("checkpoint %d is unreadable (%s); resuming from checkpoint %d instead", bad, error, step)
+        self.set_aside(bad)
+      return state
+    step, error = failures[0]
+    raise CheckpointCorruptError(
+        f"none of the checkpoints {steps} in {self.directory} can be restored into this run's train state (newest, "
+        f"step {step}: {error}). If the model, optimizer or data config differs from the one that wrote them, "
+        "run with the original config (copied to <workdir>/config.json) or use a new --workdir. Nothing was "
+        "changed on disk.") from error
+
+  def saved_digest(self, step: int) -> dict | None:
+    """The digest saved with checkpoint `step`, or None for a checkpoint written before digests existed."""
+    path = self.directory / str(step) / DIGEST
+    if not path.exists():
+      return None
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(**{DIGEST: ocp.args.JsonRestore()}))[DIGEST]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointCorruptError(f"the digest of checkpoint {step} in {self.directory} cannot be read: "
+                                   f"{type(e).__name__}: {_first_line(e)}") from e
+
+  def set_aside(self, step: int) -> pathlib.Path:
+    """Moves checkpoint `step` to <checkpoints>_unreadable/<step>[.<time>] (kept for inspection, out of the way of
+    the steps that will be saved again)."""
+    target = self.directory.with_name(self.directory.name + "_unreadable") / str(step)
+    if jax.process_index() == 0:
+      if target.exists():
+        target = target.with_name(f"{step}.{int(time.time())}")
+      target.parent.mkdir(parents=True, exist_ok=True)
+      shutil.move(str(self.directory / str(step)), str(target))
+      logging.warning("moved unreadable checkpoint %d to %s", step, target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices(f"set_aside_checkpoint_{step}")
+    self.manager.reload()
+    return target
 
   def close(self) -> None:
     self.manager.close()
@@ -111,3 +195,57 @@ class _RecordedPosition:
 def abstract_like(state: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs with the shapes/dtypes of `state` and the given shardings (restore targets)."""
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:500] if text else ""
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+  """uint32 (2,): the sum of the leaf's bit patterns and their position-weighted sum, both mod 2**32. Integer sums
+  are exact in any order, so the value does not depend on how the leaf is sharded or reduced."""
+  x = jnp.asarray(x)
+  if x.dtype == jnp.bool_:
+    bits = x.astype(jnp.uint32)
+  elif x.dtype.itemsize in (4, 8):
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)  # 8-byte values become two uint32 words
+  else:
+    bits = jax.lax.bitcast_convert_type(x, {2: jnp.uint16, 1: jnp.uint8}[x.dtype.itemsize]).astype(jnp.uint32)
+  bits = bits.reshape(-1)
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weights, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _checksums(tree: Any) -> Any:
+  return jax.tree.map(_leaf_checksum, tree)
+
+
+def state_digest(state: Any) -> dict:
+  """{"leaves": {leaf path: [sum, weighted sum]}} of a state pytree (jax or numpy arrays), computed on the devices
+  where the state lives."""
+  sums = _checksums(state)
+  return {"format": 1, "leaves": {
+      jax.tree_util.keystr(path): [int(v) for v in np.asarray(_local(value))]
+      for path, value in jax.tree_util.tree_leaves_with_path(sums)}}
+
+
+def _local(x: Any) -> Any:
+  return x.addressable_data(0) if isinstance(x, jax.Array) else x
+
+
+def verify_digest(state: Any, saved: dict | None, what: str) -> None:
+  """Raises CheckpointCorruptError naming the leaves of `state` whose checksum differs from `saved` (None: an
+  older checkpoint without a digest, accepted)."""
+  if saved is None:
+    return
+  now = state_digest(state)["leaves"]
+  expected = saved.get("leaves", {})
+  bad = [k for k in expected if k in now and list(expected[k]) != now[k]]
+  missing = sorted(set(expected) ^ set(now))
+  if bad or missing:
+    raise CheckpointCorruptError(
+        f"{what} does not match the digest saved with it: "
+        + (f"{len(bad)} changed leaves, e.g. {bad[:3]}" if bad else f"leaves differ: {missing[:3]}")
+        + ". Its files were modified or damaged after saving.")

@@ -17,6 +17,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.distributed = False        # True: jax.distributed.initialize() (multi-host)
   config.stop_after_step = 0        # > 0: leave after this step as if preempted (resume tests, debugging)
   config.train_all_params = False   # True: ignore the model's frozen partition (random-init training)
+  config.nonfinite_skips = 0        # consecutive NaN/Inf steps skipped (not applied) before stopping; 0 = stop
 
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9, b2=0.999,

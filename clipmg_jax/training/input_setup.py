@@ -22,12 +22,27 @@ from clipmg_jax.training.data_source import DataSource
 _DONE = ".generated.json"  # written after a complete generation, so a killed one is redone, not trusted
 
 
+class DataSetupError(ValueError):
+  """The configured data cannot be used (missing or incomplete shards); the message names the path and the fix."""
+
+
 def resolve_synthetic_paths(data_config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
-  """Fills data.shards_dir and data.synthetic.raw_dir from data.synthetic.cache_dir (default <workdir>/...)."""
+  """Fills data.shards_dir and data.synthetic.raw_dir from data.synthetic.cache_dir (default <workdir>/...).
+
+  The synthetic dataset is only ever generated into <cache_dir>/shards: a shards_dir given explicitly must already
+  hold converted shards (a mistyped path fails here instead of generating a new dataset there).
+  """
   synth = data_config.get("synthetic")
   if not synth:
     return
   cache = pathlib.Path(synth.cache_dir or pathlib.Path(workdir) / "synthetic_data").absolute()
+  if data_config.shards_dir and pathlib.Path(data_config.shards_dir).absolute() != cache / "shards":
+    manifest = pathlib.Path(data_config.shards_dir) / "manifest.json"
+    if not manifest.is_file():
+      raise DataSetupError(
+          f"config.data.shards_dir={data_config.shards_dir} holds no manifest.json. Point it at converted shards, "
+          "or leave it empty to generate the synthetic dataset in <data.synthetic.cache_dir>/shards (default "
+          "<workdir>/synthetic_data/shards).")
   if not synth.raw_dir:
     synth.raw_dir = str(cache / "raw")
   if not data_config.shards_dir:
@@ -75,6 +90,33 @@ def read_manifest(shards_dir: str | pathlib.Path) -> dict:
   return json.loads(path.read_text())
 
 
+def check_splits(shards_dir: str | pathlib.Path, manifest: dict, splits) -> None:
+  """Checks, before any training step, that every shard and offset index of `splits` is there and holds the
+  number of records the manifest lists; DataSetupError naming the split and file otherwise."""
+  from clipmg_jax.data import tfrecord  # pylint: disable=import-outside-toplevel
+  shards_dir = pathlib.Path(shards_dir)
+  for split in dict.fromkeys(splits):
+    for entry in manifest["splits"][split].get("shards", []):
+      path = shards_dir / entry["path"]
+      index = tfrecord.index_path(path)
+      problem = None
+      if not path.is_file():
+        problem = f"shard {path} is missing"
+      elif not index.is_file():
+        problem = f"offset index {index} is missing"
+      else:
+        try:
+          count = len(tfrecord.read_index(index))
+        except (OSError, ValueError) as e:
+          problem = f"offset index {index} cannot be read: {e}"
+        else:
+          if "num_records" in entry and count != int(entry["num_records"]):
+            problem = f"offset index {index} lists {count} records, the manifest {entry['num_records']}"
+      if problem:
+        raise DataSetupError(f"split {split!r} of {shards_dir}: {problem}. Re-run the conversion into this folder "
+                             "(it redoes only what is missing) or restore the file.")
+
+
 def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
                      ) -> tuple[validation_lib.Validation, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
   """(validation, train records, validation records, training class counts) of the train split.
@@ -113,7 +155,8 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   splits = manifest.get("splits", {})
   for split in (data.train_split, data.eval_split):
     if split not in splits:
-      raise ValueError(f"{data.shards_dir}/manifest.json has no split {split!r} (has {sorted(splits)})")
+      raise DataSetupError(f"{data.shards_dir}/manifest.json has no split {split!r} (has {sorted(splits)})")
+  check_splits(data.shards_dir, manifest, (data.train_split, data.eval_split))
   num_classes = int(config.model.num_classes)
   class_names = list(manifest.get("classes") or [f"class_{i}" for i in range(num_classes)])
   val, train_records, val_records, counts = split_validation(data, manifest)

@@ -37,7 +37,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
     label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
   metrics: float32 scalars loss (the total minimised), accuracy (top-1 on the raw logits), grad_norm (trainable
-    grads, before clipping), learning_rate; with an auxiliary pose head also main_loss and pose_aux_loss.
+    grads, before clipping), learning_rate, nonfinite (1 when the step was not applied, below); with an auxiliary
+    pose head also main_loss and pose_aux_loss.
+
+  A step whose loss, updated parameters or optimizer state hold a NaN/Inf is not applied: params and opt_state stay
+  as they were (the step counter still advances, as the batch was consumed) and metrics["nonfinite"] is 1. The
+  state therefore never holds a non-finite value; on finite steps the values are exactly those of the plain update.
 
   The loss is the classification loss of the logits plus, when the model sows auxiliary pose logits
   (model.config.head.pose_aux_weight > 0, variants with both towers), that weight times the same loss of them.
@@ -71,6 +76,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     (loss, (logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # The loss alone does not show a bad update: a finite loss can have NaN/Inf gradients, or a huge learning rate
+    # can overflow the parameters. Check what would be kept, and keep the old values if any of it is not finite.
+    finite = jnp.isfinite(loss) & all_finite((params, opt_state))
+    params = keep_if(finite, params, state.params)
+    opt_state = keep_if(finite, opt_state, state.opt_state)
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     valid = jnp.ones_like(correct) if mask is None else mask.astype(jnp.float32)
     metrics = dict(
@@ -78,6 +88,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         accuracy=jnp.sum(correct * valid) / jnp.maximum(jnp.sum(valid), 1.0),
         grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
+        nonfinite=1.0 - finite.astype(jnp.float32),
         **parts,
     )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
@@ -86,6 +97,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   data = sharding_lib.batch_sharding(mesh)
   return jax.jit(step, in_shardings=(state_sharding, data),
                  out_shardings=(state_sharding, sharding_lib.replicated(mesh)), donate_argnums=(0,))
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """bool scalar: every floating-point value of the pytree is finite."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  if not leaves:
+    return jnp.array(True)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
+  """`new` where `ok`, else `old`, leaf by leaf (a select: the chosen values are passed through bit for bit)."""
+  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding: Any,

@@ -1,10 +1,13 @@
 """The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate."""
 
 import collections
+import contextlib
 import copy
+import json
 import logging
 import pathlib
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -18,6 +21,7 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import optimizer as optimizer_lib
+from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state as train_state_lib
@@ -30,7 +34,8 @@ PREFETCH_BATCHES = 2
 
 
 class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+  """A step's loss, gradients or update were NaN/Inf; the step was not applied and the run stopped without saving.
+  (config.nonfinite_skips > 0 tolerates that many consecutive such steps, skipping them.)"""
 
 
 class Setup:
@@ -116,17 +121,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   n_trainable = optimizer_lib.count_params(setup.abstract_state.params, setup.trainable)
   logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
                n_params / 1e6, n_trainable / 1e6, dict(setup.mesh.shape), config.batch_size)
-  if is_main:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
                                     keep_best=config.checkpoint.keep_best)
   train_iter = data.train_iterator()
   if ckpt.latest_step() is not None:
-    state = ckpt.restore(setup.abstract_state, train_iter)
+    try:
+      state = ckpt.restore(setup.abstract_state, train_iter, fallback=True)
+    except BaseException:
+      ckpt.close()
+      raise
     logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
   else:
     state = setup.fresh_state()
+  if is_main:
+    # Only once the checkpoints were found compatible: a resume that fails keeps the config that wrote them.
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   weights, offset = losses.make_loss_constants(config.loss, data.train_class_counts, setup.model.num_classes)
   train_step = step_lib.make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
                                         state_sharding=setup.state_sharding, loss_config=config.loss,
@@ -136,7 +145,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
                   disable=not is_main, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
   try:
-    state, stopped = _train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar)
+    with preemption.Watch() as watch:
+      state, stopped = _train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar, watch)
     if stopped:
       return {}
     bar.close()
@@ -144,7 +154,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # The final state is ranked on validation like every other; the test split is read here and only here.
     val_metrics = None
     if setup.has_validation:
-      val_result = setup.evaluate(state.params, split="validation", progress=is_main)
+      with _saved_if_failing(ckpt, final_step, state, train_iter):
+        val_result = setup.evaluate(state.params, split="validation", progress=is_main)
       val_metrics = _selection_metrics(val_result)
       writer.write(final_step, evaluation.scalars(val_result), split="validation")
     if ckpt.latest_step() != final_step:
@@ -187,8 +198,21 @@ def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int 
   yield from queue
 
 
+@contextlib.contextmanager
+def _saved_if_failing(ckpt: checkpointing.Checkpointer, step: int, state, train_iter, data_state=None):
+  """An evaluation that fails (a missing or damaged split) first saves the state it was given, so no training is
+  lost; the error then propagates."""
+  try:
+    yield
+  except Exception:
+    if ckpt.latest_step() != step:
+      ckpt.save(step, state, train_iter, data_state=data_state)
+      logging.error("evaluation at step %d failed; the state was saved as checkpoint %d first", step, step)
+    raise
+
+
 def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: checkpointing.Checkpointer,
-                writer: writers.MetricWriter, bar: tqdm.tqdm) -> tuple[Any, bool]:
+                writer: writers.MetricWriter, bar: tqdm.tqdm, watch: preemption.Watch) -> tuple[Any, bool]:
   """Steps from state.step to total_steps with logging, periodic evaluation and checkpoints.
 
   The host does not wait for the devices between log steps: step metrics stay on the devices, and the losses of all
@@ -200,21 +224,29 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
   last_saved = ckpt.latest_step()
   start = int(state.step)
   batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start)
-  unchecked = []  # (step, loss on the devices) of the steps since the last check
+  unchecked = []  # (step, metrics on the devices) of the steps since the last check
+  tolerated = int(config.get("nonfinite_skips", 0) or 0)
+  skips = {"total": 0, "run": 0}  # skipped (non-finite) steps: all of them, and the current consecutive run
   positions = {}  # step -> iterator position just after its batch was pulled: what a checkpoint of it saves
   window_start, window_examples = time.perf_counter(), 0
 
   def check(metrics=None):
-    """Fetches `metrics` and the unchecked losses in one transfer; raises on the first NaN/Inf loss among them."""
-    fetched, losses = _fetch((metrics, [loss for _, loss in unchecked]))
-    bad = [(s, loss) for (s, _), loss in zip(unchecked, losses) if not np.isfinite(loss)]
+    """Fetches `metrics` and the unchecked steps' loss and non-finite flag in one transfer. A non-finite step was
+    not applied (step.py); it is counted, and raises NonFiniteLossError unless within config.nonfinite_skips
+    consecutive ones."""
+    fetched, flags = _fetch((metrics, [(m["loss"], m["grad_norm"], m["nonfinite"]) for _, m in unchecked]))
+    steps = [s for s, _ in unchecked]
     unchecked.clear()
-    if bad:
-      step, loss = bad[0]
-      raise NonFiniteLossError(
-          f"loss is {float(loss)} at step {step}; stopping without saving this state. The last good checkpoint is "
-          + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
-          + ". Lower optimizer.learning_rate or check the inputs of this step.")
+    for step, (loss, grad_norm, nonfinite) in zip(steps, flags):
+      if not nonfinite:
+        skips["run"] = 0
+        continue
+      skips["total"] += 1
+      skips["run"] += 1
+      if skips["run"] > tolerated:
+        raise NonFiniteLossError(_nonfinite_message(step, loss, grad_norm, skips["run"], last_saved, ckpt))
+      logging.warning("step %d not applied: loss %s, gradient norm %s (%d skipped so far)", step, float(loss),
+                      float(grad_norm), skips["total"])
     return fetched
 
   try:
@@ -222,7 +254,7 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       batch, positions[step] = next(batches)
       positions.pop(step - 2, None)  # an interrupted state is at this step or the one before
       state, step_metrics = train_step(state, batch)
-      unchecked.append((step, step_metrics["loss"]))
+      unchecked.append((step, step_metrics))
       window_examples += config.batch_size
       bar.update(1)
       last = step == setup.total_steps  # the caller evaluates and saves the final state
@@ -231,11 +263,15 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
       save = not last and (_is_due(step, config.checkpoint.every_steps) or evaluate)
       stop = not last and stop_after > 0 and step >= stop_after
+      preempted = not last and watch.reached(step)
+      save = save or preempted
       if not (log or evaluate or save or stop):
         continue  # no sync: the host runs ahead and queues the next steps
       metrics = check(step_metrics if log else None)  # waits for this step, so the throughput below is honest
       if log:
-        scalars = {k: float(v) for k, v in metrics.items()}
+        scalars = {k: float(v) for k, v in metrics.items() if k != "nonfinite"}
+        if skips["total"]:
+          scalars["skipped_steps"] = skips["total"]
         scalars["clips_per_second"] = window_examples / max(time.perf_counter() - window_start, 1e-9)
         writer.write(step, scalars)
         bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['accuracy']:.2f}",
@@ -245,7 +281,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
         break
       eval_metrics = None
       if evaluate:
-        result = setup.evaluate(state.params, split="validation", progress=False)
+        with _saved_if_failing(ckpt, step, state, train_iter, positions[step]):
+          result = setup.evaluate(state.params, split="validation", progress=False)
         eval_metrics = _selection_metrics(result)
         writer.write(step, evaluation.scalars(result), split="validation")
         bar.write(f"step {step} validation: {evaluation.summary_line(result)}")
@@ -253,6 +290,9 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       if save:
         ckpt.save(step, state, train_iter, metrics=eval_metrics, data_state=positions[step])
         last_saved = step
+      if preempted:
+        bar.write(f"preempted (SIGTERM) at step {step}: checkpoint saved")
+        raise preemption.Preempted(step, str(ckpt.directory))
       if stop:
         logging.warning("stop_after_step=%d reached: stopping as if preempted", stop_after)
         return state, True
@@ -264,6 +304,16 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
+
+
+def _nonfinite_message(step, loss, grad_norm, run, last_saved, ckpt) -> str:
+  what = (f"loss is {float(loss)} at step {step}" if not np.isfinite(loss) else
+          f"non-finite update at step {step} (loss {float(loss)}, gradient norm {float(grad_norm)})")
+  run_text = f" after {run} consecutive non-finite steps" if run > 1 else ""
+  return (f"{what}{run_text}: the step was not applied and the run stops without saving. The last good checkpoint "
+          "is " + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
+          + ". Lower optimizer.learning_rate (or raise optimizer.warmup_steps), check the inputs of this step, or "
+          "set nonfinite_skips > 0 to skip isolated bad steps.")
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
@@ -296,7 +346,17 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
     ckpt.close()
   result = setup.evaluate(state.params, split="test", progress=jax.process_index() == 0)
   if jax.process_index() == 0:
-    evaluation.write_results(result, workdir, extra=dict(step=int(state.step), checkpoint=str(which),
-                                                         selection=selection, validation=data.info.get("validation")))
-  logging.info("eval of checkpoint %d: %s", int(state.step), evaluation.summary_line(result))
+    # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
+    print(f"evaluation of checkpoint {int(state.step)}: {evaluation.summary_line(result)}", flush=True)
+    extra = dict(step=int(state.step), checkpoint=str(which), selection=selection,
+                 validation=data.info.get("validation"))
+    try:
+      evaluation.write_results(result, workdir, extra=extra)
+    except OSError as e:
+      fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / evaluation.EVAL_JSON
+      fallback.write_text(json.dumps(dict(result, **extra), indent=1))
+      print(f"could not write {workdir / evaluation.EVAL_JSON}; the full results were written to {fallback}",
+            flush=True)
+      raise OSError(f"could not write {workdir / evaluation.EVAL_JSON} ({e}); the full results are in "
+                    f"{fallback}") from e
   return result

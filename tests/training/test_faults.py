@@ -1,0 +1,203 @@
+"""Faults during training: non-finite updates, damaged checkpoints, preemption by SIGTERM, a failing evaluation,
+a resume with an incompatible config, a mistyped shards_dir, and evaluation results that cannot be written."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import training_stand_ins as stand_ins
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import input_setup
+from clipmg_jax.training import trainer
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _saved_params(workdir: pathlib.Path, step: int):
+  return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")["params"]
+
+
+def _steps(workdir: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _all_finite(tree) -> bool:
+  return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(tree))
+
+
+def _train(workdir, data=None, **overrides):
+  return trainer.train_and_evaluate(stand_ins.tiny_config(**overrides), workdir, data or stand_ins.tiny_data(),
+                                    stand_ins.tiny_model())
+
+
+# --- non-finite updates -----------------------------------------------------------------------------------------
+
+
+def test_finite_loss_with_a_nonfinite_update_stops_and_saves_nothing_bad(tmp_path):
+  # A learning rate beyond float32 makes the first update non-finite while its loss (computed before) is finite.
+  with pytest.raises(trainer.NonFiniteLossError, match="non-finite update at step 1.*none saved yet"):
+    _train(tmp_path, **{"total_steps": 2, "checkpoint.every_steps": 1, "optimizer.learning_rate": 1e39})
+  assert not (tmp_path / "eval.json").exists()
+  ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.latest_step() is None  # the step-1 state was never saved
+  ckpt.close()
+
+
+def test_isolated_nonfinite_steps_are_skipped_counted_and_never_applied(tmp_path):
+  # Step 3's batch has NaN keypoints; with nonfinite_skips=1 the step is skipped and training goes on.
+  _train(tmp_path, stand_ins.tiny_data(poison_step=3), nonfinite_skips=1, eval_every_steps=0,
+         **{"checkpoint.every_steps": 1, "checkpoint.keep_last": 10})
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  skipped = {l["step"]: l.get("skipped_steps", 0) for l in lines if l["split"] == "train"}
+  assert skipped == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1, 6: 1}
+  before, after = _saved_params(tmp_path, 2), _saved_params(tmp_path, 3)
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the skipped step changed nothing
+  assert _all_finite(_saved_params(tmp_path, 6))
+  assert json.loads((tmp_path / "eval.json").read_text())["step"] == 6
+
+
+# --- damaged checkpoints ------------------------------------------------------------------------------------------
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+  _train(tmp_path, stop_after_step=5)  # checkpoints 2 and 4
+  (tmp_path / "checkpoints" / "4" / "state" / "_METADATA").unlink()
+  _train(tmp_path)  # resumes from 2, redoing 3..6
+  assert 4 not in _steps(tmp_path) or _all_finite(_saved_params(tmp_path, 4))
+  assert (tmp_path / "checkpoints_unreadable" / "4" / "state").is_dir()  # set aside, not deleted
+  reference = tmp_path / "reference"
+  _train(reference)
+  for a, b in zip(jax.tree.leaves(_saved_params(tmp_path, 6)), jax.tree.leaves(_saved_params(reference, 6))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+
+
+def _flip_a_byte_in_the_largest_state_file(checkpoint: pathlib.Path) -> None:
+  files = [p for p in (checkpoint / "state").rglob("*") if p.is_file() and not p.name.startswith("_")
+           and p.suffix != ".json"]
+  target = max(files, key=lambda p: p.stat().st_size)
+  data = bytearray(target.read_bytes())
+  data[len(data) // 2] ^= 0x40
+  target.write_bytes(bytes(data))
+
+
+def test_a_changed_byte_in_a_checkpoint_is_a_named_error(tmp_path):
+  _train(tmp_path, stop_after_step=3)  # checkpoint 2
+  _flip_a_byte_in_the_largest_state_file(tmp_path / "checkpoints" / "2")
+  setup = trainer.Setup(stand_ins.tiny_config(), stand_ins.tiny_data(), stand_ins.tiny_model())
+  ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints")
+  with pytest.raises(checkpointing.CheckpointCorruptError, match="checkpoint 2"):
+    ckpt.restore(setup.abstract_state, step=2)
+  ckpt.close()
+
+
+def test_digest_names_a_changed_leaf():
+  state = {"a": np.arange(6, dtype=np.float32), "b": np.ones((2, 3), np.float32)}
+  saved = checkpointing.state_digest(state)
+  checkpointing.verify_digest(state, saved, "x")
+  changed = dict(state, b=state["b"].copy())
+  changed["b"][1, 2] = np.nextafter(np.float32(1), np.float32(2))  # one bit
+  with pytest.raises(checkpointing.CheckpointCorruptError, match=r"1 changed leaves.*'b'"):
+    checkpointing.verify_digest(changed, saved, "x")
+  swapped = dict(state, a=state["a"][::-1].copy())  # same values, other positions
+  with pytest.raises(checkpointing.CheckpointCorruptError):
+    checkpointing.verify_digest(swapped, saved, "x")
+
+
+def test_failed_resume_leaves_config_json_and_checkpoints_alone(tmp_path):
+  _train(tmp_path, stop_after_step=3)
+  before = (tmp_path / "config.json").read_text()
+  # A different optimizer partition: the saved state no longer fits this run's state.
+  with pytest.raises(checkpointing.CheckpointCorruptError, match="original config"):
+    _train(tmp_path, train_all_params=True)
+  assert (tmp_path / "config.json").read_text() == before
+  assert _steps(tmp_path) == [2] and not (tmp_path / "checkpoints_unreadable").exists()
+
+
+# --- preemption and failing evaluations -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(tmp_path):
+  workdir = tmp_path / "run"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).with_name("sigterm_worker.py")), str(workdir),
+                           "40"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 120
+  while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-3000:]
+  line = next(l for l in out.splitlines() if l.startswith("preempted (SIGTERM) at step"))
+  step = int(line.split("at step ")[1].split(":")[0])
+  assert 3 <= step < 40 and _steps(workdir) == [step]
+  _train(workdir, total_steps=40, eval_every_steps=0, **{"checkpoint.every_steps": 1000})
+  reference = tmp_path / "reference"
+  _train(reference, total_steps=40, eval_every_steps=0, **{"checkpoint.every_steps": 1000})
+  for a, b in zip(jax.tree.leaves(_saved_params(workdir, 40)), jax.tree.leaves(_saved_params(reference, 40))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+
+
+def test_a_failing_evaluation_saves_the_state_first(tmp_path):
+  data = stand_ins.tiny_data()
+
+  def broken():
+    raise FileNotFoundError("validation shard missing")
+  data.validation_batches = broken
+  with pytest.raises(FileNotFoundError, match="validation shard missing"):
+    _train(tmp_path, data, **{"checkpoint.every_steps": 100})  # first evaluation at step 3, no checkpoint before
+  assert _steps(tmp_path) == [3]
+
+
+# --- data setup ---------------------------------------------------------------------------------------------------
+
+
+def _synthetic_config(**data):
+  sys.path.insert(0, str(REPO_ROOT))
+  from configs import synthetic  # pylint: disable=import-outside-toplevel
+  config = synthetic.get_config()
+  for key, value in data.items():
+    config.data[key] = value
+  return config
+
+
+def test_a_mistyped_shards_dir_fails_instead_of_generating_data(tmp_path):
+  config = _synthetic_config(shards_dir=str(tmp_path / "shardz"))
+  with pytest.raises(input_setup.DataSetupError, match="shardz holds no manifest.json"):
+    input_setup.make_data_source(config, tmp_path / "work")
+  assert not (tmp_path / "work").exists() and not (tmp_path / "shardz").exists()
+
+
+def test_a_missing_test_shard_fails_before_training(tmp_path):
+  from clipmg_jax.data import random_shards  # pylint: disable=import-outside-toplevel
+  shards = tmp_path / "shards"
+  random_shards.write_random_shards(shards, splits={"train": 8, "test": 4}, clips_per_shard=4)
+  manifest = json.loads((shards / "manifest.json").read_text())
+  test_shard = shards / manifest["splits"]["test"]["shards"][0]["path"]
+  test_shard.with_name(test_shard.name + ".index").unlink()
+  config = _synthetic_config(shards_dir=str(shards), synthetic=None)
+  config.data.validation.num_subjects = 0
+  with pytest.raises(input_setup.DataSetupError, match="split 'test'.*offset index .* is missing"):
+    input_setup.make_data_source(config, tmp_path / "work")
+
+
+def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_path, capsys):
+  _train(tmp_path, stop_after_step=3)
+  (tmp_path / "eval.json").mkdir()  # writing the file fails
+  with pytest.raises(OSError, match="eval.json"):
+    trainer.evaluate_checkpoint(stand_ins.tiny_config(), tmp_path, stand_ins.tiny_data(), model=stand_ins.tiny_model())
+  out = capsys.readouterr().out
+  assert "top1" in out
+  saved = [line for line in out.splitlines() if "written to" in line]
+  assert saved and json.loads(pathlib.Path(saved[0].split("written to ")[1].strip()).read_text())["step"] == 2
