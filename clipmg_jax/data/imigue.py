@@ -32,6 +32,7 @@ import pathlib
 from typing import Sequence
 
 # The OpenPose readers live in their own module; re-exported here because they are part of the iMiGUE raw layout.
+from clipmg_jax.data import read_errors
 from clipmg_jax.data.openpose import OpenPoseClipReport, read_openpose_clip, read_openpose_frame  # noqa: F401
 
 FPS = 25
@@ -138,6 +139,7 @@ class Clip:
     return int(self.video_id) * 100000 + self.label_id
 
 
+@read_errors.names_file
 def read_labels(path: str | os.PathLike) -> list[Clip]:
   """Reads a labels table (columns of labels_20200831.csv) into clips, in file order.
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from clipmg_jax.data import imigue
 from clipmg_jax.data import openpose
+from clipmg_jax.data import read_errors
 
 NUM_MIGA_JOINTS = 35
 _ROW_LEN = 1 + NUM_MIGA_JOINTS * 3
@@ -43,6 +44,7 @@ def _data_rows(path: pathlib.Path):
       yield i + 1, cells
 
 
+@read_errors.names_file
 def read_miga_skeleton(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   """One `<sample>_light_hand.csv` -> (frame numbers int64 (T,), keypoints float32 (T, 18, 3) COCO-18 x, y, conf).
 
@@ -79,6 +81,7 @@ class MigaSegment:
   end: int
 
 
+@read_errors.names_file
 def read_miga_labels(path: str | os.PathLike) -> list[MigaSegment]:
   """One `<sample>_label.csv` (gestureID,start,end) -> segments in file order."""
   path = pathlib.Path(path)

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 
 from clipmg_jax.data import keypoints as kp
+from clipmg_jax.data import read_errors
 
 _BODY25_LEN = 25 * 3
 _COCO18_LEN = 18 * 3
@@ -43,6 +44,7 @@ def pose_to_coco18(values, where: str = "pose_keypoints_2d") -> np.ndarray:
   return joints
 
 
+@read_errors.names_file
 def read_openpose_frame(path: str | os.PathLike) -> list[np.ndarray]:
   """All people of one OpenPose JSON file, each float32 (18, 3) COCO-18 (x, y, conf) in frame pixels.
 

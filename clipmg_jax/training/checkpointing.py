@@ -120,6 +120,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointCorruptError(f"checkpoint {step} in {self.directory} cannot be restored: "
                                    f"{type(e).__name__}: {_first_line(e)}") from e
+    _check_fits(restored[STATE], abstract_state, f"checkpoint {step} in {self.directory}")
     verify_digest(restored[STATE], self.saved_digest(step), f"checkpoint {step} in {self.directory}")
     logging.info("restored checkpoint %d from %s", step, self.directory)
     return restored[STATE]
@@ -195,6 +196,20 @@ class _RecordedPosition:
 def abstract_like(state: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs with the shapes/dtypes of `state` and the given shardings (restore targets)."""
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+
+
+def _check_fits(restored: Any, abstract_state: Any, what: str) -> None:
+  """Orbax can restore a checkpoint whose tree differs from the target (e.g. optimizer state for another set of
+  trainable parameters); such a state would fail later, inside the step. Raises CheckpointCorruptError instead."""
+  got, want = jax.tree.structure(restored), jax.tree.structure(abstract_state)
+  if got != want:
+    raise CheckpointCorruptError(f"{what} holds a train state of another structure ({got.num_leaves} leaves, this "
+                                 f"run's has {want.num_leaves})")
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(restored), jax.tree.leaves(restored),
+                        jax.tree.leaves(abstract_state)):
+    if tuple(a.shape) != tuple(b.shape):
+      raise CheckpointCorruptError(f"{what}: {jax.tree_util.keystr(path[0])} has shape {tuple(a.shape)}, this "
+                                   f"run's {tuple(b.shape)}")
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,0 +1,96 @@
+"""The converter on damaged raw data: a repaired file is re-converted on the next run (only its shard), keypoint
+anomalies (NaN/Inf/null values, clips without any person, non-numeric values) are counted or skipped with a reason
+naming the file."""
+
+import json
+import logging
+import pathlib
+
+import numpy as np
+
+from clipmg_jax.data import convert
+from clipmg_jax.data import example_codec
+from clipmg_jax.data import openpose
+from clipmg_jax.data import shard_writer
+from clipmg_jax.data import tfrecord
+
+# (video, subject, label_id, class (1-based), start, end): one clip per shard below.
+CLIPS = [("1", 1, 1, 3, 0, 4), ("1", 1, 2, 5, 5, 9), ("2", 2, 1, 7, 0, 4)]
+
+
+def _person(t: int, scale: float = 1.0) -> dict:
+  joints = np.stack([np.linspace(10, 60, 18) + t, np.linspace(20, 80, 18), np.full(18, 0.9)], -1) * [scale, 1, 1]
+  return {"pose_keypoints_2d": [float(v) for v in joints.reshape(-1)]}
+
+
+def _write_frame(root: pathlib.Path, video: str, frame: int, people) -> pathlib.Path:
+  path = root / "skeleton" / video / openpose.frame_filename(video, frame)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(people if isinstance(people, str) else json.dumps({"version": 1.3, "people": people}))
+  return path
+
+
+def _raw_root(tmp_path: pathlib.Path) -> pathlib.Path:
+  """A flat-layout, skeleton-only raw dataset: subject 1 trains, subject 2 tests."""
+  root = tmp_path / "raw"
+  root.mkdir()
+  rows = ["video_id,label_id,start_frame,end_frame,class,subject_id"]
+  for video, subject, label_id, cls, start, end in CLIPS:
+    rows.append(f"{video},{label_id},{start},{end},{cls},{subject}")
+    for frame in range(start, end + 1):
+      _write_frame(root, video, frame, [_person(frame)])
+  (root / "labels.csv").write_text("\n".join(rows) + "\n")
+  (root / "split.json").write_text(json.dumps({"train_subjects": [1], "test_subjects": [2]}))
+  return root
+
+
+def _convert(root, out):
+  return convert.convert(root, out, options=convert.ConvertOptions(clips_per_shard=1, skeleton_only=True),
+                         progress=False)
+
+
+def _label_ids(out, split):
+  manifest = shard_writer.read_manifest(out)
+  return sorted(example_codec.decode(d).label_id for shard in manifest["splits"][split]["shards"]
+                for _, d in tfrecord.iter_records(pathlib.Path(out) / shard["path"]))
+
+
+def test_repaired_raw_file_is_reconverted_and_only_its_shard(tmp_path, caplog):
+  root = _raw_root(tmp_path)
+  good = _write_frame(root, "1", 7, [_person(7)]).read_text()
+  _write_frame(root, "1", 7, '{"people": [{"pose_keypoints_2d": [1, 2')  # truncated JSON
+  out = tmp_path / "shards"
+  first = _convert(root, out)
+  assert _label_ids(out, "train") == [1] and first["skipped_by_kind"] == {convert.SKIP_READ_ERROR: 1}
+  assert "1_000000000007_keypoints.json" in first["skipped"][0]["reason"]
+  progress = {p.name: p.stat().st_mtime_ns for p in (out / convert.PROGRESS_DIR).iterdir()}
+
+  _write_frame(root, "1", 7, good)  # repaired
+  with caplog.at_level(logging.INFO):
+    second = _convert(root, out)
+  assert _label_ids(out, "train") == [1, 2] and second["num_skipped"] == 0
+  assert "2 of 3 shards reused, 1 to convert (1 raw files changed)" in caplog.text
+  changed = [n for n, t in progress.items() if (out / convert.PROGRESS_DIR / n).stat().st_mtime_ns != t]
+  assert changed == ["train-00001-of-00002.tfrecord.json"]
+
+
+def test_keypoint_anomalies_are_counted_or_skipped_with_reasons(tmp_path):
+  root = _raw_root(tmp_path)
+  person = _person(1)
+  person["pose_keypoints_2d"][0] = None  # JSON null: a NaN
+  _write_frame(root, "1", 1, json.dumps({"people": [person]}).replace("0.9]", "NaN]", 1))
+  for frame in range(5, 10):  # clip 2 of video 1: no one in any frame
+    _write_frame(root, "1", frame, [])
+  bad = _write_frame(root, "2", 3, json.dumps({"people": [dict(pose_keypoints_2d=["x"] * 54)]}))
+  out = tmp_path / "shards"
+  manifest = _convert(root, out)
+  assert manifest["skeleton_report"]["nonfinite_frames"] == 1
+  assert manifest["skeleton_report"]["clips_with_nonfinite_keypoints"] == 1
+  kinds = {(s["video_id"], s["label_id"]): s for s in manifest["skipped"]}
+  assert kinds[("1", 2)]["kind"] == convert.SKIP_NO_PERSON
+  assert kinds[("2", 1)]["kind"] == convert.SKIP_READ_ERROR and str(bad) in kinds[("2", 1)]["reason"]
+  shard = manifest["splits"]["train"]["shards"][0]["path"]
+  (_, data), = list(tfrecord.iter_records(out / shard))
+  record = example_codec.decode(data)
+  assert np.isfinite(record.keypoints).all()
+  assert record.keypoints[1, 0, 2] == 0 and record.keypoints[1, 0, 0] == 0  # the null joint was zeroed
