@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from clipmg_jax import cli_errors
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_errors.parse_flags)

@@ -25,11 +25,15 @@ A config that freezes ViT blocks without init.vit_checkpoint stops at once (Rand
 --config.init.allow_random_vit=True lets a smoke test through.
 """
 
+import errno
+
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from clipmg_jax import cli_errors
+from clipmg_jax.data import tfrecord
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
@@ -47,7 +51,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143
-KNOWN_ERRORS = (trainer.NonFiniteLossError, checkpointing.CheckpointCorruptError, input_setup.DataSetupError)
+KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
+                input_setup.DataSetupError)
 
 
 def main(argv):
@@ -70,9 +75,17 @@ def main(argv):
   except KNOWN_ERRORS as e:
     # A named, explained failure: one screen, no traceback (the message says what to do).
     raise SystemExit(f"{type(e).__name__}: {e}") from None
+  except tfrecord.CorruptRecordError as e:
+    raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
+                     "skip unreadable records (each is logged and left out).") from None
+  except OSError as e:
+    if e.errno != errno.ENOSPC:
+      raise
+    raise SystemExit(f"disk full: {e}\nFree space under --workdir={_WORKDIR.value} and run the same command "
+                     "again: it resumes from the last complete checkpoint.") from None
   if result:
     print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli_errors.parse_flags)

@@ -49,6 +49,7 @@ class Setup:
     if self.model.num_classes != len(data.class_names):
       raise ValueError(f"the model has {self.model.num_classes} classes but the dataset {len(data.class_names)}")
     self.mesh = sharding_lib.make_mesh(config.get("num_devices") or None)
+    _check_batch_sizes(config, self.mesh)
     self.total_steps = int(config.total_steps)
     rng = jax.random.PRNGKey(config.seed)
     init_rng, self.train_rng = jax.random.split(rng)
@@ -92,6 +93,22 @@ class Setup:
     return dict(evaluation.compute_metrics(predictions, self.data.class_names), split=split)
 
 
+class ConfigError(ValueError):
+  """A config value that cannot work with this machine (named field, the value, and what would)."""
+
+
+def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
+  """The global batch is split evenly over the devices of the mesh: say so before step 1 rather than fail in it."""
+  n = int(mesh.shape[sharding_lib.DATA_AXIS])
+  for field in ("batch_size", "eval_batch_size"):
+    value = config.get(field)
+    if value and int(value) % n:
+      lower, upper = int(value) // n * n, -(-int(value) // n) * n
+      raise ConfigError(f"config.{field}={value} is not divisible by the {n} devices of the mesh: use a multiple "
+                        f"of {n} (e.g. --config.{field}={upper}" + (f" or {lower}" if lower else "") + ") or set "
+                        "--config.num_devices")
+
+
 def _selection_metrics(result: dict) -> dict:
   """A validation evaluation's scalars as saved with a checkpoint, marked so that --checkpoint=best ranks it."""
   return dict(evaluation.scalars(result), **{checkpointing.VALIDATION_MARK: 1.0})
@@ -131,6 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       ckpt.close()
       raise
     logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+    if is_main:
+      _drop_lines_after(workdir / "metrics.jsonl", int(state.step))
   else:
     state = setup.fresh_state()
   if is_main:
@@ -304,6 +323,26 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
+
+
+def _drop_lines_after(path: pathlib.Path, step: int) -> None:
+  """Removes the metrics.jsonl lines of steps after `step`: a resumed run redoes those steps and logs them again."""
+  if not path.is_file():
+    return
+  lines = path.read_text().splitlines(keepends=True)
+  kept = [line for line in lines if _line_step(line) <= step]
+  if len(kept) != len(lines):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+    logging.info("metrics.jsonl: dropped %d lines after step %d (they are redone)", len(lines) - len(kept), step)
+
+
+def _line_step(line: str) -> int:
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return sys.maxsize  # a line torn by a killed run: dropped too
 
 
 def _nonfinite_message(step, loss, grad_norm, run, last_saved, ckpt) -> str:
