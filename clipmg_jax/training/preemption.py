@@ -5,6 +5,7 @@ sync). Several processes: JAX's preemption sync point (the coordination service 
 process agree on the same step to save at.
 """
 
+import logging
 import signal
 import threading
 
@@ -26,6 +27,7 @@ class Watch:
   def __init__(self):
     self.signalled = False
     self._previous = None
+    self._warned = False
 
   def __enter__(self) -> "Watch":
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
@@ -43,5 +45,11 @@ class Watch:
   def reached(self, step: int) -> bool:
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-      return multihost_utils.reached_preemption_sync_point(step)
+      try:
+        return multihost_utils.reached_preemption_sync_point(step)
+      except RuntimeError as e:  # the preemption service is off (jax.distributed.initialize without it)
+        if not self._warned:
+          logging.warning("no preemption sync point (%s): SIGTERM will not save a checkpoint", e)
+          self._warned = True
+        return False
     return self.signalled
