@@ -120,7 +120,7 @@ def test_failed_resume_leaves_config_json_and_checkpoints_alone(tmp_path):
   with pytest.raises(checkpointing.CheckpointCorruptError, match="original config"):
     _train(tmp_path, train_all_params=True)
   assert (tmp_path / "config.json").read_text() == before
-  assert _steps(tmp_path) == [2] and not (tmp_path / "checkpoints_unreadable").exists()
+  assert _steps(tmp_path) == [2, 3] and not (tmp_path / "checkpoints_unreadable").exists()
 
 
 # --- preemption and failing evaluations -------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(tmp_path):
   proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).with_name("sigterm_worker.py")), str(workdir),
                            "40"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   metrics = workdir / "metrics.jsonl"
-  deadline = time.time() + 120
+  deadline = time.time() + 600  # start-up and compilation on a busy machine
   while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)
@@ -141,7 +141,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(tmp_path):
   assert proc.returncode == 143, err[-3000:]
   line = next(l for l in out.splitlines() if l.startswith("preempted (SIGTERM) at step"))
   step = int(line.split("at step ")[1].split(":")[0])
-  assert 3 <= step < 40 and _steps(workdir) == [step]
+  assert 1 <= step < 40 and _steps(workdir) == [step]
   _train(workdir, total_steps=40, eval_every_steps=0, **{"checkpoint.every_steps": 1000})
   reference = tmp_path / "reference"
   _train(reference, total_steps=40, eval_every_steps=0, **{"checkpoint.every_steps": 1000})
@@ -193,11 +193,11 @@ def test_a_missing_test_shard_fails_before_training(tmp_path):
 
 
 def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_path, capsys):
-  _train(tmp_path, stop_after_step=3)
+  _train(tmp_path, stop_after_step=3)  # checkpoints 2 and 3 (evaluated)
   (tmp_path / "eval.json").mkdir()  # writing the file fails
   with pytest.raises(OSError, match="eval.json"):
     trainer.evaluate_checkpoint(stand_ins.tiny_config(), tmp_path, stand_ins.tiny_data(), model=stand_ins.tiny_model())
   out = capsys.readouterr().out
   assert "top1" in out
   saved = [line for line in out.splitlines() if "written to" in line]
-  assert saved and json.loads(pathlib.Path(saved[0].split("written to ")[1].strip()).read_text())["step"] == 2
+  assert saved and json.loads(pathlib.Path(saved[0].split("written to ")[1].strip()).read_text())["step"] == 3
