@@ -31,18 +31,20 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
                     mesh: jax.sharding.Mesh, state_sharding: Any, loss_config,
                     class_weights: np.ndarray | None = None, logit_offset: np.ndarray | None = None,
                     normalize: Callable[[jax.Array], jax.Array] = default_normalize,
+                    skip_nonfinite: bool = False,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns step(state, batch) -> (new_state, metrics), jitted; `state` is donated.
 
   batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
     label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
   metrics: float32 scalars loss (the total minimised), accuracy (top-1 on the raw logits), grad_norm (trainable
-    grads, before clipping), learning_rate, nonfinite (1 when the step was not applied, below); with an auxiliary
-    pose head also main_loss and pose_aux_loss.
+    grads, before clipping), learning_rate; with skip_nonfinite also nonfinite (1 when the step was not applied);
+    with an auxiliary pose head also main_loss and pose_aux_loss.
 
-  A step whose loss, updated parameters or optimizer state hold a NaN/Inf is not applied: params and opt_state stay
-  as they were (the step counter still advances, as the batch was consumed) and metrics["nonfinite"] is 1. The
-  state therefore never holds a non-finite value; on finite steps the values are exactly those of the plain update.
+  skip_nonfinite: a step whose loss, updated parameters or optimizer state hold a NaN/Inf is not applied: params and
+    opt_state stay as they were (the step counter still advances, as the batch was consumed). Off by default: the
+    extra check changes how XLA fuses the optimizer update, which moves some values by an ulp; the trainer instead
+    stops on a non-finite loss or gradient norm and checks the state before saving it.
 
   The loss is the classification loss of the logits plus, when the model sows auxiliary pose logits
   (model.config.head.pose_aux_weight > 0, variants with both towers), that weight times the same loss of them.
@@ -76,11 +78,14 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     (loss, (logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    # The loss alone does not show a bad update: a finite loss can have NaN/Inf gradients, or a huge learning rate
-    # can overflow the parameters. Check what would be kept, and keep the old values if any of it is not finite.
-    finite = jnp.isfinite(loss) & all_finite((params, opt_state))
-    params = keep_if(finite, params, state.params)
-    opt_state = keep_if(finite, opt_state, state.opt_state)
+    extra = {}
+    if skip_nonfinite:
+      # The loss alone does not show a bad update: a finite loss can have NaN/Inf gradients, or a huge learning rate
+      # can overflow the parameters. Check what would be kept, and keep the old values if any of it is not finite.
+      finite = jnp.isfinite(loss) & all_finite((params, opt_state))
+      params = keep_if(finite, params, state.params)
+      opt_state = keep_if(finite, opt_state, state.opt_state)
+      extra["nonfinite"] = 1.0 - finite.astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     valid = jnp.ones_like(correct) if mask is None else mask.astype(jnp.float32)
     metrics = dict(
@@ -88,8 +93,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         accuracy=jnp.sum(correct * valid) / jnp.maximum(jnp.sum(valid), 1.0),
         grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
-        nonfinite=1.0 - finite.astype(jnp.float32),
         **parts,
+        **extra,
     )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics

@@ -158,7 +158,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   weights, offset = losses.make_loss_constants(config.loss, data.train_class_counts, setup.model.num_classes)
   train_step = step_lib.make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
                                         state_sharding=setup.state_sharding, loss_config=config.loss,
-                                        class_weights=weights, logit_offset=offset)
+                                        class_weights=weights, logit_offset=offset,
+                                        skip_nonfinite=int(config.get("nonfinite_skips", 0) or 0) > 0)
   writer = writers.MetricWriter(workdir, enabled=is_main)
   # Redirected to a file, a bar line every 30 s instead of every step keeps the log readable.
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
@@ -253,10 +254,12 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
     """Fetches `metrics` and the unchecked steps' loss and non-finite flag in one transfer. A non-finite step was
     not applied (step.py); it is counted, and raises NonFiniteLossError unless within config.nonfinite_skips
     consecutive ones."""
-    fetched, flags = _fetch((metrics, [(m["loss"], m["grad_norm"], m["nonfinite"]) for _, m in unchecked]))
+    fetched, flags = _fetch((metrics, [(m["loss"], m["grad_norm"], m.get("nonfinite")) for _, m in unchecked]))
     steps = [s for s, _ in unchecked]
     unchecked.clear()
     for step, (loss, grad_norm, nonfinite) in zip(steps, flags):
+      if nonfinite is None:  # the step does not skip: a NaN/Inf loss or gradient was applied, stop
+        nonfinite = not (np.isfinite(loss) and np.isfinite(grad_norm))
       if not nonfinite:
         skips["run"] = 0
         continue
@@ -267,6 +270,16 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       logging.warning("step %d not applied: loss %s, gradient norm %s (%d skipped so far)", step, float(loss),
                       float(grad_norm), skips["total"])
     return fetched
+
+  def require_finite_state(step):
+    """What is saved or evaluated must be finite: a huge learning rate can overflow the parameters with a finite
+    loss and gradient (checked here, outside the step, so the step's own computation is unchanged)."""
+    if not bool(_fetch(_state_finite((state.params, state.opt_state)))):
+      raise NonFiniteLossError(
+          f"non-finite update at step {step}: the parameters or optimizer state hold NaN/Inf after it; the run "
+          "stops without saving. The last good checkpoint is "
+          + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
+          + ". Lower optimizer.learning_rate (or raise optimizer.warmup_steps).")
 
   try:
     for step in range(start + 1, setup.total_steps + 1):
@@ -287,6 +300,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       if not (log or evaluate or save or stop):
         continue  # no sync: the host runs ahead and queues the next steps
       metrics = check(step_metrics if log else None)  # waits for this step, so the throughput below is honest
+      if evaluate or save or last:
+        require_finite_state(step)
       if log:
         scalars = {k: float(v) for k, v in metrics.items() if k != "nonfinite"}
         if skips["total"]:
@@ -317,12 +332,18 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
         return state, True
   except KeyboardInterrupt:
     check()  # a NaN/Inf since the last check raises NonFiniteLossError here, and the bad state is not saved
+    require_finite_state(int(state.step))
     step_now = int(state.step)
     if step_now > 0 and step_now != last_saved:
       ckpt.save(step_now, state, train_iter, data_state=positions[step_now])
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
+
+
+@jax.jit
+def _state_finite(tree: Any) -> jax.Array:
+  return step_lib.all_finite(tree)
 
 
 def _drop_lines_after(path: pathlib.Path, step: int) -> None:
