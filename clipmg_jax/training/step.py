@@ -43,8 +43,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
   skip_nonfinite: a step whose loss, updated parameters or optimizer state hold a NaN/Inf is not applied: params and
     opt_state stay as they were (the step counter still advances, as the batch was consumed). Off by default: the
-    extra check changes how XLA fuses the optimizer update, which moves some values by an ulp; the trainer instead
-    stops on a non-finite loss or gradient norm and checks the state before saving it.
+    extra check changes how XLA fuses the optimizer update, and with it the last bits of some optimizer-state
+    values on finite steps too; the trainer instead stops on a non-finite loss or gradient norm and checks the
+    state before saving or evaluating it.
 
   The loss is the classification loss of the logits plus, when the model sows auxiliary pose logits
   (model.config.head.pose_aux_weight > 0, variants with both towers), that weight times the same loss of them.
