@@ -24,3 +24,15 @@ def _text(error: BaseException) -> str:
   text = error.args[0] if isinstance(error, KeyError) and error.args else error
   return str(text).strip()
 
+
+
+def config_or_exit(holder):
+  """The config of a config_flags holder; a config file that failed to load (its error is deferred to the first
+  access) exits with that error's message and no traceback."""
+  try:
+    config = holder.value
+    config.get("seed")  # the first access raises the deferred load error
+  except (OSError, ImportError, SyntaxError, AttributeError, TypeError) as e:
+    raise SystemExit(f"the config cannot be loaded: {type(e).__name__}: {e}\n"
+                     "Pass an existing config file, e.g. --config configs/synthetic.py (run with --help).") from None
+  return config

@@ -32,7 +32,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
-  config = _CONFIG.value
+  config = cli_errors.config_or_exit(_CONFIG)
   sharding.maybe_initialize_distributed(config)
   try:
     data = input_setup.make_data_source(config, _WORKDIR.value)

@@ -70,15 +70,13 @@ def test_isolated_nonfinite_steps_are_skipped_counted_and_never_applied(tmp_path
 
 
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
-  _train(tmp_path, stop_after_step=5)  # checkpoints 2 and 4
+  _train(tmp_path, stop_after_step=5)  # keeps checkpoints 3 (evaluated) and 4
   (tmp_path / "checkpoints" / "4" / "state" / "_METADATA").unlink()
-  _train(tmp_path)  # resumes from 2, redoing 3..6
-  assert 4 not in _steps(tmp_path) or _all_finite(_saved_params(tmp_path, 4))
+  _train(tmp_path)  # resumes from 3, redoing 4..6 (that a resume is exact is tested in test_resume_and_nan.py)
   assert (tmp_path / "checkpoints_unreadable" / "4" / "state").is_dir()  # set aside, not deleted
-  reference = tmp_path / "reference"
-  _train(reference)
-  for a, b in zip(jax.tree.leaves(_saved_params(tmp_path, 6)), jax.tree.leaves(_saved_params(reference, 6))):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  assert 6 in _steps(tmp_path) and json.loads((tmp_path / "eval.json").read_text())["step"] == 6
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if l["split"] == "train"] == [1, 2, 3, 4, 5, 6]  # redone steps logged once
 
 
 def _flip_a_byte_in_the_largest_state_file(checkpoint: pathlib.Path) -> None:
