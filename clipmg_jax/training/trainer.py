@@ -274,7 +274,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
   def require_finite_state(step):
     """What is saved or evaluated must be finite: a huge learning rate can overflow the parameters with a finite
     loss and gradient (checked here, outside the step, so the step's own computation is unchanged)."""
-    if not bool(_fetch(_state_finite((state.params, state.opt_state)))):
+    # Not through _fetch: this sync happens only where the loop syncs anyway (save, evaluation, last step).
+    if not bool(jax.device_get(_state_finite((state.params, state.opt_state)))):
       raise NonFiniteLossError(
           f"non-finite update at step {step}: the parameters or optimizer state hold NaN/Inf after it; the run "
           "stops without saving. The last good checkpoint is "
@@ -369,9 +370,9 @@ def _line_step(line: str) -> int:
 def _nonfinite_message(step, loss, grad_norm, run, last_saved, ckpt) -> str:
   what = (f"loss is {float(loss)} at step {step}" if not np.isfinite(loss) else
           f"non-finite update at step {step} (loss {float(loss)}, gradient norm {float(grad_norm)})")
-  run_text = f" after {run} consecutive non-finite steps" if run > 1 else ""
-  return (f"{what}{run_text}: the step was not applied and the run stops without saving. The last good checkpoint "
-          "is " + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
+  run_text = f" after {run - 1} skipped non-finite steps" if run > 1 else ""
+  return (f"{what}{run_text}; stopping without saving this state. The last good checkpoint is "
+          + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
           + ". Lower optimizer.learning_rate (or raise optimizer.warmup_steps), check the inputs of this step, or "
           "set nonfinite_skips > 0 to skip isolated bad steps.")
 
