@@ -247,7 +247,11 @@ def state_digest(state: Any) -> dict:
 
 
 def _local(x: Any) -> Any:
-  return x.addressable_data(0) if isinstance(x, jax.Array) else x
+  """The whole value on this host: gathered when this process sees every shard, else (several processes) the
+  local copy of the replicated reduction result."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return x.addressable_data(0)
+  return jax.device_get(x)
 
 
 def verify_digest(state: Any, saved: dict | None, what: str) -> None:
