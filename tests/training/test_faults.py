@@ -42,6 +42,7 @@ def _train(workdir, data=None, **overrides):
 # --- non-finite updates -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_finite_loss_with_a_nonfinite_update_stops_and_saves_nothing_bad(tmp_path):
   # A learning rate beyond float32 makes the first update non-finite while its loss (computed before) is finite.
   with pytest.raises(trainer.NonFiniteLossError, match="non-finite update at step 1.*none saved yet"):
@@ -52,6 +53,7 @@ def test_finite_loss_with_a_nonfinite_update_stops_and_saves_nothing_bad(tmp_pat
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_isolated_nonfinite_steps_are_skipped_counted_and_never_applied(tmp_path):
   # Step 3's batch has NaN keypoints; with nonfinite_skips=1 the step is skipped and training goes on.
   _train(tmp_path, stand_ins.tiny_data(poison_step=3), nonfinite_skips=1, eval_every_steps=0,
@@ -69,6 +71,7 @@ def test_isolated_nonfinite_steps_are_skipped_counted_and_never_applied(tmp_path
 # --- damaged checkpoints ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
   _train(tmp_path, stop_after_step=5)  # keeps checkpoints 3 (evaluated) and 4
   (tmp_path / "checkpoints" / "4" / "state" / "_METADATA").unlink()
@@ -88,6 +91,7 @@ def _flip_a_byte_in_the_largest_state_file(checkpoint: pathlib.Path) -> None:
   target.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_changed_byte_in_a_checkpoint_is_a_named_error(tmp_path):
   _train(tmp_path, stop_after_step=3)  # checkpoint 2
   _flip_a_byte_in_the_largest_state_file(tmp_path / "checkpoints" / "2")
@@ -111,6 +115,7 @@ def test_digest_names_a_changed_leaf():
     checkpointing.verify_digest(swapped, saved, "x")
 
 
+@pytest.mark.slow
 def test_failed_resume_leaves_config_json_and_checkpoints_alone(tmp_path):
   _train(tmp_path, stop_after_step=3)
   before = (tmp_path / "config.json").read_text()
@@ -147,6 +152,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_failing_evaluation_saves_the_state_first(tmp_path):
   data = stand_ins.tiny_data()
 
@@ -190,6 +196,7 @@ def test_a_missing_test_shard_fails_before_training(tmp_path):
     input_setup.make_data_source(config, tmp_path / "work")
 
 
+@pytest.mark.slow
 def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_path, capsys):
   _train(tmp_path, stop_after_step=3)  # checkpoints 2 and 3 (evaluated)
   (tmp_path / "eval.json").mkdir()  # writing the file fails
