@@ -98,7 +98,7 @@ def main() -> None:
   root = pathlib.Path(args.workdir)
   shutil.rmtree(root, ignore_errors=True)
   rng = random.Random(args.seed)
-  results = []
+  results = _Results()
 
   rc, _, err = run(root / "reference")
   assert rc == 0, err[-2000:]
@@ -136,9 +136,14 @@ def main() -> None:
                   + (same(final_params(workdir), reference) if rc2 == 0 else err[-300:])))
 
   results.append(("repaired raw data", repaired_raw_data(root / "convert")))
-  print()
-  for name, outcome in results:
-    print(f"{name:32s} {outcome}")
+
+
+class _Results(list):
+  """Prints each outcome as soon as it is known (a long pass can be read while it runs)."""
+
+  def append(self, item):
+    super().append(item)
+    print(f"{item[0]:32s} {item[1]}", flush=True)
 
 
 def repaired_raw_data(root: pathlib.Path) -> str:
