@@ -15,7 +15,6 @@ each in its own process, so that a fault is a real signal to a real process:
 """
 
 import argparse
-import json
 import os
 import pathlib
 import random
