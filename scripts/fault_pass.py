@@ -53,7 +53,8 @@ def worker(workdir: str, poison_step: int) -> None:
     sys.exit(3)
 
 
-def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None = None, sig=signal.SIGKILL):
+def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None = None, sig=signal.SIGKILL,
+        kill_when=None):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.Popen([sys.executable, __file__, "--worker", str(workdir), str(poison_step)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -64,6 +65,8 @@ def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None
     while proc.poll() is None and not metrics.is_file() and time.time() - start < 300:
       time.sleep(0.05)
     time.sleep(kill_after)
+    while kill_when is not None and proc.poll() is None and not kill_when():
+      time.sleep(0.05)
     if proc.poll() is None:
       proc.send_signal(sig)
   out, err = proc.communicate(timeout=900)
@@ -118,7 +121,7 @@ def main() -> None:
   results.append(("NaN batch at step 5", f"status {rc}; {line[:160]}...; checkpoints on disk {steps_on_disk(workdir)}"))
 
   workdir = root / "damaged"
-  run(workdir, kill_after=STEPS * 0.05 * 0.6)
+  run(workdir, kill_after=0.0, kill_when=lambda: (workdir / "checkpoints").is_dir() and len(steps_on_disk(workdir)) >= 2)
   latest = steps_on_disk(workdir)[-1]
   (workdir / "checkpoints" / str(latest) / "state" / "_METADATA").unlink()
   rc, _, err = run(workdir)
