@@ -62,7 +62,8 @@ def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None
     # Wait for the first logged step (start-up and compilation vary), then the random delay.
     metrics = workdir / "metrics.jsonl"
     start = time.time()
-    while proc.poll() is None and not metrics.is_file() and time.time() - start < 300:
+    while proc.poll() is None and not (metrics.is_file() and metrics.read_text().strip()) and (
+        time.time() - start < 300):
       time.sleep(0.05)
     time.sleep(kill_after)
     while kill_when is not None and proc.poll() is None and not kill_when():
