@@ -12,10 +12,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
-from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -32,7 +32,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   config = _CONFIG.value
-  sharding.maybe_initialize_distributed(config)
+  distributed.initialize(config)
   data = input_setup.make_data_source(config, _WORKDIR.value)
   result = trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
   print(f"evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)

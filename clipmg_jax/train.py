@@ -26,11 +26,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -45,7 +45,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   config = _CONFIG.value
-  sharding.maybe_initialize_distributed(config)
+  distributed.initialize(config)
   logging.info("config:\n%s", config)
   try:
     model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once

@@ -120,7 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
 
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best)
+                                    keep_best=config.checkpoint.keep_best, global_batch_size=config.batch_size)
   train_iter = data.train_iterator()
   if ckpt.latest_step() is not None:
     state = ckpt.restore(setup.abstract_state, train_iter)
