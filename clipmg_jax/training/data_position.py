@@ -80,7 +80,7 @@ def restore(data_dir: str | pathlib.Path, iterator: Any, *, process_count: int, 
   if saved_count == process_count and saved_global_batch == global_batch:
     return False
   # The states are in the format of this pipeline's iterators, whatever the process count: read each one's
-  # batch count through the iterator itself, so any Grain state layout (with or without worker processes) works.
+  # batch count through the iterator itself (grain.experimental.get_next_index) rather than parsing the state.
   counts = []
   for state in states:
     iterator.set_state(state)
