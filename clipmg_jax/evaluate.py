@@ -35,6 +35,7 @@ def main(argv):
   distributed.initialize(config)
   data = input_setup.make_data_source(config, _WORKDIR.value)
   result = trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
+  distributed.shutdown()
   print(f"evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 
 

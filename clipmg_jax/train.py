@@ -53,6 +53,7 @@ def main(argv):
     raise SystemExit(f"RandomVisionTowerError: {e}") from None
   data = input_setup.make_data_source(config, _WORKDIR.value)
   result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
+  distributed.shutdown()
   if result:
     print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 

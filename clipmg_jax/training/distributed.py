@@ -11,6 +11,7 @@ out of memory, a lost host) is declared dead after `heartbeat_timeout_seconds`, 
 error instead of waiting forever in their next collective.
 """
 
+import itertools
 import logging
 import os
 
@@ -20,6 +21,7 @@ import ml_collections
 ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
+_BARRIERS = itertools.count()  # barrier ids must be unique; every process creates them in the same order
 
 
 def cluster_config() -> ml_collections.ConfigDict:
@@ -84,3 +86,40 @@ def quiet_non_main_process() -> None:
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger().setLevel(logging.WARNING)
+
+
+def barrier(name: str, timeout_seconds: int = 1800) -> None:
+  """Every process waits here until all have arrived (a coordination-service barrier: no device collective)."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
+  jax_distributed.global_state.client.wait_at_barrier(name, timeout_seconds * 1000)
+
+
+class _CompiledTogether:
+  """A jitted function compiled ahead of its first call, then run only once every process has compiled it."""
+
+  def __init__(self, fn, name: str):
+    self._fn, self._name, self._compiled = fn, name, None
+
+  def __call__(self, *args):
+    if self._compiled is None:
+      self._compiled = self._fn.lower(*args).compile()
+      barrier(f"compiled {self._name} #{next(_BARRIERS)}")
+    return self._compiled(*args)
+
+
+def compiled_together(fn, name: str):
+  """`fn` (a jax.jit function called with one signature, as the train and eval steps are) for multi-process runs.
+
+  A process that reaches a cross-process collective long before another (which is still compiling, say) fails on
+  CPU: gloo gives up setting up the collective after 30 s. Compiling first and meeting at a barrier before the first
+  run removes that race; compile times vary by minutes on a loaded host. One process: `fn` itself."""
+  return fn if jax.process_count() == 1 else _CompiledTogether(fn, name)
+
+
+def shutdown() -> None:
+  """Leaves the process group (a no-op when not in one). Called at the end of a run, so that every process meets
+  at the exit barrier right after its last work rather than whenever interpreter teardown reaches it."""
+  if jax.process_count() > 1:
+    jax.distributed.shutdown()

@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
@@ -61,8 +62,9 @@ class Setup:
     self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                        abstract_state, self.state_sharding)
     self.init_rng = init_rng
-    self.eval_step = step_lib.make_eval_step(self.model.module, mesh=self.mesh,
-                                             params_sharding=self.state_sharding.params)
+    self.eval_step = distributed.compiled_together(
+        step_lib.make_eval_step(self.model.module, mesh=self.mesh, params_sharding=self.state_sharding.params),
+        "eval_step")
 
   def fresh_state(self) -> train_state_lib.TrainState:
     """Step-0 state: random init (+ pretrained vision weights when configured), placed with its shardings."""
@@ -131,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   train_step = step_lib.make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
                                         state_sharding=setup.state_sharding, loss_config=config.loss,
                                         class_weights=weights, logit_offset=offset)
+  train_step = distributed.compiled_together(train_step, "train_step")
   writer = writers.MetricWriter(workdir, enabled=is_main)
   # Redirected to a file, a bar line every 30 s instead of every step keeps the log readable.
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",

@@ -47,6 +47,7 @@ TINY = {
     "model.skeleton.features": (4, 8, 8), "model.skeleton.num_groups": 4, "model.skeleton.embed_dim": 16,
     "model.skeleton.strides": ((2, 2, 2), (2, 2, 2), (1, 1, 1)), "model.head.hidden_dim": 16,
     "data.image_size": 32, "data.worker_count": 0, "data.synthetic.preset": "tiny",
+    "data.synthetic.convert_workers": 0,  # converting 4 tiny videos in-process beats starting worker processes
     "data.validation.num_subjects": 1, "init.allow_random_vit": True,
 }
 
@@ -111,9 +112,15 @@ class Recorder:
 
 
 def params_of(workdir: pathlib.Path, step: int):
+  """The saved parameters of checkpoint `step`, read onto one device whatever topology wrote them."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  restored = ocp.StandardCheckpointer().restore(pathlib.Path(workdir) / "checkpoints" / str(step) / "state")
-  return restored["params"]
+  path = pathlib.Path(workdir) / "checkpoints" / str(step) / "state"
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(path)
+  tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
+  return jax.tree.map(np.asarray, checkpointer.restore(path, target)["params"])
 
 
 def max_diff(a, b) -> float:
@@ -210,6 +217,7 @@ def main():
   result = {"train": run_train, "single": run_single, "kill": run_kill}[mode](spec)
   out = pathlib.Path(spec["out"].replace("{process}", str(jax.process_index())))
   out.write_text(json.dumps(result))
+  distributed.shutdown()
 
 
 if __name__ == "__main__":
