@@ -11,7 +11,7 @@
 # terminal. The script waits for all of them and exits with the first non-zero status.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]] && usage 0
 [[ $# -ge 2 && "$1" =~ ^[1-9][0-9]*$ && "$2" == "--" ]] || usage 2
 N="$1"; shift 2
