@@ -216,7 +216,7 @@ def run_kill(spec: dict) -> dict:
 
 def main():
   # As the command-line trainer does: INFO on stderr (distributed.initialize lowers it on processes other than 0).
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
   mode, spec = sys.argv[1], json.loads(pathlib.Path(sys.argv[2]).read_text())
   result = {"train": run_train, "single": run_single, "kill": run_kill}[mode](spec)
   out = pathlib.Path(spec["out"].replace("{process}", str(jax.process_index())))
