@@ -30,14 +30,20 @@ class DataPositionError(ValueError):
   """The saved input position cannot be carried over."""
 
 
-def saved_states(data_dir: str | pathlib.Path) -> tuple[int, list[Any]] | None:
-  """(saved process count P, the P saved iterator states in process order), or None without state files."""
-  data_dir = pathlib.Path(data_dir)
+def _state_files(data_dir: pathlib.Path) -> dict[int, dict[int, pathlib.Path]]:
+  """{process count: {process index: path}} of the iterator state files in data_dir."""
   files = {}
   for path in data_dir.glob("process_*-of-*.json"):
     m = _STATE_FILE.search(path.name)
     if m:
       files.setdefault(int(m.group(2)), {})[int(m.group(1))] = path
+  return files
+
+
+def saved_states(data_dir: str | pathlib.Path) -> tuple[int, list[Any]] | None:
+  """(saved process count P, the P saved iterator states in process order), or None without state files."""
+  data_dir = pathlib.Path(data_dir)
+  files = _state_files(data_dir)
   if not files:
     return None
   if len(files) > 1:
@@ -72,13 +78,13 @@ def restore(data_dir: str | pathlib.Path, iterator: Any, *, process_count: int, 
   Returns False, leaving the iterator alone, when the saved layout is the current one (use Grain's restore then).
   saved_global_batch: the global batch size at save time; None = the same as now.
   """
+  saved_global_batch = saved_global_batch or global_batch
+  if set(_state_files(pathlib.Path(data_dir))) == {process_count} and saved_global_batch == global_batch:
+    return False  # the saved layout: Grain's restore, whatever the state's format
   saved = saved_states(data_dir)
   if saved is None:
     raise DataPositionError(f"{data_dir}: no saved iterator state (process_<i>-of-<n>.json)")
   saved_count, states = saved
-  saved_global_batch = saved_global_batch or global_batch
-  if saved_count == process_count and saved_global_batch == global_batch:
-    return False
   # The states are in the format of this pipeline's iterators, whatever the process count: read each one's
   # batch count through the iterator itself (grain.experimental.get_next_index) rather than parsing the state.
   counts = []
