@@ -74,9 +74,9 @@ def initialize(config: ml_collections.ConfigDict) -> None:
   # depend on it); accelerators bring their own collectives.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**initialize_arguments(config.get("cluster")))
-  logging.info("process %d of %d; %d local devices of %d", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
   quiet_non_main_process()
+  logging.info("%d processes, %d devices (%d per process)", jax.process_count(), jax.device_count(),
+               jax.local_device_count())
 
 
 def quiet_non_main_process() -> None:
