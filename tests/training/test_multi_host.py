@@ -16,7 +16,6 @@ import sys
 import time
 
 import grain
-import jax
 import numpy as np
 import pytest
 
