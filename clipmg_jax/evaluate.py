@@ -14,9 +14,9 @@ from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
-from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,12 +33,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   config = cli_errors.config_or_exit(_CONFIG)
-  sharding.maybe_initialize_distributed(config)
+  distributed.initialize(config)
   try:
     data = input_setup.make_data_source(config, _WORKDIR.value)
     trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
   except (OSError, checkpointing.CheckpointCorruptError, input_setup.DataSetupError) as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
+  distributed.shutdown()
   print(f"results written to {_WORKDIR.value}/eval.json", flush=True)
 
 

@@ -34,13 +34,13 @@ from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
 from clipmg_jax.data import tfrecord
+from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
-from clipmg_jax.training import sharding
 from clipmg_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -60,7 +60,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   config = cli_errors.config_or_exit(_CONFIG)
-  sharding.maybe_initialize_distributed(config)
+  distributed.initialize(config)
   logging.info("config:\n%s", config)
   try:
     model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
@@ -69,6 +69,7 @@ def main(argv):
   try:
     data = input_setup.make_data_source(config, _WORKDIR.value)
     result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
+    distributed.shutdown()
   except preemption.Preempted as e:
     print(e, flush=True)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None

@@ -3,9 +3,14 @@
   source (ShardSource over the offset indexes; record i read directly)
     -> train: global shuffle (seeded; reshuffled every epoch) -> repeat
     -> decode + sample + augment (per-element RNG from the seed and the element's global position)
-    -> per-process slice (process_index::process_count)
-    -> batch (per-process batch = global batch / process_count)
+    -> per-process share: process p takes rows [p*L, (p+1)*L) of every global batch of G = P*L examples
+    -> batch (per-process batch L = global batch G / process count P)
     -> to_iter_dataset -> mp_prefetch (worker_count processes; 0 = in-process)
+
+The global batches (process 0's rows, then process 1's, ... as make_array_from_process_local_data assembles them)
+are therefore the same examples in the same order, with the same augmentation, for every process count: a run on P
+processes sees the batches of a one-process run, and a checkpointed position (global batches read) carries over
+to another process count (clipmg_jax/training/data_position.py).
 
 Each batch is a dict of numpy arrays (B = per-process batch size):
   frames    uint8   (B, num_frames, S, S, 3)   RGB, S = image_size
@@ -189,6 +194,41 @@ class ClipDecoder:
     }
 
 
+class ProcessShare(grain.MapDataset):
+  """Process `index` of `count`'s rows of every global batch: element i of this dataset is element
+  (i // L) * G + index * L + i % L of the parent (L = local_batch, G = count * L)."""
+
+  _MUTATES_ELEMENT_SPEC = False
+
+  def __init__(self, parent: grain.MapDataset, index: int, count: int, local_batch: int):
+    super().__init__(parent)
+    self._index, self._count, self._local = index, count, local_batch
+    self._length = len(parent) // (count * local_batch) * local_batch  # whole global batches only
+
+  def __len__(self) -> int:
+    return self._length
+
+  def parent_index(self, index: int) -> int:
+    batch, row = divmod(int(index), self._local)
+    return (batch * self._count + self._index) * self._local + row
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return self._parent[self.parent_index(index)]
+
+  def __str__(self) -> str:
+    return f"ProcessShare(process {self._index} of {self._count}, {self._local} rows per global batch)"
+
+
+def process_share(ds: grain.MapDataset, process_index: int, process_count: int,
+                  local_batch: int) -> grain.MapDataset:
+  """This process's rows of each global batch (the dataset itself for one process)."""
+  if process_count == 1:
+    return ds
+  return ProcessShare(ds, process_index, process_count, local_batch)
+
+
 def _local_batch_size(global_batch: int, process_count: int) -> int:
   if global_batch % process_count:
     raise ValueError(f"global batch size {global_batch} is not divisible by process_count {process_count}")
@@ -221,15 +261,15 @@ def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bo
     local_batch = _local_batch_size(int(config.batch_size), process_count)
     ds = grain.MapDataset.source(_LocatedSource(source, records=records)).seed(seed)
     ds = ds.shuffle().repeat(config.num_epochs)
-    ds = ds.random_map(decoder)
-    ds = ds[process_index::process_count]
+    ds = ds.random_map(decoder)  # each element's RNG follows from its global position, not from the process
+    ds = process_share(ds, process_index, process_count, local_batch)
     return ds.batch(local_batch, drop_remainder=True)
   global_batch = int(config.eval_batch_size or config.batch_size)
   local_batch = _local_batch_size(global_batch, process_count)
   num = len(source) if records is None else len(records)
   padded = -(-num // global_batch) * global_batch
   ds = grain.MapDataset.source(_LocatedSource(source, padded, records)).map(decoder)
-  ds = ds[process_index::process_count]
+  ds = process_share(ds, process_index, process_count, local_batch)
   return ds.batch(local_batch, drop_remainder=False)
 
 
@@ -243,7 +283,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, see
     split: shard split name ("train", "test", ...).
     seed: shuffle/augmentation seed; None = config.shuffle_seed.
     process_index, process_count: this process among the data-loading processes (jax.process_index() /
-      jax.process_count()); each takes every process_count-th example, and the global batch is split evenly.
+      jax.process_count()); each reads its contiguous share of every global batch (ProcessShare).
     train: training (shuffle, repeat, random augmentation) or evaluation (one ordered pass, centre crop, padding);
       None = (split == config.train_split).
     records: indexes of the split's records to read (shard_source.record_table selects them by subject);

@@ -4,6 +4,11 @@ Layout: <workdir>/checkpoints/<step>/{state, data}. `state` is the TrainState py
 step, rng); `data` is the input iterator's position (one JSON file per process, Grain's own format), saved in
 the same atomic checkpoint so that a resumed run sees exactly the batches an uninterrupted run would have seen.
 
+A checkpoint also records the data layout it was saved with (process count and global batch size, item
+`data_layout`); restored on another layout, the input position is carried over by the rule of data_position.py
+(exact whenever the examples read fill whole batches of the new size) and the train state is read straight into
+the new mesh's shardings, so a checkpoint of 2 hosts x 2 devices resumes on 1 x 1 or 1 x 4.
+
 Kept: the last `keep_last` checkpoints plus the `keep_best` with the best validation top-1 (checkpoints saved
 with evaluation metrics take part in the ranking).
 
@@ -27,9 +32,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from clipmg_jax.training import data_position
+
 STATE = "state"
 DATA = "data"
 DIGEST = "digest"
+LAYOUT = "data_layout"
 # Key the trainer adds to the metrics of a checkpoint ranked on the validation split; best_step(require=...) skips
 # checkpoints without it (e.g. ones ranked on another split by an older version).
 VALIDATION_MARK = "ranked_on_validation"
@@ -43,7 +51,10 @@ class Checkpointer:
   """Thin wrapper over ocp.CheckpointManager for (train state, data iterator) pairs."""
 
   def __init__(self, directory: str | pathlib.Path, *, keep_last: int = 2, keep_best: int = 1,
-               best_metric: str = "top1"):
+               best_metric: str = "top1", global_batch_size: int | None = None):
+    """global_batch_size: recorded with the input position, so that a restore with another batch size or process
+    count can carry the position over (data_position.py); None = not recorded (then assumed unchanged)."""
+    self.global_batch_size = global_batch_size
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     policy = checkpoint_managers.AnyPreservationPolicy([
@@ -60,7 +71,7 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler(),
-                       DIGEST: ocp.JsonCheckpointHandler()})
+                       DIGEST: ocp.JsonCheckpointHandler(), LAYOUT: ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -90,6 +101,7 @@ class Checkpointer:
       data_iterator = _RecordedPosition(data_state)
     if data_iterator is not None:
       items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
+      items.update(self._layout_item())
     items[DIGEST] = ocp.args.JsonSave(state_digest(state))
     self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     self.manager.wait_until_finished()
@@ -113,7 +125,8 @@ class Checkpointer:
 
   def _restore_verified(self, abstract_state: Any, data_iterator: Any | None, step: int) -> Any:
     items = {STATE: ocp.args.StandardRestore(abstract_state)}
-    if data_iterator is not None:
+    carried = data_iterator is not None and self._restore_position_elsewhere(step, data_iterator)
+    if data_iterator is not None and not carried:
       items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(**items))
@@ -179,6 +192,27 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+  def _layout_item(self) -> dict:
+    if self.global_batch_size is None:
+      return {}
+    return {LAYOUT: ocp.args.JsonSave(dict(process_count=jax.process_count(),
+                                           global_batch_size=int(self.global_batch_size)))}
+
+  def saved_layout(self, step: int) -> dict | None:
+    """{"process_count", "global_batch_size"} of checkpoint `step`, or None when it was not recorded."""
+    if not (self.directory / str(step) / LAYOUT).exists():
+      return None
+    return dict(self.manager.restore(step, args=ocp.args.Composite(**{LAYOUT: ocp.args.JsonRestore()}))[LAYOUT])
+
+  def _restore_position_elsewhere(self, step: int, data_iterator: Any) -> bool:
+    """Carries the input position of checkpoint `step` over to this process count and global batch size when
+    they differ from the saved ones (data_position.py); False when they match (Grain restores it as saved)."""
+    layout = self.saved_layout(step) or {}
+    return data_position.restore(self.directory / str(step) / DATA, data_iterator,
+                                 process_count=jax.process_count(),
+                                 global_batch=int(self.global_batch_size or layout.get("global_batch_size") or 1),
+                                 saved_global_batch=layout.get("global_batch_size"))
 
 
 class _RecordedPosition:

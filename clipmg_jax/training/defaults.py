@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from clipmg_jax.training import distributed
+
 
 def base_config() -> ml_collections.ConfigDict:
   """Trainer fields (units: steps are optimizer steps, batch sizes are global = summed over all devices/hosts)."""
@@ -14,7 +16,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 0       # 0 = only at the end
   config.num_devices = 0            # 0 = all visible devices
   config.fsdp_min_size = 0          # > 0: shard state leaves with at least this many elements over the devices
-  config.distributed = False        # True: jax.distributed.initialize() (multi-host)
+  config.distributed = False        # True: join the other processes first (multi-host; distributed.py)
+  config.cluster = distributed.cluster_config()  # coordinator, process count/id, timeouts (default: env/auto)
   config.stop_after_step = 0        # > 0: leave after this step as if preempted (resume tests, debugging)
   config.train_all_params = False   # True: ignore the model's frozen partition (random-init training)
   config.nonfinite_skips = 0        # consecutive NaN/Inf steps skipped (not applied) before stopping; 0 = stop

@@ -15,19 +15,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(config) -> None:
-  """Calls jax.distributed.initialize() once when `config.distributed` is set (multi-host runs).
-
-  With no coordinator given, JAX detects it from the cluster environment (SLURM, TPU pods, ...)."""
-  if not config.get("distributed", False):
-    return
-  kwargs = {}
-  if config.get("coordinator_address"):
-    kwargs = dict(coordinator_address=config.coordinator_address, num_processes=config.num_processes,
-                  process_id=config.process_id)
-  jax.distributed.initialize(**kwargs)
-
-
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh over `num_devices` (default: all) devices with the axis "data"."""
   n = num_devices or jax.device_count()

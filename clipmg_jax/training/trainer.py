@@ -17,6 +17,7 @@ import numpy as np
 import tqdm
 
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
@@ -67,8 +68,9 @@ class Setup:
     self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                        abstract_state, self.state_sharding)
     self.init_rng = init_rng
-    self.eval_step = step_lib.make_eval_step(self.model.module, mesh=self.mesh,
-                                             params_sharding=self.state_sharding.params)
+    self.eval_step = distributed.compiled_together(
+        step_lib.make_eval_step(self.model.module, mesh=self.mesh, params_sharding=self.state_sharding.params),
+        "eval_step")
 
   def fresh_state(self) -> train_state_lib.TrainState:
     """Step-0 state: random init (+ pretrained vision weights when configured), placed with its shardings."""
@@ -139,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
                n_params / 1e6, n_trainable / 1e6, dict(setup.mesh.shape), config.batch_size)
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best)
+                                    keep_best=config.checkpoint.keep_best, global_batch_size=config.batch_size)
   train_iter = data.train_iterator()
   if ckpt.latest_step() is not None:
     try:
@@ -160,6 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                         state_sharding=setup.state_sharding, loss_config=config.loss,
                                         class_weights=weights, logit_offset=offset,
                                         skip_nonfinite=int(config.get("nonfinite_skips", 0) or 0) > 0)
+  train_step = distributed.compiled_together(train_step, "train_step")
   writer = writers.MetricWriter(workdir, enabled=is_main)
   # Redirected to a file, a bar line every 30 s instead of every step keeps the log readable.
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
