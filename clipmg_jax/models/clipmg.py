@@ -241,6 +241,9 @@ class PoseGate(nn.Module):
 class CrossAttentionPool(nn.Module):
   """One query attends over N tokens: out = q + W_o MHA(LN_q(q), LN_kv(tokens)); new projections.
 
+  Sows into "intermediates", when it is mutable: "attention_weights" (B, H, N), each head's softmax weights over the
+  tokens, and "values" (B, H, N, D/H), the projected values they average (out = q + W_o concat_h sum_n a v).
+
   Attributes:
     num_heads: attention heads (must divide D).
     dtype: compute dtype; the softmax runs in float32.
@@ -262,7 +265,12 @@ class CrossAttentionPool(nn.Module):
     q = q.reshape(b, self.num_heads, 1, head_dim)
     kv = ln("ln_tokens")(tokens)
     split = lambda y: y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)  # (B, H, N, Dh)
-    out = vit_lib.attend(q, split(dense("key")(kv)), split(dense("value")(kv)), self.dtype).reshape(b, d)
+    # vit_lib.attend's two steps, spelled out so that the weights can be sown (the same operations, bit for bit).
+    weights = vit_lib.attention_weights(q, split(dense("key")(kv)), self.dtype)  # (B, H, 1, N)
+    values = split(dense("value")(kv))
+    self.sow("intermediates", "attention_weights", weights[:, :, 0])
+    self.sow("intermediates", "values", values)
+    out = jnp.matmul(weights, values).reshape(b, d)
     return query.astype(jnp.float32) + dense("out")(out).astype(jnp.float32)
 
 
@@ -298,7 +306,12 @@ class ClipMG(nn.Module):
   each present only in the variants that use it. With head.pose_aux_weight > 0 the variants with both towers sow
   the auxiliary pose logits (B, num_classes) into the "aux" collection (key "pose_logits") when it is mutable.
   The variants with both towers sow into "intermediates", when it is mutable: "reliability" r (B, T), and where
-  they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used.
+  they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used. For
+  inspection (clipmg_jax/inspect.py) every variant with a vision tower also sows "patch_tokens" (B, T, P, D), the
+  tokens after ln_post, and "pooling_query" (B, D), the query of the cross-attention (or of the head without one);
+  the variants with both towers "skeleton_embed" (B, T, D); and CrossAttentionPool its weights and values
+  (key "cross_attention"). Sowing changes no value and no parameter; callers that do not ask for the collection
+  (training) never compute any of it, and a jitted caller that does not return a sown value drops it.
   """
 
   config: ml_collections.ConfigDict
@@ -351,6 +364,7 @@ class ClipMG(nn.Module):
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
         nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
     skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
+    self.sow("intermediates", "skeleton_embed", skeleton_embed)
     # Sown values (collection "intermediates", mutable only in the eval step) feed the pose monitoring of
     # evaluation (clipmg_jax/training/pose_monitoring.py); sow is a no-op when the collection is not mutable.
     reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)  # (B, T)
@@ -405,6 +419,7 @@ class ClipMG(nn.Module):
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
     tokens = self._visual_tokens(frames)  # (B, T, P, D)
+    self.sow("intermediates", "patch_tokens", tokens)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
     context = None
     if variant == "visual_only":
@@ -423,6 +438,7 @@ class ClipMG(nn.Module):
 
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
+    self.sow("intermediates", "pooling_query", query)
     if variant == "no_cross_attention":
       return head(query.astype(dtype), context, train=train)
     num_heads = cfg.cross_attention.num_heads or vit_fields(cfg)["heads"]

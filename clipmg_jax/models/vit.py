@@ -125,9 +125,14 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, dtype: Any) -> jax.Array:
   Head-major operands make both products plain batched matmuls; with a "bqhd,bkhd->bhqk" einsum XLA:CPU fuses the
   dot into the softmax loop and runs ~5x slower. The softmax runs in float32 so that bfloat16 compute stays stable.
   """
+  return jnp.matmul(attention_weights(q, k, dtype), v)
+
+
+def attention_weights(q: jax.Array, k: jax.Array, dtype: Any) -> jax.Array:
+  """The softmax weights `attend` applies to v: q (B, H, Tq, Dh), already scaled, k (B, H, Tk, Dh) -> (B, H, Tq, Tk),
+  each row summing to 1, in `dtype` (computed in float32)."""
   logits = jnp.matmul(q, k.swapaxes(-1, -2))
-  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(dtype)
-  return jnp.matmul(weights, v)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(dtype)
 
 
 class SelfAttention(nn.Module):
