@@ -309,7 +309,7 @@ class ClipMG(nn.Module):
   they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used. For
   inspection (clipmg_jax/inspect.py) every variant with a vision tower also sows "patch_tokens" (B, T, P, D), the
   tokens after ln_post, and "pooling_query" (B, D), the query of the cross-attention (or of the head without one);
-  the variants with both towers "skeleton_embed" (B, T, D); and CrossAttentionPool its weights and values
+  the variants with both towers "skeleton_embedding" e (B, T, D); and CrossAttentionPool its weights and values
   (key "cross_attention"). Sowing changes no value and no parameter; callers that do not ask for the collection
   (training) never compute any of it, and a jitted caller that does not return a sown value drops it.
   """
@@ -364,7 +364,7 @@ class ClipMG(nn.Module):
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
         nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name="skeleton_norm")(skeleton_features))
     skeleton_embed = skeleton_embed.astype(jnp.float32)  # (B, T, D)
-    self.sow("intermediates", "skeleton_embed", skeleton_embed)
+    self.sow("intermediates", "skeleton_embedding", skeleton_embed)  # "skeleton_embed" names the Dense
     # Sown values (collection "intermediates", mutable only in the eval step) feed the pose monitoring of
     # evaluation (clipmg_jax/training/pose_monitoring.py); sow is a no-op when the collection is not mutable.
     reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)  # (B, T)

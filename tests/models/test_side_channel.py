@@ -6,11 +6,13 @@ value (another layer's weights, pre-gate tokens, an unnormalised attention) woul
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from clipmg_jax.models import clipmg
-from test_clipmg import SIZE, T, make_batch, small_config
+
+B, T, TP, SIZE = 2, 8, 32, 64  # 64 x 64 frames: 4 x 4 patches of 16 px, 128 tokens per clip
 
 LN_EPS = 1e-6  # flax.linen.LayerNorm's default
 
@@ -25,20 +27,40 @@ def dense(x, p):
   return x @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"], np.float64)
 
 
+def small_config(variant):
+  """A small ViT over 64 x 64 frames, 16 x 16 heatmaps, a narrow 3D-CNN and the paper's head (no pose context)."""
+  vit = dict(width=32, layers=2, heads=4, patch_size=16, image_size=SIZE, mlp_dim=64, proj_dim=None)
+  return clipmg.get_model_config(vit, variant=variant, trainable_blocks=1, heatmap=dict(resolution=16),
+                                 skeleton=dict(features=(4, 8, 8), depths=(1, 1, 1), embed_dim=16, num_groups=4),
+                                 head=dict(hidden_dim=16, dropout=0.0))
+
+
+def make_batch(seed):
+  rng = np.random.default_rng(seed)
+  frames = rng.normal(size=(B, T, SIZE, SIZE, 3)).astype(np.float32)
+  xy = rng.uniform(0, SIZE - 1, size=(B, TP, 18, 2))
+  conf = rng.uniform(0.3, 1.0, size=(B, TP, 18, 1))
+  conf[:, :, 10:] = 0.0  # lower body missing
+  conf[0, :8] = 0.0  # clip 0: no valid joint in its first two windows (uniform patch weights there)
+  return jnp.asarray(frames), jnp.asarray(np.concatenate([xy, conf], -1).astype(np.float32))
+
+
 def run(variant):
-  config = small_config(variant, head=dict(hidden_dim=32, dropout=0.0))  # the paper's head: no pose context
+  config = small_config(variant)
   model = clipmg.ClipMG(config)
   frames, keypoints = make_batch(5)
   params = jax.jit(model.init)(jax.random.key(1), frames, keypoints)["params"]
   plain = jax.jit(lambda p: model.apply({"params": p}, frames, keypoints))(params)
   logits, state = jax.jit(lambda p: model.apply({"params": p}, frames, keypoints, mutable=["intermediates"]))(params)
-  sown = jax.tree.map(lambda v: np.asarray(v, np.float64), state["intermediates"],
-                      is_leaf=lambda v: isinstance(v, tuple))
-  sown = {k: (v[0] if isinstance(v, tuple) else {kk: vv[0] for kk, vv in v.items()}) for k, v in sown.items()}
+  sown = {}
+  for key, value in state["intermediates"].items():  # each sown value is a 1-tuple; the attention's a dict of them
+    sown[key] = ({k: np.asarray(v[0], np.float64) for k, v in value.items()} if isinstance(value, dict)
+                 else np.asarray(value[0], np.float64))
   return config, model, params, np.asarray(plain), np.asarray(logits), sown, keypoints
 
 
-@pytest.mark.parametrize("variant", ["full", "visual_only", "no_gate"])
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["full", "visual_only"])
 def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
   config, model, params, plain, logits, sown, keypoints = run(variant)
   np.testing.assert_array_equal(logits, plain)  # asking for the side channel changes nothing
@@ -47,7 +69,7 @@ def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
   assert t == T and p == (SIZE // 16) ** 2
   query_vision = tokens.mean(axis=2)
   if variant == "visual_only":
-    assert not {"patch_weights", "gate_values", "skeleton_embed"} & set(sown)
+    assert not {"patch_weights", "gate_values", "skeleton_embedding"} & set(sown)
     query, gated_tokens = query_vision, tokens
   else:
     w = sown["patch_weights"]  # (B, T, P)
@@ -55,7 +77,7 @@ def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
     # The sown w is the pose-guided weighting: recomputed from the keypoints, independently of the model.
     np.testing.assert_allclose(w, np.asarray(clipmg.patch_weights(keypoints, (SIZE, SIZE), 16, T)), atol=1e-7)
     g = sown["gate_values"][..., None] if variant == "full" else np.ones((b, t, 1))
-    e = sown["skeleton_embed"]
+    e = sown["skeleton_embedding"]
     query = query_vision + g * (np.einsum("btp,btpd->btd", w, tokens) - query_vision + e)
     gated_tokens = tokens + (g * e)[:, :, None, :]
   query = query.mean(axis=1)
@@ -89,12 +111,11 @@ def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
 
 
 def test_sowing_adds_no_parameter_and_pose_only_sows_no_tokens():
-  config = small_config("full", head=dict(hidden_dim=32, dropout=0.0))
-  model = clipmg.ClipMG(config)
-  frames, keypoints = make_batch()
+  model = clipmg.ClipMG(small_config("full"))
+  frames, keypoints = make_batch(0)
   variables = jax.eval_shape(lambda r: model.init(r, frames, keypoints), jax.random.key(0))
   assert set(variables) == {"params"}  # init does not keep the intermediates
-  pose_only = clipmg.ClipMG(small_config("pose_only", head=dict(hidden_dim=32, dropout=0.0)))
+  pose_only = clipmg.ClipMG(small_config("pose_only"))
   p = jax.eval_shape(lambda r: pose_only.init(r, frames, keypoints), jax.random.key(0))["params"]
   _, state = jax.eval_shape(lambda q: pose_only.apply({"params": q}, frames, keypoints, mutable=["intermediates"]), p)
   assert not state.get("intermediates")
