@@ -162,13 +162,14 @@ def gate(gate_values: np.ndarray | None, reliability: np.ndarray, *, title: str 
   ax.bar(t - 0.2, reliability, width=0.4, color="tab:gray", label="pose reliability r (mean joint confidence)")
   if gate_values is not None:
     ax.bar(t + 0.2, gate_values, width=0.4, color="tab:orange", label="gate g (1: pose-driven, 0: vision only)")
-  ax.set_ylim(0, 1.05)
+  ax.set_ylim(0, 1.3)  # room for the legend above the bars
+  ax.set_yticks(np.linspace(0, 1, 6))
   ax.set_xticks(t)
   ax.set_xlabel("RGB frame (window of pose frames)")
   ax.set_ylabel("value")
   ax.set_title(title or ("gate per frame against pose reliability" if gate_values is not None
                          else "pose reliability per frame (this variant has no gate)"), fontsize=10)
-  ax.legend(fontsize=7, loc="lower right")
+  ax.legend(fontsize=7, loc="upper center", ncol=2)
   fig.tight_layout()
   return fig
 
