@@ -28,7 +28,8 @@ TINY = {
     "batch_size": 8, "eval_batch_size": 16, "total_steps": 4, "log_every_steps": 2, "eval_every_steps": 4,
     "checkpoint.every_steps": 4, "optimizer.warmup_steps": 2,
     "model.vit.width": 16, "model.vit.layers": 2, "model.vit.heads": 2, "model.vit.mlp_dim": 32,
-    "model.vit.image_size": 32, "model.heatmap.resolution": 8, "model.heatmap.sigma": 32.0,
+    "model.vit.image_size": 32, "model.trainable_blocks": 2,  # all blocks: nothing frozen at random init
+    "model.heatmap.resolution": 8, "model.heatmap.sigma": 32.0,
     "model.skeleton.features": (4, 8, 8), "model.skeleton.num_groups": 4, "model.skeleton.embed_dim": 16,
     "model.skeleton.strides": ((2, 2, 2), (2, 2, 2), (1, 1, 1)), "model.head.hidden_dim": 16,
     "data.image_size": 32, "data.worker_count": 0, "data.synthetic.preset": "tiny",
