@@ -107,7 +107,13 @@ def ensure_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
   short = copy.deepcopy(config)
   short.total_steps = min(int(steps), int(config.total_steps))
   short.eval_every_steps = short.checkpoint.every_steps = short.total_steps
-  trainer.train_and_evaluate(short, workdir, input_setup.make_data_source(short, workdir))
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  backend = matplotlib.get_backend()
+  try:
+    trainer.train_and_evaluate(short, workdir, input_setup.make_data_source(short, workdir))
+  finally:
+    # Writing eval.json's plots selects the Agg backend; a notebook's inline figures need theirs back.
+    matplotlib.use(backend)
   return True
 
 
