@@ -1,0 +1,43 @@
+r"""Contrastive pretraining of the synthetic benchmark's small CLIP-shaped tower on captioned synthetic frames.
+
+The corpus (clipmg_jax/data/synthetic/captions.py) is rendered by the synthetic generator with its own seed, so its
+people and videos are not the benchmark's; each frame's caption names what was drawn (hand positions and what they
+touch, a held pen, interlaced fingers, face state, shoulders, torso, clothes, hair, backdrop). The tower is trained
+against a phrase-embedding text side with CLIP's symmetric contrastive loss, then exported as a Hugging Face
+CLIPVisionModel checkpoint to <workdir>/hf_vision, which configs/synthetic_pretrained.py loads.
+
+  python -m clipmg_jax.pretrain --config configs/pretrain_synthetic.py --workdir runs/pretrain_synthetic
+  python -m clipmg_jax.pretrain --config configs/pretrain_synthetic.py --workdir runs/x --config.total_steps=50
+
+On the 2-core development CPU: rendering the corpus ~1-2 min (once; cached in the workdir), training a few minutes.
+"""
+
+import ml_collections
+
+from clipmg_jax.training import defaults
+from configs import synthetic
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = defaults.base_config()
+  config.seed = 0
+  config.batch_size = 128  # contrastive: a larger batch gives each image more negatives
+  config.total_steps = 1500
+  config.log_every_steps = 50
+  config.eval_every_steps = 0
+  config.checkpoint.every_steps = 500
+  config.train_all_params = True  # from random initialisation: every parameter, the tower's stem included
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 100
+  config.optimizer.weight_decay = 0.05
+  config.optimizer.grad_clip_norm = 1.0
+
+  config.model = ml_collections.ConfigDict(dict(
+      vit=synthetic.get_config().model.vit.to_dict(),  # the benchmark's tower, so its checkpoint fits
+      embed_dim=64, text_width=128))
+  config.data = ml_collections.ConfigDict(dict(image_size=synthetic.IMAGE_SIZE, shuffle_seed=0))
+  # 48 people x 24 clips x (3 frames in the clip + 1 between clips) = 4,608 frames; the last 8 people (768 frames)
+  # are held out of pretraining for the linear probe.
+  config.corpus = ml_collections.ConfigDict(dict(
+      seed=1000, num_subjects=48, clips_per_subject=24, frames_per_clip=3, idle_frames_per_clip=1, probe_subjects=8))
+  return config
