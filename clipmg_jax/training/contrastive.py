@@ -44,7 +44,7 @@ def build_model(config: ml_collections.ConfigDict) -> model_setup.ModelBundle:
   module = contrastive_model.ContrastiveModel(vision=dict(config.model.vit), vocab_size=len(captions.VOCABULARY),
                                               embed_dim=int(config.model.embed_dim),
                                               text_width=int(config.model.text_width))
-  num_tokens = len(captions.ATTRIBUTE_NAMES)
+  num_tokens = len(config.corpus.caption_attributes)
   return model_setup.ModelBundle(
       module=module, trainable_mask=lambda params: jax.tree.map(lambda _: True, params), num_frames=1,
       num_pose_frames=0, num_classes=0,
@@ -79,20 +79,21 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
 class _CorpusSource:
   """Random access to (image, caption tokens) pairs of a Corpus, for grain.MapDataset.source."""
 
-  def __init__(self, corpus: captions.Corpus):
-    self.corpus = corpus
+  def __init__(self, corpus: captions.Corpus, names):
+    self.images, self.tokens = corpus.images, corpus.caption_tokens(names)
 
   def __len__(self) -> int:
-    return len(self.corpus)
+    return len(self.images)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return {"frames": self.corpus.images[index], "tokens": self.corpus.tokens[index]}
+    return {"frames": self.images[index], "tokens": self.tokens[index]}
 
 
 def make_data_source(corpus: captions.Corpus, config: ml_collections.ConfigDict) -> DataSource:
-  """Shuffled, repeated batches of the corpus (a checkpointable Grain iterator); no evaluation split."""
+  """Shuffled, repeated batches of the corpus (a checkpointable Grain iterator); no evaluation split. The captions
+  name the attributes config.corpus.caption_attributes."""
   local_batch = int(config.batch_size) // jax.process_count()
-  ds = grain.MapDataset.source(_CorpusSource(corpus)).seed(int(config.data.shuffle_seed)).shuffle().repeat()
+  ds = grain.MapDataset.source(_CorpusSource(corpus, tuple(config.corpus.caption_attributes))).seed(int(config.data.shuffle_seed)).shuffle().repeat()
   ds = ds[jax.process_index()::jax.process_count()].batch(local_batch, drop_remainder=True)
   return DataSource(train_iterator=lambda: iter(ds.to_iter_dataset()), eval_batches=lambda: [], class_names=[],
                     train_class_counts=None, image_size=int(corpus.images.shape[1]), eval_batch_size=local_batch,

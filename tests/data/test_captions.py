@@ -48,3 +48,13 @@ def test_corpus_is_deterministic_and_its_tokens_are_its_captions():
 def test_unknown_phrase_is_named():
   with pytest.raises(ValueError, match="'hands waving'"):
     captions.tokenize("right hand at the mouth, hands waving")
+
+
+def test_pretraining_captions_leave_out_the_looks():
+  corpus = captions.Corpus(images=np.zeros((1, 2, 2, 3), np.uint8), tokens=np.zeros((1, 15), np.int32),
+                           attributes=np.zeros((1, 15), np.int32), subjects=np.ones(1, np.int32))
+  corpus.tokens[:] = captions.tokenize(corpus.captions()[0])
+  text = corpus.captions(captions.GESTURE_ATTRIBUTES)[0]
+  assert "shirt" not in text and "backdrop" not in text and "right hand" in text
+  np.testing.assert_array_equal(corpus.caption_tokens(captions.GESTURE_ATTRIBUTES)[0],
+                                captions.tokenize(text)[:len(captions.GESTURE_ATTRIBUTES)])

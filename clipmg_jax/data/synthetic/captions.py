@@ -53,6 +53,11 @@ ATTRIBUTES = {
     "backdrop": tuple(f"a {c} backdrop" for c in COLOURS),
 }
 ATTRIBUTE_NAMES = tuple(ATTRIBUTES)
+# What the body does, as opposed to who it is (clothes, hair, backdrop). Pretraining captions name these only: a
+# person's looks are the same in all of their frames and, named in the caption, let a batch be matched by
+# appearance alone, which teaches the tower to tell people apart instead of gestures (docs/results.md).
+GESTURE_ATTRIBUTES = ("right_hand", "left_hand", "hands", "fingers", "holding", "cheeks", "lips", "eyes", "head",
+                      "shoulders", "torso")
 # Token 0 pads; phrase k of the flattened table is token k + 1.
 VOCABULARY = ("<pad>",) + tuple(p for values in ATTRIBUTES.values() for p in values)
 _TOKEN = {p: i for i, p in enumerate(VOCABULARY)}
@@ -128,13 +133,14 @@ def frame_attributes(subject, state: body.State, clean: dict, t: int) -> dict[st
       hair=subject.hair_style, backdrop=list(COLOURS).index(colour_name(subject.backdrop)))
 
 
-def caption(attributes: dict[str, int]) -> str:
-  """The caption text: one phrase per attribute, comma-separated."""
-  return ", ".join(ATTRIBUTES[name][attributes[name]] for name in ATTRIBUTE_NAMES)
+def caption(attributes: dict[str, int], names=ATTRIBUTE_NAMES) -> str:
+  """The caption text: one phrase per attribute of `names`, comma-separated."""
+  return ", ".join(ATTRIBUTES[name][attributes[name]] for name in names)
 
 
 def tokenize(text: str) -> np.ndarray:
-  """Caption text -> int32 phrase tokens (len(ATTRIBUTE_NAMES),). An unknown phrase is an error naming it."""
+  """Caption text -> int32 phrase tokens (len(ATTRIBUTE_NAMES),), 0-padded. An unknown phrase is an error naming
+  it."""
   phrases = [p.strip() for p in text.split(",") if p.strip()]
   unknown = [p for p in phrases if p not in _TOKEN]
   if unknown:
@@ -159,8 +165,12 @@ class Corpus:
   def select(self, mask: np.ndarray) -> "Corpus":
     return Corpus(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
 
-  def captions(self) -> list[str]:
-    return [caption(dict(zip(ATTRIBUTE_NAMES, row))) for row in self.attributes.tolist()]
+  def captions(self, names=ATTRIBUTE_NAMES) -> list[str]:
+    return [caption(dict(zip(ATTRIBUTE_NAMES, row)), names) for row in self.attributes.tolist()]
+
+  def caption_tokens(self, names=ATTRIBUTE_NAMES) -> np.ndarray:
+    """int32 (N, len(names)): the tokens of the captions naming only the attributes `names`."""
+    return self.tokens[:, [ATTRIBUTE_NAMES.index(n) for n in names]]
 
 
 def make_corpus(*, seed: int = PRETRAIN_SEED, num_subjects: int = 40, clips_per_subject: int = 24,
