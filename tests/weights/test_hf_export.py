@@ -26,7 +26,11 @@ def _random_tower(config, seed=0):
   return model, jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
 
 
-@pytest.mark.parametrize("config", [SYNTHETIC_TOWER, dict(SYNTHETIC_TOWER, layers=1, image_size=32, proj_dim=8)])
+# The synthetic benchmark's tower with fewer blocks and pixels (the keys per block and the layout are the same; the
+# full-size export is read back in tests/training/test_contrastive_pretraining.py), with and without a projection.
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [dict(SYNTHETIC_TOWER, layers=2, image_size=48),
+                                    dict(SYNTHETIC_TOWER, layers=1, image_size=32, proj_dim=8)])
 def test_exported_tower_is_read_by_transformers_and_load_clip_vision(tmp_path, config):
   model, params = _random_tower(config)
   out = hf_export.save_hf_vision(tmp_path / "hf", config, params)
