@@ -27,6 +27,7 @@ from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import trainer
 from clipmg_jax.training import writers
@@ -162,7 +163,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
                   mininterval=0.5 if sys.stderr.isatty() else 30)
   try:
     # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
-    state, stopped = trainer._train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar)  # pylint: disable=protected-access
+    with preemption.Watch() as watch:  # a preemption signal saves a checkpoint, as in the classifier's training
+      state, stopped = trainer._train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar,  # pylint: disable=protected-access
+                                           watch)
     if stopped:
       return ""
     if ckpt.latest_step() != int(state.step):
