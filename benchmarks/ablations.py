@@ -8,6 +8,14 @@ seeds, then each seed's value) is printed and written to --output.
   python benchmarks/ablations.py                                   # full+extras, visual_only, pose_only; 2 seeds
   python benchmarks/ablations.py --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper model
   python benchmarks/ablations.py --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
+  python benchmarks/ablations.py --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+      --pretrain_workdir runs/pretrain_synthetic --variants full+extras,full,visual_only,pose_only \
+      --seeds 0,1,2 --steps 250 --eval_every 125 --marker ablations_pretrained    # the pretrained tower
+
+With --pretrain_workdir the tower is first pretrained there (python -m clipmg_jax.pretrain --config
+configs/pretrain_synthetic.py; skipped when its export exists) and every run with a vision tower loads the export
+(--config.init.vit_checkpoint). --data_dir points all runs at one synthetic dataset (e.g. the main job's
+runs/synthetic/synthetic_data), generated there only when it is not there yet.
 
 Budget: 2000 steps of batch 32 per run. On a 16-core machine with one H100, 6 runs side by side (--jobs 6, 2 loader
 workers each) take 4-5 minutes; on a 2-core CPU a `full` run takes ~40 minutes, `pose_only` ~13.
@@ -32,9 +40,38 @@ def prepare_data(args) -> None:
   from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
-  config.data.synthetic.cache_dir = str(pathlib.Path(args.root) / "synthetic_data")
+  config.data.synthetic.cache_dir = data_dir(args)
   input_setup.resolve_synthetic_paths(config.data, args.root)
   input_setup.prepare_synthetic(config.data)
+
+
+def data_dir(args) -> str:
+  return str(pathlib.Path(args.data_dir or pathlib.Path(args.root) / "synthetic_data").absolute())
+
+
+def pretrain(args) -> str:
+  """Pretrains the tower in --pretrain_workdir unless its export exists; returns the export directory."""
+  workdir = pathlib.Path(args.pretrain_workdir).absolute()
+  export = workdir / "hf_vision"
+  if (export / "model.safetensors").is_file():
+    print(f"[pretrain] already done: {export}", flush=True)
+    return str(export)
+  cmd = [sys.executable, "-m", "clipmg_jax.pretrain", "--config", args.pretrain_config, "--workdir", str(workdir)]
+  print(f"[pretrain] {' '.join(cmd)}", flush=True)
+  workdir.mkdir(parents=True, exist_ok=True)
+  with open(workdir / "pretrain.log", "a") as log:
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
+  return str(export)
+
+
+def last_validation(workdir: pathlib.Path) -> dict | None:
+  """The last validation line of a run's metrics.jsonl (the final state's), or None."""
+  path = workdir / "metrics.jsonl"
+  if not path.is_file():
+    return None
+  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  lines = [m for m in lines if m.get("split") == "validation"]
+  return lines[-1] if lines else None
 
 
 def run_one(variant: str, seed: int, args) -> dict:
@@ -44,11 +81,13 @@ def run_one(variant: str, seed: int, args) -> dict:
     result = json.loads(eval_json.read_text())
     if result.get("step") == args.steps:
       print(f"[{variant} seed {seed}] already trained: {eval_json}", flush=True)
-      return result
-  cmd = [sys.executable, "-m", "clipmg_jax.train", "--config", f"configs/synthetic.py:{variant}",
+      return dict(result, final_validation=last_validation(workdir))
+  cmd = [sys.executable, "-m", "clipmg_jax.train", "--config", f"{args.config}:{variant}",
          "--workdir", str(workdir), f"--config.total_steps={args.steps}", f"--config.seed={seed}",
          f"--config.eval_every_steps={args.eval_every}",
-         f"--config.data.synthetic.cache_dir={pathlib.Path(args.root) / 'synthetic_data'}"] + args.extra
+         f"--config.data.synthetic.cache_dir={data_dir(args)}"] + args.extra
+  if args.vit_checkpoint and variant.split("+")[0] != "pose_only":
+    cmd.append(f"--config.init.vit_checkpoint={args.vit_checkpoint}")
   print(f"[{variant} seed {seed}] {' '.join(cmd)}", flush=True)
   start = time.time()
   workdir.mkdir(parents=True, exist_ok=True)
@@ -58,23 +97,29 @@ def run_one(variant: str, seed: int, args) -> dict:
   result["seconds"] = time.time() - start
   eval_json.write_text(json.dumps(result, indent=1))
   print(f"[{variant} seed {seed}] top-1 {100 * result['top1']:.1f} in {result['seconds']:.0f} s", flush=True)
-  return result
+  return dict(result, final_validation=last_validation(workdir))
 
 
 def table(results: dict[str, list[dict]], args) -> str:
-  lines = ["| variant | " + " | ".join(name for _, name in METRICS) + " | per seed (top-1 / mean class acc.) |",
-           "|---|" + "---:|" * len(METRICS) + "---|"]
+  lines = ["| variant | seeds | " + " | ".join(name for _, name in METRICS)
+           + " | top-1 spread | val. top-1 | per seed (top-1 / mean class acc.) |",
+           "|---|---:|" + "---:|" * len(METRICS) + "---:|---:|---|"]
   for variant, runs in results.items():
     means = [100 * statistics.mean(r[k] for r in runs) for k, _ in METRICS]
+    spread = 100 * (max(r["top1"] for r in runs) - min(r["top1"] for r in runs))
+    vals = [r["final_validation"]["top1"] for r in runs if r.get("final_validation")]
+    val = f"{100 * statistics.mean(vals):.1f}" if vals else "—"
     seeds = ", ".join(f"{100 * r['top1']:.1f} / {100 * r['mean_class_accuracy']:.1f}" for r in runs)
-    lines.append(f"| {variant} | " + " | ".join(f"{m:.1f}" for m in means) + f" | {seeds} |")
+    lines.append(f"| {variant} | {len(runs)} | " + " | ".join(f"{m:.1f}" for m in means)
+                 + f" | {spread:.1f} | {val} | {seeds} |")
   any_result = next(iter(results.values()))[0]
   lines.append("")
   held_out = (any_result.get("validation") or {}).get("subjects") or []
   lines.append(f"Synthetic cross-subject test split: {any_result['num_examples']} clips, majority-class rate "
                f"{100 * any_result['majority_rate']:.1f} %. {args.steps} steps of batch 32 per run "
-               f"(configs/synthetic.py; validation subjects {held_out} held out of training), test split "
-               f"evaluated once on the final state; mean over seeds {args.seeds}.")
+               f"({args.config}; validation subjects {held_out} held out of training), test split "
+               f"evaluated once on the final state; mean over the seeds run of {args.seeds}; top-1 spread = "
+               f"max - min over them; val. top-1 = validation split, final state.")
   return "\n".join(lines)
 
 
@@ -83,6 +128,17 @@ def main(argv=None):
   parser.add_argument("--variants", default="full+extras,visual_only,pose_only",
                       help="comma-separated config arguments (configs/synthetic.py:<variant>[+extras]); "
                            "full+extras is configs/synthetic.py's default model, full the paper's")
+  parser.add_argument("--config", default="configs/synthetic.py",
+                      help="config file of the runs (configs/synthetic.py, configs/synthetic_pretrained.py)")
+  parser.add_argument("--pretrain_workdir", default="",
+                      help="pretrain the vision tower here first (once) and load its export in every run with a "
+                           "vision tower")
+  parser.add_argument("--pretrain_config", default="configs/pretrain_synthetic.py",
+                      help="config of the pretraining (with --pretrain_workdir)")
+  parser.add_argument("--data_dir", default="",
+                      help="shared synthetic dataset folder (default <root>/synthetic_data); made if absent")
+  parser.add_argument("--marker", default="ablations",
+                      help="the table goes between <!-- MARKER:begin --> and <!-- MARKER:end --> of --output")
   parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds (the dataset is the same)")
   parser.add_argument("--steps", type=int, default=2000, help="training steps per run (batch 32)")
   parser.add_argument("--eval_every", type=int, default=1000, help="periodic evaluation interval in steps")
@@ -94,6 +150,7 @@ def main(argv=None):
   parser.add_argument("extra", nargs="*", help="more --config.x=y overrides for every run (after --)")
   args = parser.parse_args(argv)
   prepare_data(args)
+  args.vit_checkpoint = pretrain(args) if args.pretrain_workdir else ""
   variants = args.variants.split(",")
   seeds = [int(s) for s in args.seeds.split(",")]
   jobs = [(v, s) for v in variants for s in seeds]
@@ -102,12 +159,12 @@ def main(argv=None):
   results = {v: [done[(v, s)] for s in seeds] for v in variants}
   text = table(results, args)
   print(text)
-  write_into(pathlib.Path(args.output), text)
+  write_into(pathlib.Path(args.output), text, args.marker)
 
 
-def write_into(path: pathlib.Path, text: str) -> None:
-  """Replaces the text between the ablation markers of `path` (appends a section when there are none)."""
-  begin, end = "<!-- ablations:begin -->", "<!-- ablations:end -->"
+def write_into(path: pathlib.Path, text: str, marker: str = "ablations") -> None:
+  """Replaces the text between the markers of `path` (appends a section when there are none)."""
+  begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
   block = f"{begin}\n{text}\n{end}"
   old = path.read_text() if path.is_file() else "# Results\n"
   if begin in old and end in old:

@@ -16,12 +16,15 @@ from clipmg_jax.data.keypoints import NUM_JOINTS
 class ModelBundle:
   """module: a Linen module called as module.apply({"params": p}, frames (B,T,H,W,3) float32 CLIP-normalised,
   keypoints (B,Tp,18,3) pixels of the HxW frames, train=bool) -> logits (B, C).
-  trainable_mask: params -> pytree of bools (True = updated by the optimizer)."""
+  trainable_mask: params -> pytree of bools (True = updated by the optimizer).
+  example_inputs: image_size -> the positional inputs `init` is called with, for a module with other inputs than
+  (frames, keypoints) (the contrastive pretraining model); None = zeros of input_shapes()."""
   module: nn.Module
   trainable_mask: Callable[[Any], Any]
   num_frames: int
   num_pose_frames: int
   num_classes: int
+  example_inputs: Callable[[int], tuple] | None = None
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
@@ -46,9 +49,11 @@ def init_params(bundle: ModelBundle, rng: jax.Array, image_size: int, out_shardi
 
   def init(rng):
     params_rng, dropout_rng = jax.random.split(rng)
-    variables = bundle.module.init({"params": params_rng, "dropout": dropout_rng},
-                                   jnp.zeros(frames_shape, jnp.float32), jnp.zeros(keypoints_shape, jnp.float32),
-                                   train=False)
+    if bundle.example_inputs is not None:
+      inputs = bundle.example_inputs(image_size)
+    else:
+      inputs = (jnp.zeros(frames_shape, jnp.float32), jnp.zeros(keypoints_shape, jnp.float32))
+    variables = bundle.module.init({"params": params_rng, "dropout": dropout_rng}, *inputs, train=False)
     return variables["params"]
 
   return jax.jit(init, out_shardings=out_shardings)(rng)

@@ -1,0 +1,119 @@
+r"""Linear probe of a frozen vision tower: do its features carry the captioned attributes, on people it never saw?
+
+Features: the mean of ln_post over the patch tokens (what CLIP-MG reads) of the frozen tower, for every frame of the
+captioned corpus (clipmg_jax/data/synthetic/captions.py). For each attribute, a softmax regression is fitted on the
+frames of the pretraining people and tested on the people held out of pretraining (corpus.probe_subjects). The
+same probe on a randomly initialised tower of the same shape is the baseline. Reports accuracy against the majority
+rate of the test people, and balanced accuracy (mean recall over the values present) against 1 / their number.
+
+  python benchmarks/linear_probe.py --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from clipmg_jax.data.synthetic import captions  # pylint: disable=wrong-import-position
+from clipmg_jax.models import vit  # pylint: disable=wrong-import-position
+from clipmg_jax.training import contrastive  # pylint: disable=wrong-import-position
+from clipmg_jax.weights import load_clip_vision  # pylint: disable=wrong-import-position
+
+
+def features(model: vit.VisionTransformer, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
+  """uint8 (N, S, S, 3) -> float32 (N, D): mean ln_post of the patch tokens."""
+  @jax.jit
+  def run(x):
+    hidden = model.apply({"params": params}, vit.normalize_images(x))["last_hidden_state"]
+    return jnp.mean(model.apply({"params": params}, hidden[:, 1:], method=lambda m, h: m.ln_post(h)), axis=1)
+  out = [np.asarray(run(images[i:i + batch])) for i in tqdm.trange(0, len(images), batch, desc="features")]
+  return np.concatenate(out)
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int = 500, l2: float = 1e-4) -> np.ndarray:
+  """Multinomial logistic regression on standardised features (full batch, Adam) -> (D + 1, K) weights."""
+  x = jnp.asarray(np.concatenate([x, np.ones((len(x), 1), np.float32)], 1))
+  y = jnp.asarray(y)
+  w = jnp.zeros((x.shape[1], num_classes))
+  tx = optax.adam(0.05)
+
+  def loss(w):
+    return optax.softmax_cross_entropy_with_integer_labels(x @ w, y).mean() + l2 * jnp.sum(w[:-1] ** 2)
+
+  @jax.jit
+  def step(w, opt):
+    g = jax.grad(loss)(w)
+    updates, opt = tx.update(g, opt)
+    return optax.apply_updates(w, updates), opt
+
+  opt = tx.init(w)
+  for _ in range(steps):
+    w, opt = step(w, opt)
+  return np.asarray(w)
+
+
+def probe(train_x, train_y, test_x, test_y) -> dict:
+  """Accuracies of one attribute's probe on the test people."""
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  k = int(max(train_y.max(), test_y.max())) + 1
+  w = fit_softmax((train_x - mean) / std, train_y, k)
+  z = (test_x - mean) / std
+  pred = np.argmax(np.concatenate([z, np.ones((len(z), 1), np.float32)], 1) @ w, 1)
+  present = np.unique(test_y)
+  counts = np.bincount(test_y, minlength=k)
+  return dict(accuracy=float(np.mean(pred == test_y)), majority=float(counts.max() / len(test_y)),
+              balanced=float(np.mean([np.mean(pred[test_y == c] == c) for c in present])),
+              balanced_chance=float(1.0 / len(present)), values_in_test=int(len(present)))
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--pretrain_workdir", required=True,
+                      help="workdir of python -m clipmg_jax.pretrain (its config.json, corpus.npz and hf_vision/)")
+  parser.add_argument("--checkpoint", default="", help="tower to probe (default <pretrain_workdir>/hf_vision)")
+  parser.add_argument("--output", default="", help="JSON results (default <pretrain_workdir>/linear_probe.json)")
+  args = parser.parse_args(argv)
+  workdir = pathlib.Path(args.pretrain_workdir)
+  config_path = workdir / "config.json"
+  if not config_path.is_file():
+    raise SystemExit(f"{config_path}: not found; run python -m clipmg_jax.pretrain --workdir {workdir} first")
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  corpus = contrastive.load_corpus(config.corpus, config.data.image_size, workdir / contrastive.CORPUS_FILE)
+  train, test = contrastive.split_people(corpus, int(config.corpus.probe_subjects))
+  if not len(test):
+    raise SystemExit("corpus.probe_subjects is 0: no held-out people to test the probe on")
+  model, pretrained = load_clip_vision(args.checkpoint or str(workdir / contrastive.EXPORT_DIR))
+  random_init = model.init(jax.random.key(0), jnp.zeros((1, model.image_size, model.image_size, 3)))["params"]
+  results = {}
+  for name, params in (("pretrained", pretrained), ("random init", random_init)):
+    f_train, f_test = features(model, params, train.images), features(model, params, test.images)
+    results[name] = {a: probe(f_train, train.attributes[:, j], f_test, test.attributes[:, j])
+                     for j, a in enumerate(captions.ATTRIBUTE_NAMES)}
+  out = pathlib.Path(args.output or workdir / "linear_probe.json")
+  out.write_text(json.dumps(dict(train_images=len(train), test_images=len(test),
+                                 test_people=sorted(set(test.subjects.tolist())), results=results), indent=1))
+  print(f"{len(train)} frames of {len(set(train.subjects.tolist()))} pretraining people -> "
+        f"{len(test)} frames of {len(set(test.subjects.tolist()))} held-out people")
+  print("| attribute | values in test | majority | pretrained acc. | random-init acc. | balanced chance | "
+        "pretrained bal. acc. | random-init bal. acc. |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
+  for a in captions.ATTRIBUTE_NAMES:
+    p, r = results["pretrained"][a], results["random init"][a]
+    print(f"| {a} | {p['values_in_test']} | {100 * p['majority']:.1f} | {100 * p['accuracy']:.1f} | "
+          f"{100 * r['accuracy']:.1f} | {100 * p['balanced_chance']:.1f} | {100 * p['balanced']:.1f} | "
+          f"{100 * r['balanced']:.1f} |")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,181 @@
+"""Contrastive pretraining of the vision tower on the captioned synthetic corpus, on the project's training machinery.
+
+The pieces are the classifier's: trainer.Setup (mesh, trainable mask, AdamW, state shardings, the step-0 state),
+the trainer's loop (logging, NaN checks, Orbax checkpoints with the Grain iterator position, resume), the metric
+writer. What differs is the task: a model (clipmg_jax/models/contrastive.py) and a jitted step with the symmetric
+contrastive loss, and an in-memory Grain source over the corpus. At the end the tower is exported as a Hugging Face
+CLIPVisionModel checkpoint (<workdir>/hf_vision), the form in which real CLIP weights arrive.
+
+The corpus's last `corpus.probe_subjects` people are held out of pretraining, for the linear probe
+(benchmarks/linear_probe.py) to test on people the tower never saw.
+"""
+
+import logging
+import pathlib
+import sys
+from typing import Any, Callable
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from clipmg_jax.data.synthetic import captions
+from clipmg_jax.models import contrastive as contrastive_model
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import model_setup
+from clipmg_jax.training import preemption
+from clipmg_jax.training import sharding as sharding_lib
+from clipmg_jax.training import trainer
+from clipmg_jax.training import writers
+from clipmg_jax.training.data_source import DataSource
+from clipmg_jax.training.step import default_normalize
+from clipmg_jax.training.train_state import TrainState
+from clipmg_jax.weights import hf_export
+
+CORPUS_FILE = "corpus.npz"
+EXPORT_DIR = "hf_vision"
+
+
+def build_model(config: ml_collections.ConfigDict) -> model_setup.ModelBundle:
+  """The contrastive model of `config.model` (vit fields, embed_dim, text_width); every parameter is trained."""
+  module = contrastive_model.ContrastiveModel(vision=dict(config.model.vit), vocab_size=len(captions.VOCABULARY),
+                                              embed_dim=int(config.model.embed_dim),
+                                              text_width=int(config.model.text_width))
+  num_tokens = len(config.corpus.caption_attributes)
+  return model_setup.ModelBundle(
+      module=module, trainable_mask=lambda params: jax.tree.map(lambda _: True, params), num_frames=1,
+      num_pose_frames=0, num_classes=0,
+      example_inputs=lambda size: (jnp.zeros((1, size, size, 3), jnp.float32), jnp.zeros((1, num_tokens), jnp.int32)))
+
+
+def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *, mesh: jax.sharding.Mesh,
+                    state_sharding: Any, normalize: Callable[[jax.Array], jax.Array] = default_normalize):
+  """step(state, batch) -> (state, metrics), jitted over the mesh like step.make_train_step; state is donated.
+
+  batch: frames uint8 (B, H, W, 3), tokens int32 (B, L). metrics: loss, accuracy (image-to-caption top-1 in the
+  batch), grad_norm, learning_rate, logit_scale."""
+
+  def step(state: TrainState, batch):
+    def loss_fn(params):
+      image, text, scale = model.apply({"params": params}, normalize(batch["frames"]), batch["tokens"], train=True)
+      loss, accuracy = contrastive_model.contrastive_loss(image, text, scale, batch["tokens"])
+      return loss, (accuracy, scale)
+
+    (loss, (accuracy, scale)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    metrics = dict(loss=loss, accuracy=accuracy, grad_norm=optax.tree.norm(grads),
+                   learning_rate=jnp.asarray(schedule(state.step), jnp.float32), logit_scale=scale)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return jax.jit(step, in_shardings=(state_sharding, sharding_lib.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, sharding_lib.replicated(mesh)), donate_argnums=(0,))
+
+
+class _CorpusSource:
+  """Random access to (image, caption tokens) pairs of a Corpus, for grain.MapDataset.source."""
+
+  def __init__(self, corpus: captions.Corpus, names):
+    self.images, self.tokens = corpus.images, corpus.caption_tokens(names)
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {"frames": self.images[index], "tokens": self.tokens[index]}
+
+
+def make_data_source(corpus: captions.Corpus, config: ml_collections.ConfigDict) -> DataSource:
+  """Shuffled, repeated batches of the corpus (a checkpointable Grain iterator); no evaluation split. The captions
+  name the attributes config.corpus.caption_attributes."""
+  local_batch = int(config.batch_size) // jax.process_count()
+  ds = grain.MapDataset.source(_CorpusSource(corpus, tuple(config.corpus.caption_attributes))).seed(int(config.data.shuffle_seed)).shuffle().repeat()
+  ds = ds[jax.process_index()::jax.process_count()].batch(local_batch, drop_remainder=True)
+  return DataSource(train_iterator=lambda: iter(ds.to_iter_dataset()), eval_batches=lambda: [], class_names=[],
+                    train_class_counts=None, image_size=int(corpus.images.shape[1]), eval_batch_size=local_batch,
+                    info=dict(corpus_images=len(corpus), corpus_subjects=sorted(set(corpus.subjects.tolist()))))
+
+
+def load_corpus(corpus_config: ml_collections.ConfigDict, image_size: int, path: str | pathlib.Path,
+                progress: bool = True) -> captions.Corpus:
+  """The corpus of `corpus_config`, rendered once and cached at `path` (an .npz that records its settings)."""
+  path = pathlib.Path(path)
+  settings = dict(seed=int(corpus_config.seed), num_subjects=int(corpus_config.num_subjects),
+                  clips_per_subject=int(corpus_config.clips_per_subject),
+                  frames_per_clip=int(corpus_config.frames_per_clip),
+                  idle_frames_per_clip=int(corpus_config.idle_frames_per_clip), image_size=int(image_size))
+  key = np.asarray(sorted(settings.items()), dtype=object).astype(str)
+  if path.is_file():
+    with np.load(path) as cached:
+      if np.array_equal(cached["settings"], key):
+        return captions.Corpus(images=cached["images"], tokens=cached["tokens"], attributes=cached["attributes"],
+                               subjects=cached["subjects"])
+    logging.warning("%s was made with other settings; rendering the corpus again", path)
+  corpus = captions.make_corpus(**settings, progress=progress)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp.npz")
+  np.savez(tmp, settings=key, images=corpus.images, tokens=corpus.tokens, attributes=corpus.attributes,
+           subjects=corpus.subjects)
+  tmp.replace(path)
+  return corpus
+
+
+def split_people(corpus: captions.Corpus, probe_subjects: int) -> tuple[captions.Corpus, captions.Corpus]:
+  """(pretraining part, held-out part): the last `probe_subjects` people (by id) are held out."""
+  people = sorted(set(corpus.subjects.tolist()))
+  if not 0 <= probe_subjects < len(people):
+    raise ValueError(f"corpus.probe_subjects={probe_subjects} must be in [0, {len(people)}) (people in the corpus)")
+  held = np.isin(corpus.subjects, people[len(people) - probe_subjects:])
+  return corpus.select(~held), corpus.select(held)
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
+  """Pretrains (resuming from <workdir>/checkpoints), exports the tower; returns the export directory, or "" when
+  stopped early by config.stop_after_step."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  corpus = load_corpus(config.corpus, config.data.image_size, workdir / CORPUS_FILE)
+  train_part, _ = split_people(corpus, int(config.corpus.probe_subjects))
+  data = make_data_source(train_part, config)
+  setup = trainer.Setup(config, data, build_model(config))
+  logging.info("contrastive pretraining: %d images of %d people; %.2fM parameters", len(train_part),
+               len(data.info["corpus_subjects"]), sum(x.size for x in jax.tree.leaves(setup.abstract_state.params)) / 1e6)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
+                                    keep_best=config.checkpoint.keep_best)
+  train_iter = data.train_iterator()
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(setup.abstract_state, train_iter)
+    logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+  else:
+    state = setup.fresh_state()
+  train_step = make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
+                               state_sharding=setup.state_sharding)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="pretrain", unit="step",
+                  disable=jax.process_index() != 0, dynamic_ncols=True,
+                  mininterval=0.5 if sys.stderr.isatty() else 30)
+  try:
+    # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
+    with preemption.Watch() as watch:  # a preemption signal saves a checkpoint, as in the classifier's training
+      state, stopped = trainer._train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar,  # pylint: disable=protected-access
+                                           watch)
+    if stopped:
+      return ""
+    if ckpt.latest_step() != int(state.step):
+      ckpt.save(int(state.step), state, train_iter)
+  finally:
+    bar.close()
+    writer.close()
+    ckpt.close()
+  out = workdir / EXPORT_DIR
+  if jax.process_index() == 0:
+    hf_export.save_hf_vision(out, dict(config.model.vit), jax.device_get(state.params["vit"]))
+    logging.info("exported the vision tower (Hugging Face CLIPVisionModel layout) to %s", out)
+  return str(out)
