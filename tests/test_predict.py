@@ -15,6 +15,7 @@ from clipmg_jax.data import convert
 from clipmg_jax.data import example_codec
 from clipmg_jax.data import imigue
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
@@ -39,12 +40,7 @@ TINY_OVERRIDES = [f"--config.{k}={v}" for k, v in TINY.items() if not isinstance
 
 def tiny_config(cache: pathlib.Path):
   config = synthetic_config.get_config()
-  for key, value in {**TINY, "data.synthetic.cache_dir": str(cache)}.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+  defaults.override(config, {**TINY, "data.synthetic.cache_dir": str(cache)})
   return config
 
 

@@ -35,3 +35,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict()
   return config
+
+
+def override(config: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+  """Sets dotted fields in place, as `--config.a.b=v` would ({"a.b": v}); returns `config`. For code that builds a
+  config from Python (tests, notebooks, benchmarks) rather than from the command line."""
+  for key, value in values.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for name in parents:
+      target = target[name]
+    target[leaf] = value
+  return config

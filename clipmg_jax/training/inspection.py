@@ -23,6 +23,7 @@ from clipmg_jax.data import shard_source
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import step as step_lib
@@ -38,12 +39,7 @@ def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> ml_c
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(arg) if arg else module.get_config()
-  for key, value in (overrides or {}).items():
-    target = config
-    *parents, leaf = key.split(".")
-    for name in parents:
-      target = target[name]
-    target[leaf] = value
+  defaults.override(config, overrides or {})
   return config
 
 

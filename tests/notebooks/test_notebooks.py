@@ -38,17 +38,11 @@ TINY = {
 
 CONFIG_FILE = """import sys
 sys.path.insert(0, {root!r})
+from clipmg_jax.training import defaults
 from configs import synthetic
 
 def get_config(arg=synthetic.DEFAULT_ARG):
-  config = synthetic.get_config(arg)
-  for key, value in {overrides!r}.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for name in parents:
-      target = target[name]
-    target[leaf] = value
-  return config
+  return defaults.override(synthetic.get_config(arg), {overrides!r})
 """
 
 

@@ -28,6 +28,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from clipmg_jax.training import checkpointing  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax.training import defaults  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import distributed  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import evaluation  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import input_setup  # noqa: E402  pylint: disable=wrong-import-position
@@ -58,12 +59,7 @@ TINY = {
 
 def tiny_config(cache_dir, **extra):
   config = synthetic_config.get_config()
-  for key, value in {**TINY, "data.synthetic.cache_dir": str(cache_dir), **extra}.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+  defaults.override(config, {**TINY, "data.synthetic.cache_dir": str(cache_dir), **extra})
   return config
 
 

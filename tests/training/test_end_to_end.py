@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import defaults
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
 
@@ -40,12 +41,7 @@ TINY = {
 
 def tiny_config(**extra):
   config = synthetic_config.get_config()
-  for key, value in {**TINY, **extra}.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+  defaults.override(config, {**TINY, **extra})
   return config
 
 

@@ -124,10 +124,5 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 3e-2
   config.optimizer.warmup_steps = 2
   config.loss.class_weighting = "sqrt_inverse"
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
+  defaults.override(config, overrides)
   return config
