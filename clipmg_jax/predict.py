@@ -84,14 +84,7 @@ class Predictor:
     self.setup = trainer.Setup(config, data)
     ckpt = checkpointing.Checkpointer(pathlib.Path(workdir) / "checkpoints")
     try:
-      if which == "latest":
-        step = ckpt.latest_step()
-      elif which == "best":
-        step = ckpt.best_step(require=checkpointing.VALIDATION_MARK) or ckpt.latest_step()
-      else:
-        step = int(which)
-      if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (python -m clipmg_jax.train)")
+      step, _ = ckpt.choose_step(which)
       state = ckpt.restore(self.setup.abstract_state, None, step=step)
     finally:
       ckpt.close()

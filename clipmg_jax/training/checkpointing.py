@@ -89,6 +89,22 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
+  def choose_step(self, which: str) -> tuple[int, str]:
+    """(step, rule) for "latest", "best" (the highest validation top-1; the latest when no checkpoint carries
+    validation metrics) or a step number; rule is "latest", "best", "latest_fallback" or "asked"."""
+    if which == "latest":
+      step, rule = self.latest_step(), "latest"
+    elif which == "best":
+      step, rule = self.best_step(require=VALIDATION_MARK), "best"
+      if step is None:
+        logging.warning("no checkpoint carries validation metrics; evaluating the latest instead")
+        step, rule = self.latest_step(), "latest_fallback"
+    else:
+      step, rule = int(which), "asked"
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}: train first (python -m clipmg_jax.train)")
+    return step, rule
+
   def save(self, step: int, state: Any, data_iterator: Any | None, metrics: dict | None = None, *,
            data_state: Any | None = None) -> None:
     """Saves (state, iterator position) as checkpoint `step`; `metrics` (with `best_metric`) ranks it.

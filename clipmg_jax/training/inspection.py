@@ -19,7 +19,6 @@ import numpy as np
 
 from clipmg_jax.data import example_codec
 from clipmg_jax.data import pipeline
-from clipmg_jax.data import shard_source
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.training import checkpointing
@@ -81,14 +80,9 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, che
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
                                     keep_best=config.checkpoint.keep_best)
   try:
-    if checkpoint == "latest":
-      step = ckpt.latest_step()
-    elif checkpoint == "best":
-      step = ckpt.best_step(require=checkpointing.VALIDATION_MARK) or ckpt.latest_step()
-    else:
-      step = int(checkpoint)
-      if step not in ckpt.all_steps():
-        raise ValueError(f"checkpoint {step} not in {ckpt.directory} (has {ckpt.all_steps()})")
+    step, rule = ckpt.choose_step(checkpoint)
+    if rule == "asked" and step not in ckpt.all_steps():
+      raise ValueError(f"checkpoint {step} not in {ckpt.directory} (has {ckpt.all_steps()})")
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()

@@ -392,19 +392,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
                                     keep_best=config.checkpoint.keep_best)
   try:
-    if which == "latest":
-      step, selection = ckpt.latest_step(), "latest: the most recent checkpoint"
-    elif which == "best":
-      step = ckpt.best_step(require=checkpointing.VALIDATION_MARK)
-      selection = ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
-                   f"{(data.info.get('validation') or {}).get('subjects')})")
-      if step is None:
-        logging.warning("no checkpoint carries validation metrics; evaluating the latest instead")
-        step, selection = ckpt.latest_step(), "latest: no checkpoint carries validation metrics"
-    else:
-      step, selection = int(which), f"step {which}, as asked"
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (python -m clipmg_jax.train)")
+    step, rule = ckpt.choose_step(which)
+    selection = {
+        "latest": "latest: the most recent checkpoint",
+        "best": ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
+                 f"{(data.info.get('validation') or {}).get('subjects')})"),
+        "latest_fallback": "latest: no checkpoint carries validation metrics",
+        "asked": f"step {which}, as asked"}[rule]
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()
