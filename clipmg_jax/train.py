@@ -66,26 +66,34 @@ def main(argv):
     model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
   except model_setup.RandomVisionTowerError as e:
     raise SystemExit(f"RandomVisionTowerError: {e}") from None
+  result = run(config, _WORKDIR.value)
+  if result:
+    print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
+
+
+def run(config, workdir: str) -> dict | None:
+  """Data, training and the final evaluation; a failure with a known cause becomes SystemExit with one short
+  message saying what to do (no traceback), preemption SystemExit(PREEMPTED_EXIT_CODE) after its checkpoint."""
   try:
-    data = input_setup.make_data_source(config, _WORKDIR.value)
-    result = trainer.train_and_evaluate(config, _WORKDIR.value, data)
+    data = input_setup.make_data_source(config, workdir)
+    result = trainer.train_and_evaluate(config, workdir, data)
     distributed.shutdown()
+    return result
   except preemption.Preempted as e:
     print(e, flush=True)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
   except KNOWN_ERRORS as e:
-    # A named, explained failure: one screen, no traceback (the message says what to do).
     raise SystemExit(f"{type(e).__name__}: {e}") from None
   except tfrecord.CorruptRecordError as e:
     raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
-                     "skip unreadable records (each is logged and left out).") from None
+                     "skip unreadable records (each is logged, left out, and counted in eval.json as "
+                     "skipped_records).") from None
   except OSError as e:
     if e.errno != errno.ENOSPC:
       raise
-    raise SystemExit(f"disk full: {e}\nFree space under --workdir={_WORKDIR.value} and run the same command "
+    # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
+    raise SystemExit(f"disk full: {e}\nFree space under --workdir={workdir} and run the same command "
                      "again: it resumes from the last complete checkpoint.") from None
-  if result:
-    print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 
 
 if __name__ == "__main__":

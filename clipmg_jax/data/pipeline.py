@@ -32,7 +32,8 @@ label 0, subject and clip_id -1) up to a multiple of the global batch size, so e
 of full batches.
 
 Corrupt records: with skip_corrupt=False (default) reading one raises tfrecord.CorruptRecordError naming the shard and
-byte offset; with skip_corrupt=True it becomes a masked-out example (mask False) and a warning naming file and
+byte offset; with skip_corrupt=True it becomes a masked-out example (mask False, clip_id SKIPPED_CLIP_ID, counted
+by evaluation as "skipped_records") and a warning naming file and
 offset is logged, so batch shapes and the resume state are unaffected; count them as mask-False examples with
 clip_id -1 (in evaluation subtract the padding, which only fills the last batch).
 
@@ -118,12 +119,18 @@ class _LocatedSource:
     return self._source.location(index)
 
 
-def padding_example(num_frames: int, num_pose_frames: int, image_size: int) -> dict:
-  """A masked-out example of the batch layout."""
+# clip_id of the masked-out example that stands in for a record skipped as unreadable (skip_corrupt=True), so that
+# evaluation can count what it left out; other padding has clip_id -1 (or 0, added by evaluation.pad_batch).
+SKIPPED_CLIP_ID = -2
+
+
+def padding_example(num_frames: int, num_pose_frames: int, image_size: int, *, skipped: bool = False) -> dict:
+  """A masked-out example of the batch layout; skipped=True marks it as a record left out as unreadable."""
   return {
       "frames": np.zeros((num_frames, image_size, image_size, 3), np.uint8),
       "keypoints": np.zeros((num_pose_frames, kp.NUM_JOINTS, 3), np.float32),
-      "label": np.int32(0), "subject": np.int32(-1), "clip_id": np.int32(-1), "mask": np.bool_(False),
+      "label": np.int32(0), "subject": np.int32(-1),
+      "clip_id": np.int32(SKIPPED_CLIP_ID if skipped else -1), "mask": np.bool_(False),
   }
 
 
@@ -145,13 +152,15 @@ class ClipDecoder:
     self.train = train
     self._source = source
 
-  def _padding(self) -> dict:
-    return padding_example(self.num_frames, self.num_pose_frames, self.image_size)
+  def _padding(self, skipped: bool = False) -> dict:
+    return padding_example(self.num_frames, self.num_pose_frames, self.image_size, skipped=skipped)
 
   def __call__(self, item, rng: np.random.Generator | None = None) -> dict:
     index, record = item
-    if record is _PAD or isinstance(record, shard_source.SkippedRecord):
+    if record is _PAD:
       return self._padding()
+    if isinstance(record, shard_source.SkippedRecord):
+      return self._padding(skipped=True)
     try:
       return self.decode(record, rng if self.train else None)
     except (ValueError, KeyError, OSError) as e:
@@ -159,7 +168,7 @@ class ClipDecoder:
       if not self.skip_corrupt:
         raise ValueError(f"{where}: cannot decode record: {e}") from e
       logging.warning("skipping undecodable record at %s: %s", where, e)
-      return self._padding()
+      return self._padding(skipped=True)
 
   def decode(self, serialized: bytes, rng: np.random.Generator | None) -> dict:
     """One example from record bytes; rng=None gives the evaluation transform."""

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import tqdm
 
+from clipmg_jax.data import pipeline
 from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import plots
 from clipmg_jax.training import pose_monitoring
@@ -42,9 +43,11 @@ def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.nda
   `eval_step` returns logits (B, C), or a dict holding "logits" and per-example arrays (B, ...) such as the pose
   monitoring of pose_monitoring.per_window.
   Returns numpy logits (N, C), label (N,), subject (N,), clip_id (N,) and each further array of the step, for the
-  real (unpadded) examples of all processes, in batch order.
+  real (unpadded) examples of all processes, in batch order, and "skipped_records" (a 0-d count): the records of
+  the split left out as unreadable (data.skip_corrupt=True), which the figures do not include.
   """
   outputs = {"logits": [], "label": [], "subject": [], "clip_id": []}
+  skipped = 0
   for batch in tqdm.tqdm(batches, desc="eval", unit="batch", disable=not progress, leave=False):
     padded = pad_batch(batch, batch_size)
     placed = sharding_lib.place_batch(padded, mesh)
@@ -52,12 +55,13 @@ def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.nda
     out = out if isinstance(out, dict) else {"logits": out}
     gathered = {k: _allgather(placed[k]) for k in ("label", "subject", "clip_id", "mask") if k in placed}
     keep = gathered["mask"] > 0
+    skipped += int(np.sum(~keep & (gathered["clip_id"] == pipeline.SKIPPED_CLIP_ID)))
     for key, value in out.items():
       outputs.setdefault(key, []).append(np.asarray(value)[keep])
     for key in ("label", "subject", "clip_id"):
       if key in gathered:
         outputs[key].append(gathered[key][keep])
-  return {k: np.concatenate(v) for k, v in outputs.items() if v}
+  return dict({k: np.concatenate(v) for k, v in outputs.items() if v}, skipped_records=np.asarray(skipped))
 
 
 def _allgather(x: jax.Array) -> np.ndarray:
@@ -72,6 +76,8 @@ def compute_metrics(predictions: dict[str, np.ndarray], class_names: list[str]) 
   when the model sowed its pose values."""
   result = metrics_lib.classification_metrics(predictions["logits"], predictions["label"],
                                               predictions.get("subject"), class_names)
+  if "skipped_records" in predictions:  # said next to num_examples: the figures leave these records out
+    result["skipped_records"] = int(predictions["skipped_records"])
   monitoring = pose_monitoring.summarize(predictions, result["class_names"])
   if monitoring is not None:
     result["pose_monitoring"] = monitoring
@@ -110,5 +116,7 @@ def summary_line(result: dict) -> str:
   line = (f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  mean-class-acc "
           f"{result['mean_class_accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
           f"(majority-class rate {result['majority_rate']:.4f}, {result['num_examples']} examples)")
+  if result.get("skipped_records"):
+    line += f"  [{result['skipped_records']} unreadable records left out]"
   gate = (result.get("pose_monitoring") or {}).get("gate")
   return line + (f"  gate mean {gate['mean']:.3f}" if gate and gate["mean"] is not None else "")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
@@ -20,6 +21,8 @@ from clipmg_jax.data import random_shards
 from clipmg_jax.data import sampling
 from clipmg_jax.data import shard_writer
 from clipmg_jax.data import tfrecord
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import sharding
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -306,6 +309,20 @@ def test_corrupt_record_names_file_and_offset_or_is_skipped(tmp_path):
   batches = list(pipeline.make_dataset(config, "test"))
   mask = np.concatenate([b["mask"] for b in batches])
   assert len(mask) == 6 and mask.sum() == 4 and not mask[2]  # 5 clips + 1 padding; record 2 masked out.
+  clip_ids = np.concatenate([b["clip_id"] for b in batches])
+  assert clip_ids[2] == pipeline.SKIPPED_CLIP_ID and clip_ids[5] != pipeline.SKIPPED_CLIP_ID  # skipped vs padding
+
+  # Evaluation counts the record it left out, and eval.json / the summary line say so.
+  mesh = sharding.make_mesh()
+  eval_step = lambda params, batch: jnp.zeros((batch["label"].shape[0], 32), jnp.float32)
+  predictions = evaluation.predict(None, eval_step, iter(batches), mesh, batch_size=2, progress=False)
+  assert len(predictions["label"]) == 4 and int(predictions["skipped_records"]) == 1
+  result = evaluation.compute_metrics(predictions, [f"class {c}" for c in range(32)])
+  assert result["skipped_records"] == 1 and result["num_examples"] == 4
+  assert "[1 unreadable records left out]" in evaluation.summary_line(result)
+  clean = evaluation.predict(None, eval_step, pipeline.make_dataset(_config(shards_dir, image_size=16, batch_size=2),
+                                                                    "train"), mesh, batch_size=2, progress=False)
+  assert int(clean["skipped_records"]) == 0
 
 
 def test_reduced_jpeg_decoding_matches_full_decoding():

@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import training_stand_ins as stand_ins
+from clipmg_jax.data import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
@@ -206,3 +207,56 @@ def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_
   assert "top1" in out
   saved = [line for line in out.splitlines() if "written to" in line]
   assert saved and json.loads(pathlib.Path(saved[0].split("written to ")[1].strip()).read_text())["step"] == 3
+
+
+# --- one-screen messages for command-line and machine mistakes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("error,expected", [
+    (OSError(28, "No space left on device", "/w/checkpoints/7"), "disk full: [Errno 28] No space left on device"),
+    (tfrecord.CorruptRecordError("/s/test-00000.tfrecord", 42, "data CRC mismatch"),
+     "--config.data.skip_corrupt=True"),
+    (input_setup.DataSetupError("no shards"), "DataSetupError: no shards"),
+])
+def test_known_failures_are_one_message_without_traceback(monkeypatch, error, expected):
+  from clipmg_jax import train  # pylint: disable=import-outside-toplevel
+
+  def fail(config, workdir):
+    raise error
+  monkeypatch.setattr(input_setup, "make_data_source", fail)
+  with pytest.raises(SystemExit) as exit_info:
+    train.run(stand_ins.tiny_config(), "/w")
+  message = str(exit_info.value.code)
+  assert expected in message and len(message.splitlines()) <= 3 and exit_info.value.__suppress_context__
+  if isinstance(error, OSError):
+    assert "--workdir=/w" in message and "resumes" in message
+  other = OSError(13, "Permission denied")  # not a full disk: the real error propagates
+  monkeypatch.setattr(input_setup, "make_data_source", lambda *a: (_ for _ in ()).throw(other))
+  with pytest.raises(OSError, match="Permission denied"):
+    train.run(stand_ins.tiny_config(), "/w")
+
+
+@pytest.mark.slow
+def test_command_line_mistakes_are_one_short_message(tmp_path):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+
+  def train(*args):
+    return subprocess.run([sys.executable, "-m", "clipmg_jax.train", "--workdir", str(tmp_path / "w"), *args],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+  typo = train("--config", "configs/synthetic.py", "--config.optimizer.learning_rat=1e-3")
+  missing = train("--config", "configs/synthetc.py")
+  for run, names in ((typo, ["learning_rat", "learning_rate"]), (missing, ["configs/synthetc.py"])):
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert all(n in run.stderr for n in names), run.stderr[-3000:]
+    assert len(run.stderr.strip().splitlines()) <= 6, run.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_batch_not_divisible_by_the_devices_is_named_before_step_one():
+  class FourDevices:
+    shape = {"data": 4}
+  config = stand_ins.tiny_config()
+  config.batch_size, config.eval_batch_size = 6, 8
+  with pytest.raises(trainer.ConfigError, match=r"config.batch_size=6 is not divisible by the 4 devices.*"
+                                                r"--config.batch_size=8 or 4"):
+    trainer._check_batch_sizes(config, FourDevices())  # pylint: disable=protected-access

@@ -15,7 +15,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def results() -> dict:
   """Replicated (fsdp_min_size 0) and FSDP (leaves >= 256 elements split) runs, from one subprocess."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",  # + the suite's
              PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
   out = subprocess.run([sys.executable, str(WORKER), "0,256", "full"], env=env, capture_output=True,
                        text=True, timeout=600, check=False)

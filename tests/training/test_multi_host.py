@@ -44,10 +44,9 @@ def launch(mode: str, spec: dict, tmp: pathlib.Path, *, processes: int, devices:
   port = free_port()
   started = []
   for i in range(processes):
-    # Compiling dominates these tiny runs: XLA's backend optimisations off cut it by about half (init 16 s -> 5 s).
-    # Every run here, the reference included, uses the same flags, so the comparisons between them are unaffected.
+    # XLA_FLAGS: the suite's (tests/conftest.py: compile-time optimisations off) plus this worker's device count.
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
                # The processes compile the same programs: share them through JAX's persistent cache.
                JAX_COMPILATION_CACHE_DIR=str(tmp.parent / "jax_cache"),
