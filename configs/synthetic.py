@@ -22,6 +22,7 @@ best checkpoint use 2 of the 12 training subjects as validation; the test split 
 import ml_collections
 
 from clipmg_jax.data import pipeline
+from clipmg_jax.data.synthetic import plan
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import variants
 from clipmg_jax.training import defaults
@@ -78,7 +79,7 @@ def get_config(arg: str = DEFAULT_ARG) -> ml_collections.ConfigDict:
       preset="demo", seed=0,
       cache_dir="",  # "" = <workdir>/synthetic_data; share one between runs to generate once
       raw_dir="",  # "" = <cache_dir>/raw
-      size=ml_collections.ConfigDict(),  # SizeConfig overrides, e.g. num_clips
+      size=plan.size_overrides_config(),  # each SizeConfig field, None = the preset's (e.g. size.num_clips=900)
       convert_options=ml_collections.ConfigDict(dict(short_side=128, max_stored_frames=16)),
       convert_workers=2,
   ))

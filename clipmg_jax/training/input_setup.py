@@ -69,7 +69,8 @@ def prepare_synthetic(data_config: ml_collections.ConfigDict) -> None:
   if not (raw / _DONE).is_file():
     logging.info("generating the synthetic dataset (preset %r, seed %d) in %s", synth.preset, synth.seed, raw)
     start = time.time()
-    summary = synthetic.generate(raw, preset=synth.preset, seed=synth.seed, **dict(synth.get("size", {}) or {}))
+    summary = synthetic.generate(raw, preset=synth.preset, seed=synth.seed,
+                                 **synthetic.size_overrides(synth.get("size")))
     (raw / _DONE).write_text(json.dumps(summary, indent=1))
     logging.info("generated %d clips in %d videos in %.0f s", summary["clips"], summary["videos"],
                  time.time() - start)

@@ -3,6 +3,7 @@ option, every variant builds, a frozen random vision tower stops the run at once
 command-line style overrides."""
 
 import copy
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -172,3 +173,25 @@ def test_data_fields_follow_overrides():
   config.batch_size = 8
   config.model.num_frames = 4
   assert config.data.batch_size == 8 and config.data.num_frames == 4
+
+
+def test_every_synthetic_size_knob_is_a_command_line_flag(monkeypatch):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+
+  def parse(*overrides):
+    argv = ["train", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}", *overrides]
+    monkeypatch.setattr(sys, "argv", argv)  # config_flags reads the overrides from sys.argv
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=values)
+    values(argv)
+    return values.config
+
+  size = parse("--config.data.synthetic.size.num_subjects=30", "--config.data.synthetic.size.tail_power=0.25",
+               "--config.data.synthetic.size.clip_frames=(8,16,24)").data.synthetic.size
+  assert set(size.keys()) == {f.name for f in dataclasses.fields(synthetic.SizeConfig)}
+  assert synthetic.size_overrides(size) == {"num_subjects": 30, "tail_power": 0.25, "clip_frames": (8, 16, 24)}
+  assert synthetic.size_overrides(synthetic_config.get_config().data.synthetic.size) == {}  # the preset's sizes
+  with pytest.raises(flags.IllegalFlagValueError):
+    parse("--config.data.synthetic.size.num_subjects=thirty")

@@ -6,5 +6,5 @@ class), noise (pose-estimator failure modes), render (PIL drawing from the same 
 counts), writer (files). Entry point: generate(root, preset=..., seed=...).
 """
 
-from clipmg_jax.data.synthetic.plan import PRESETS, SizeConfig, class_counts, plan_dataset  # noqa: F401
+from clipmg_jax.data.synthetic.plan import PRESETS, SizeConfig, class_counts, plan_dataset, size_overrides  # noqa: F401
 from clipmg_jax.data.synthetic.writer import generate  # noqa: F401

@@ -6,6 +6,7 @@ on how many worker processes write the dataset or in which order.
 
 import dataclasses
 
+import ml_collections
 import numpy as np
 
 from clipmg_jax.data import imigue
@@ -35,6 +36,18 @@ class SizeConfig:
   tail_power: float = 0.5
   min_clips_per_class: int = 2
   cue_scale: float = render.DEFAULT_CUE_SCALE
+
+
+def size_overrides_config() -> ml_collections.ConfigDict:
+  """A config block with every SizeConfig field, unset (None = the preset's value) and typed, so that each can be
+  given on the command line (e.g. --config.data.synthetic.size.num_subjects=30)."""
+  return ml_collections.ConfigDict({f.name: ml_collections.FieldReference(None, field_type=f.type)
+                                    for f in dataclasses.fields(SizeConfig)})
+
+
+def size_overrides(block) -> dict:
+  """The fields set in a size_overrides_config() block (or a plain dict), for generate(..., **overrides)."""
+  return {k: v for k, v in dict(block or {}).items() if v is not None}
 
 
 PRESETS = {
