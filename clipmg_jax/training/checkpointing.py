@@ -243,11 +243,6 @@ class _RecordedPosition:
     return self._state if isinstance(self._state, bytes) else json.dumps(self._state, indent=4).encode()
 
 
-def abstract_like(state: Any, shardings: Any) -> Any:
-  """ShapeDtypeStructs with the shapes/dtypes of `state` and the given shardings (restore targets)."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-
-
 def _check_fits(restored: Any, abstract_state: Any, what: str) -> None:
   """Orbax can restore a checkpoint whose tree differs from the target (e.g. optimizer state for another set of
   trainable parameters); such a state would fail later, inside the step. Raises CheckpointCorruptError instead."""
