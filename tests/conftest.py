@@ -5,13 +5,6 @@ import pathlib
 
 import pytest
 
-# The tests run small models for a few steps, so XLA's compile time, not the computation, is most of their run time;
-# with the backend's optimisation passes off it roughly halves (end-to-end resume 135 s -> 80 s, bf16 step
-# 78 s -> 39 s on a 2-core CPU). Values stay within every test's tolerance. The flag is set before any device is
-# created, and subprocesses started by the tests inherit it; CLIPMG_TEST_XLA_OPTIMIZE=1 tests with XLA's defaults.
-if os.environ.get("CLIPMG_TEST_XLA_OPTIMIZE", "0") != "1":
-  os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Real iMiGUE material lives beside the project root in ../shared/imigue (absent in a user's own clone).
 SHARED_IMIGUE = pathlib.Path(os.environ.get("CLIPMG_SHARED_IMIGUE", REPO_ROOT.parent / "shared" / "imigue"))

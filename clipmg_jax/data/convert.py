@@ -200,7 +200,7 @@ def plan_miga(root: str | os.PathLike) -> tuple[dict[str, list[ClipTask]], list]
         continue
       for label_id, segment in enumerate(miga.read_miga_labels(label_path), 1):
         tasks[split_dir.name].append(ClipTask(
-            split=split_dir.name, video_id=video_id, label_id=label_id, clip_id=int(video_id) * 100000 + label_id,
+            split=split_dir.name, video_id=video_id, label_id=label_id, clip_id=imigue.clip_id(video_id, label_id),
             label=segment.label, subject=-1, start_frame=segment.start, end_frame=segment.end, layout="miga",
             skeleton=str(sample)))
   if not tasks:

@@ -135,8 +135,13 @@ class Clip:
 
   @property
   def clip_id(self) -> int:
-    """Unique integer id of the batch contract: video_id * 100000 + label_id (video ids must be integers)."""
-    return int(self.video_id) * 100000 + self.label_id
+    return clip_id(self.video_id, self.label_id)
+
+
+def clip_id(video_id: str | int, label_id: int) -> int:
+  """Unique integer id of a clip in records and batches: video_id * 100000 + label_id (video ids must be integers;
+  a video has fewer than 100000 labels)."""
+  return int(video_id) * 100000 + int(label_id)
 
 
 @read_errors.names_file

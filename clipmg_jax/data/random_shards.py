@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from clipmg_jax.data import example_codec
+from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data import sampling
 from clipmg_jax.data import shard_writer
@@ -47,7 +48,7 @@ def random_record(rng: np.random.Generator, *, video_id: int, label_id: int, num
       frame = np.clip(base.astype(np.int16) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
       frames.append(encode_jpeg(frame))
   record = example_codec.ClipRecord(
-      video_id=str(video_id), clip_id=video_id * 100000 + label_id, label_id=label_id,
+      video_id=str(video_id), clip_id=imigue.clip_id(video_id, label_id), label_id=label_id,
       label=int(rng.integers(0, num_classes)), subject=int(video_id % 7), start_frame=int(rng.integers(0, 1000)),
       frame_height=height, frame_width=width, video_height=height, video_width=width, keypoints=keypoints,
       frames=frames, frame_indices=indices)

@@ -88,7 +88,9 @@ def test_command_line_train_then_evaluate(cache_dir, tmp_path):
   # Tuple-valued fields are not command-line overridable: the skeleton CNN keeps the config's (16 x 16 heatmaps).
   overrides = [f"--config.{k}={v}" for k, v in TINY.items() if not isinstance(v, tuple) and "heatmap" not in k]
   overrides += [f"--config.data.synthetic.cache_dir={cache_dir}", "--config.total_steps=4"]
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  # Two compile-bound processes: XLA's backend optimisation passes off roughly halve their compile time.
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0")
   base = ["--config", str(REPO_ROOT / "configs" / "synthetic.py"), "--workdir", str(tmp_path)]
   train = subprocess.run([sys.executable, "-m", "clipmg_jax.train", *base, *overrides], cwd=REPO_ROOT, env=env,
                          capture_output=True, text=True, timeout=900, check=False)
