@@ -1,7 +1,9 @@
 r"""Linear probe of a frozen vision tower: do its features carry the captioned attributes, on people it never saw?
 
-Features: the mean of ln_post over the patch tokens (what CLIP-MG reads) of the frozen tower, for every frame of the
-captioned corpus (clipmg_jax/data/synthetic/captions.py). For each attribute, a softmax regression is fitted on the
+Features of the frozen tower, for every frame of the captioned corpus (clipmg_jax/data/synthetic/captions.py):
+"mean", the mean of ln_post over the patch tokens (CLIP-MG's query without keypoints), and "regions", the means of
+ln_post over a 3 x 3 grid of image regions (CLIP-MG pools the patch tokens by attention, so where a feature is
+matters; the mean erases it). Raw pixels (8 x 8 pixel block means) are the baseline that needs no tower. For each attribute, a softmax regression is fitted on the
 frames of the pretraining people and tested on the people held out of pretraining (corpus.probe_subjects). The
 same probe on a randomly initialised tower of the same shape is the baseline. Reports accuracy against the majority
 rate of the test people, and balanced accuracy (mean recall over the values present) against 1 / their number.
@@ -29,14 +31,41 @@ from clipmg_jax.training import contrastive  # pylint: disable=wrong-import-posi
 from clipmg_jax.weights import load_clip_vision  # pylint: disable=wrong-import-position
 
 
-def features(model: vit.VisionTransformer, params, images: np.ndarray, batch: int = 256) -> np.ndarray:
-  """uint8 (N, S, S, 3) -> float32 (N, D): mean ln_post of the patch tokens."""
+REGIONS = 3  # regions per side for the "regions" features
+
+
+def _region_means(tokens: jax.Array, grid: int) -> jax.Array:
+  """(B, grid * grid, D) patch tokens in row-major order -> (B, REGIONS^2 * D): the mean over each cell of a
+  REGIONS x REGIONS split of the patch grid (cells differ by at most one patch per side)."""
+  tokens = tokens.reshape(tokens.shape[0], grid, grid, -1)
+  edges = np.linspace(0, grid, REGIONS + 1).round().astype(int)
+  cells = [jnp.mean(tokens[:, edges[i]:edges[i + 1], edges[j]:edges[j + 1]], axis=(1, 2))
+           for i in range(REGIONS) for j in range(REGIONS)]
+  return jnp.concatenate(cells, axis=-1)
+
+
+def features(model: vit.VisionTransformer, params, images: np.ndarray, batch: int = 256,
+             kind: str = "mean") -> np.ndarray:
+  """uint8 (N, S, S, 3) -> float32 (N, D) ("mean": the mean ln_post of the patch tokens) or (N, 9 D) ("regions":
+  its means over a 3 x 3 grid of regions)."""
+  if kind not in ("mean", "regions"):
+    raise ValueError(f"features kind {kind!r}: expected 'mean' or 'regions'")
+
   @jax.jit
   def run(x):
     hidden = model.apply({"params": params}, vit.normalize_images(x))["last_hidden_state"]
-    return jnp.mean(model.apply({"params": params}, hidden[:, 1:], method=lambda m, h: m.ln_post(h)), axis=1)
-  out = [np.asarray(run(images[i:i + batch])) for i in tqdm.trange(0, len(images), batch, desc="features")]
+    tokens = model.apply({"params": params}, hidden[:, 1:], method=lambda m, h: m.ln_post(h))
+    return jnp.mean(tokens, axis=1) if kind == "mean" else _region_means(tokens, model.grid_size)
+  out = [np.asarray(run(images[i:i + batch])) for i in tqdm.trange(0, len(images), batch, desc=f"{kind} features")]
   return np.concatenate(out)
+
+
+def pixel_features(images: np.ndarray, block: int = 8) -> np.ndarray:
+  """uint8 (N, S, S, 3) -> float32 (N, (S / block)^2 * 3): the mean of each block x block pixel square."""
+  n, s = images.shape[:2]
+  cells = s // block
+  x = images[:, :cells * block, :cells * block].astype(np.float32)
+  return x.reshape(n, cells, block, cells, block, 3).mean(axis=(2, 4)).reshape(n, -1)
 
 
 def fit_softmax(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int = 500, l2: float = 1e-4) -> np.ndarray:
@@ -94,24 +123,28 @@ def main(argv=None):
     raise SystemExit("corpus.probe_subjects is 0: no held-out people to test the probe on")
   model, pretrained = load_clip_vision(args.checkpoint or str(workdir / contrastive.EXPORT_DIR))
   random_init = model.init(jax.random.key(0), jnp.zeros((1, model.image_size, model.image_size, 3)))["params"]
-  results = {}
+  extracted = {"pixels": (pixel_features(train.images), pixel_features(test.images))}
   for name, params in (("pretrained", pretrained), ("random init", random_init)):
-    f_train, f_test = features(model, params, train.images), features(model, params, test.images)
-    results[name] = {a: probe(f_train, train.attributes[:, j], f_test, test.attributes[:, j])
-                     for j, a in enumerate(captions.ATTRIBUTE_NAMES)}
+    for kind in ("mean", "regions"):
+      extracted[f"{name}, {kind}"] = (features(model, params, train.images, kind=kind),
+                                      features(model, params, test.images, kind=kind))
+  results = {name: {a: probe(f_train, train.attributes[:, j], f_test, test.attributes[:, j])
+                    for j, a in enumerate(captions.ATTRIBUTE_NAMES)}
+             for name, (f_train, f_test) in tqdm.tqdm(extracted.items(), desc="probes")}
   out = pathlib.Path(args.output or workdir / "linear_probe.json")
   out.write_text(json.dumps(dict(train_images=len(train), test_images=len(test),
                                  test_people=sorted(set(test.subjects.tolist())), results=results), indent=1))
   print(f"{len(train)} frames of {len(set(train.subjects.tolist()))} pretraining people -> "
         f"{len(test)} frames of {len(set(test.subjects.tolist()))} held-out people")
-  print("| attribute | values in test | majority | pretrained acc. | random-init acc. | balanced chance | "
-        "pretrained bal. acc. | random-init bal. acc. |")
-  print("|---|---:|---:|---:|---:|---:|---:|---:|")
+  names = list(results)
+  print("Balanced accuracy (mean recall over the values present in the test frames), %; plain accuracy in brackets")
+  print("| attribute | values in test | chance | majority | " + " | ".join(names) + " |")
+  print("|---|---:|---:|---:|" + "---:|" * len(names))
   for a in captions.ATTRIBUTE_NAMES:
-    p, r = results["pretrained"][a], results["random init"][a]
-    print(f"| {a} | {p['values_in_test']} | {100 * p['majority']:.1f} | {100 * p['accuracy']:.1f} | "
-          f"{100 * r['accuracy']:.1f} | {100 * p['balanced_chance']:.1f} | {100 * p['balanced']:.1f} | "
-          f"{100 * r['balanced']:.1f} |")
+    first = results[names[0]][a]
+    cells = " | ".join(f"{100 * results[n][a]['balanced']:.1f} ({100 * results[n][a]['accuracy']:.1f})" for n in names)
+    print(f"| {a} | {first['values_in_test']} | {100 * first['balanced_chance']:.1f} | {100 * first['majority']:.1f} | "
+          f"{cells} |")
   print(f"wrote {out}")
 
 

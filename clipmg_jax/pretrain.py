@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from clipmg_jax.training import contrastive
 from clipmg_jax.training import logs
-from clipmg_jax.training import sharding
+from clipmg_jax.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config() (configs/pretrain_synthetic.py).", lock_config=True)
@@ -28,7 +28,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   config = _CONFIG.value
-  sharding.maybe_initialize_distributed(config)
+  distributed.initialize(config)
   out = contrastive.pretrain(config, _WORKDIR.value)
   if out:
     print(f"pretrained vision tower: {out}", flush=True)

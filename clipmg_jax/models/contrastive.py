@@ -23,6 +23,8 @@ import numpy as np
 from clipmg_jax.models import vit as vit_lib
 
 MAX_LOGIT_SCALE = 100.0
+POOLS = ("mean", "grid")
+GRID_TOKEN_DIM = 8  # width of each patch token in the "grid" pooling (49 tokens x 8 = 392 features at 112 px)
 
 
 class TextEncoder(nn.Module):
@@ -48,9 +50,14 @@ class ContrastiveModel(nn.Module):
   vocab_size: int
   embed_dim: int = 64
   text_width: int = 128
+  pool: str = "mean"  # how the patch tokens become one image embedding: one of POOLS
 
   def setup(self):
+    if self.pool not in POOLS:
+      raise ValueError(f"model.pool={self.pool!r}: expected one of {POOLS}")
     self.vit = vit_lib.make_vit(self.vision)  # params["vit"]: the tower that is exported
+    if self.pool == "grid":
+      self.token_proj = nn.Dense(GRID_TOKEN_DIM, name="token_proj")
     self.image_proj = nn.Dense(self.embed_dim, use_bias=False)
     self.text = TextEncoder(self.vocab_size, self.text_width, self.embed_dim)
     self.log_scale = self.param("logit_scale", nn.initializers.constant(np.log(1 / 0.07)), ())
@@ -60,9 +67,19 @@ class ContrastiveModel(nn.Module):
     hidden = self.vit(images)["last_hidden_state"]
     return jnp.mean(self.vit.ln_post(hidden[:, 1:]), axis=1)
 
+  def pooled(self, images: jax.Array) -> jax.Array:
+    """(B, H, W, 3) -> the image side's pooled features, before image_proj."""
+    if self.pool == "mean":
+      return self.image_features(images)
+    tokens = self.vit.ln_post(self.vit(images)["last_hidden_state"][:, 1:])  # (B, N, D)
+    # grid: every patch token, narrowed, in its place; the embedding sees which patch holds what (a hand at the
+    # ear and a hand on the desk differ by where the arm's tokens are, which a mean over the tokens erases).
+    narrow = vit_lib.quick_gelu(self.token_proj(tokens))
+    return narrow.reshape(narrow.shape[0], -1)
+
   def __call__(self, images: jax.Array, tokens: jax.Array, train: bool = False):
     del train  # no dropout
-    image = self.image_proj(self.image_features(images))
+    image = self.image_proj(self.pooled(images))
     text = self.text(tokens)
     normalise = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
     scale = jnp.minimum(jnp.exp(self.log_scale), MAX_LOGIT_SCALE)

@@ -41,10 +41,12 @@ EXPORT_DIR = "hf_vision"
 
 
 def build_model(config: ml_collections.ConfigDict) -> model_setup.ModelBundle:
-  """The contrastive model of `config.model` (vit fields, embed_dim, text_width); every parameter is trained."""
+  """The contrastive model of `config.model` (vit fields, embed_dim, text_width, pool); every parameter is
+  trained."""
   module = contrastive_model.ContrastiveModel(vision=dict(config.model.vit), vocab_size=len(captions.VOCABULARY),
                                               embed_dim=int(config.model.embed_dim),
-                                              text_width=int(config.model.text_width))
+                                              text_width=int(config.model.text_width),
+                                              pool=str(config.model.get("pool", "mean")))
   num_tokens = len(config.corpus.caption_attributes)
   return model_setup.ModelBundle(
       module=module, trainable_mask=lambda params: jax.tree.map(lambda _: True, params), num_frames=1,
@@ -80,8 +82,10 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
 class _CorpusSource:
   """Random access to (image, caption tokens) pairs of a Corpus, for grain.MapDataset.source."""
 
-  def __init__(self, corpus: captions.Corpus, names):
+  def __init__(self, corpus: captions.Corpus, names, order: np.ndarray | None = None):
     self.images, self.tokens = corpus.images, corpus.caption_tokens(names)
+    if order is not None:  # a resampled order of the examples (balanced_order)
+      self.images, self.tokens = self.images[order], self.tokens[order]
 
   def __len__(self) -> int:
     return len(self.images)
@@ -90,11 +94,30 @@ class _CorpusSource:
     return {"frames": self.images[index], "tokens": self.tokens[index]}
 
 
+def balanced_order(attributes: np.ndarray, names, power: float, seed: int) -> np.ndarray | None:
+  """Indices (N,) of a resample of the N examples, each drawn with weight count(its values of `names`)^-power;
+  None when power is 0 (every example once).
+
+  Most frames show the hands resting (54 % of right-hand regions): batches drawn uniformly repeat a few captions,
+  which the contrastive loss cannot tell apart, and the rare positions are seen a few times per epoch. power=1
+  draws every combination equally often, 0.5 halfway (in log-frequency) between that and the corpus."""
+  if power == 0:
+    return None
+  columns = attributes[:, [captions.ATTRIBUTE_NAMES.index(n) for n in names]]
+  _, inverse, counts = np.unique(columns, axis=0, return_inverse=True, return_counts=True)
+  weights = counts[inverse.reshape(-1)].astype(np.float64) ** -float(power)
+  return np.random.default_rng(seed).choice(len(attributes), len(attributes), replace=True, p=weights / weights.sum())
+
+
 def make_data_source(corpus: captions.Corpus, config: ml_collections.ConfigDict) -> DataSource:
   """Shuffled, repeated batches of the corpus (a checkpointable Grain iterator); no evaluation split. The captions
-  name the attributes config.corpus.caption_attributes."""
+  name the attributes config.corpus.caption_attributes; with config.data.balance_power > 0 the examples are first
+  resampled by balanced_order over config.data.balance_attributes."""
   local_batch = int(config.batch_size) // jax.process_count()
-  ds = grain.MapDataset.source(_CorpusSource(corpus, tuple(config.corpus.caption_attributes))).seed(int(config.data.shuffle_seed)).shuffle().repeat()
+  order = balanced_order(corpus.attributes, tuple(config.data.get("balance_attributes", ())),
+                         float(config.data.get("balance_power", 0.0)), int(config.data.shuffle_seed))
+  source = _CorpusSource(corpus, tuple(config.corpus.caption_attributes), order)
+  ds = grain.MapDataset.source(source).seed(int(config.data.shuffle_seed)).shuffle().repeat()
   ds = ds[jax.process_index()::jax.process_count()].batch(local_batch, drop_remainder=True)
   return DataSource(train_iterator=lambda: iter(ds.to_iter_dataset()), eval_batches=lambda: [], class_names=[],
                     train_class_counts=None, image_size=int(corpus.images.shape[1]), eval_batch_size=local_batch,

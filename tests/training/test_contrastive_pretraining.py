@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.training import contrastive
 from clipmg_jax.training import model_setup
@@ -100,3 +101,84 @@ def test_pretrained_config_needs_its_checkpoint_except_pose_only():
   config.model.trainable_blocks, config.init = base.model.trainable_blocks, base.init
   assert config.to_dict() == base.to_dict()
   assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_balanced_order_draws_each_combination_by_its_count_to_the_minus_power():
+  rng = np.random.default_rng(0)
+  names = ("right_hand", "left_hand")
+  columns = [captions.ATTRIBUTE_NAMES.index(n) for n in names]
+  attributes = np.zeros((3000, len(captions.ATTRIBUTE_NAMES)), np.int32)
+  # Three (right, left) combinations at 80 %, 15 % and 5 %; the other columns vary and must not matter.
+  combos = rng.choice(3, 3000, p=[0.8, 0.15, 0.05])
+  attributes[:, columns[0]] = combos
+  attributes[:, columns[1]] = combos % 2
+  attributes[:, captions.ATTRIBUTE_NAMES.index("backdrop")] = rng.integers(0, 6, 3000)
+  assert contrastive.balanced_order(attributes, names, 0.0, seed=0) is None
+  counts = np.bincount(combos, minlength=3)
+  for power in (0.5, 1.0):
+    order = contrastive.balanced_order(attributes, names, power, seed=0)
+    assert order.shape == (3000,) and order.min() >= 0 and order.max() < 3000
+    np.testing.assert_array_equal(order, contrastive.balanced_order(attributes, names, power, seed=0))
+    drawn = np.bincount(combos[order], minlength=3) / 3000
+    expected = counts * counts ** -power / np.sum(counts * counts ** -power)  # independent: per-combination mass
+    np.testing.assert_allclose(drawn, expected, atol=0.03)
+  assert abs(drawn[0] - 1 / 3) < 0.03  # power 1: every combination equally often
+
+
+@pytest.mark.slow  # two compilations: 5-20 s on the 2-core CPU
+def test_grid_pool_keeps_each_patch_token_in_its_place():
+  assert pretrain_synthetic.get_config().model.pool == "grid"
+  # A tower small enough to run eagerly in a second: 4 x 4 patches of 8 px.
+  vision = dict(width=16, layers=1, heads=2, patch_size=8, image_size=32, mlp_dim=32, proj_dim=None)
+  model = contrastive_model.ContrastiveModel(vision=vision, vocab_size=len(captions.VOCABULARY), pool="grid")
+  images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  tokens = np.ones((2, 3), np.int32)
+  params = jax.jit(model.init)(jax.random.key(0), images, tokens)["params"]
+  pool = jax.jit(lambda p, x: model.apply({"params": p}, x, method=lambda m, y: m.pooled(y)))
+  pooled = pool(params, images)
+  grid = (32 // 8) ** 2
+  assert pooled.shape == (2, grid * contrastive_model.GRID_TOKEN_DIM)
+  # Each block of GRID_TOKEN_DIM features is one patch token's: changing only the first 8 x 8 pixels (patch 0)
+  # moves patch 0's block, which a mean over the tokens would mix into every feature.
+  changed = images.copy()
+  changed[:, :8, :8] += 3.0
+  moved = pool(params, changed)
+  delta = np.abs(np.asarray(moved - pooled)).reshape(2, grid, -1).max(axis=(0, 2))
+  # (the one attention block spreads some of the change to the other tokens, far less of it)
+  assert np.argmax(delta) == 0 and delta[0] > 3 * np.median(delta[1:]), delta
+  with pytest.raises(ValueError, match="model.pool='max'"):
+    jax.eval_shape(contrastive_model.ContrastiveModel(vision=vision, vocab_size=4, pool="max").init,
+                   jax.random.key(0), images[:1], tokens[:1])
+
+
+def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from clipmg_jax import pretrain  # pylint: disable=import-outside-toplevel
+  calls = []
+  monkeypatch.setattr(contrastive, "pretrain", lambda config, workdir: calls.append((config, workdir)) or "")
+  flags.FLAGS(["pretrain", "--config=configs/pretrain_synthetic.py", f"--workdir={tmp_path}"])
+  try:
+    pretrain.main(["pretrain"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert len(calls) == 1 and calls[0][0].to_dict() == pretrain_synthetic.get_config().to_dict()
+  assert calls[0][1] == str(tmp_path)
+
+
+def test_probe_features_keep_regions_and_pixel_blocks():
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "linear_probe.py"
+  spec = importlib.util.spec_from_file_location("linear_probe", path)
+  probe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(probe)
+  rng = np.random.default_rng(0)
+  tokens = rng.normal(size=(2, 49, 4)).astype(np.float32)
+  regions = np.asarray(probe._region_means(tokens, 7)).reshape(2, 9, 4)  # pylint: disable=protected-access
+  grid = tokens.reshape(2, 7, 7, 4)
+  for cell, (rows, cols) in enumerate((r, c) for r in (range(0, 2), range(2, 5), range(5, 7))
+                                      for c in (range(0, 2), range(2, 5), range(5, 7))):
+    np.testing.assert_allclose(regions[:, cell], grid[:, rows][:, :, cols].mean(axis=(1, 2)), rtol=1e-5)
+  images = rng.integers(0, 256, size=(1, 16, 16, 3), dtype=np.uint8)
+  pixels = probe.pixel_features(images, block=8).reshape(2, 2, 3)
+  np.testing.assert_allclose(pixels[1, 0], images[0, 8:, :8].reshape(-1, 3).mean(0), rtol=1e-5)
