@@ -320,8 +320,8 @@ def test_corrupt_record_names_file_and_offset_or_is_skipped(tmp_path):
   result = evaluation.compute_metrics(predictions, [f"class {c}" for c in range(32)])
   assert result["skipped_records"] == 1 and result["num_examples"] == 4
   assert "[1 unreadable records left out]" in evaluation.summary_line(result)
-  clean = evaluation.predict(None, eval_step, pipeline.make_dataset(_config(shards_dir, image_size=16, batch_size=2),
-                                                                    "train"), mesh, batch_size=2, progress=False)
+  intact = pipeline.make_dataset(_config(shards_dir, image_size=16, batch_size=2), "train", train=False)
+  clean = evaluation.predict(None, eval_step, intact, mesh, batch_size=2, progress=False)
   assert int(clean["skipped_records"]) == 0
 
 
