@@ -30,6 +30,7 @@ import errno
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
@@ -67,7 +68,7 @@ def main(argv):
   except model_setup.RandomVisionTowerError as e:
     raise SystemExit(f"RandomVisionTowerError: {e}") from None
   result = run(config, _WORKDIR.value)
-  if result:
+  if result and jax.process_index() == 0:
     print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
 
 

@@ -323,7 +323,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
           result = setup.evaluate(state.params, split="validation", progress=False)
         eval_metrics = _selection_metrics(result)
         writer.write(step, evaluation.scalars(result), split="validation")
-        bar.write(f"step {step} validation: {evaluation.summary_line(result)}")
+        if not bar.disable:  # tqdm.write prints even for a disabled bar: process 0 only
+          bar.write(f"step {step} validation: {evaluation.summary_line(result)}")
         window_start, window_examples = time.perf_counter(), 0
       if save:
         ckpt.save(step, state, train_iter, metrics=eval_metrics, data_state=positions[step])

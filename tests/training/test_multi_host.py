@@ -234,6 +234,7 @@ def test_only_process_zero_writes_and_logs(two_hosts):
   # One readable log: process 0 logs its progress, process 1 warnings and errors only.
   assert "final eval at step 6" in two_hosts["logs"][0]
   assert "INFO root:" in two_hosts["logs"][0] and "INFO root:" not in two_hosts["logs"][1]
+  assert "validation: top1" in two_hosts["logs"][0] and "validation: top1" not in two_hosts["logs"][1]
 
 
 # ---------------------------------------------------------------------------------------- restore on a new topology
