@@ -1,7 +1,23 @@
-"""Command-line mistakes as one short message instead of a flag-parsing traceback: a misspelled --config.<field>
-override (with ml_collections' "Did you mean" hint), a config file that does not exist or does not load."""
+"""Command-line mistakes and failures with a known cause as one short message instead of a traceback: a misspelled
+--config.<field> override (with ml_collections' "Did you mean" hint), a config file that does not exist or does not
+load, and the training failures of train_or_exit (non-finite loss, unreadable checkpoints, missing or corrupt
+shards, a full disk, preemption). No flags are defined here, so tests can import it next to any command."""
+
+import errno
 
 from absl import flags
+
+from clipmg_jax.data import tfrecord
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import distributed
+from clipmg_jax.training import input_setup
+from clipmg_jax.training import preemption
+from clipmg_jax.training import trainer
+
+# 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
+PREEMPTED_EXIT_CODE = 143
+KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
+                input_setup.DataSetupError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -25,7 +41,6 @@ def _text(error: BaseException) -> str:
   return str(text).strip()
 
 
-
 def config_or_exit(holder):
   """The config of a config_flags holder; a config file that failed to load (its error is deferred to the first
   access) exits with that error's message and no traceback."""
@@ -36,3 +51,29 @@ def config_or_exit(holder):
     raise SystemExit(f"the config cannot be loaded: {type(e).__name__}: {e}\n"
                      "Pass an existing config file, e.g. --config configs/synthetic.py (run with --help).") from None
   return config
+
+
+def train_or_exit(config, workdir: str) -> dict | None:
+  """Data, training and the final evaluation (python -m clipmg_jax.train); a failure with a known cause becomes
+  SystemExit with one short message saying what to do, preemption SystemExit(PREEMPTED_EXIT_CODE) after its
+  checkpoint."""
+  try:
+    data = input_setup.make_data_source(config, workdir)
+    result = trainer.train_and_evaluate(config, workdir, data)
+    distributed.shutdown()
+    return result
+  except preemption.Preempted as e:
+    print(e, flush=True)
+    raise SystemExit(PREEMPTED_EXIT_CODE) from None
+  except KNOWN_ERRORS as e:
+    raise SystemExit(f"{type(e).__name__}: {e}") from None
+  except tfrecord.CorruptRecordError as e:
+    raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
+                     "skip unreadable records (each is logged, left out, and counted in eval.json as "
+                     "skipped_records).") from None
+  except OSError as e:
+    if e.errno != errno.ENOSPC:
+      raise
+    # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
+    raise SystemExit(f"disk full: {e}\nFree space under --workdir={workdir} and run the same command "
+                     "again: it resumes from the last complete checkpoint.") from None

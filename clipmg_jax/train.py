@@ -25,8 +25,6 @@ A config that freezes ViT blocks without init.vit_checkpoint stops at once (Rand
 --config.init.allow_random_vit=True lets a smoke test through.
 """
 
-import errno
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -34,26 +32,16 @@ import jax
 from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
-from clipmg_jax.data import tfrecord
 from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import logs
-from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import preemption
-from clipmg_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); "
     "`file.py:arg` passes arg to get_config (the model variant in the shipped configs).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-# 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
-PREEMPTED_EXIT_CODE = 143
-KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
-                input_setup.DataSetupError)
 
 
 def main(argv):
@@ -67,34 +55,9 @@ def main(argv):
     model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
   except model_setup.RandomVisionTowerError as e:
     raise SystemExit(f"RandomVisionTowerError: {e}") from None
-  result = run(config, _WORKDIR.value)
+  result = cli_errors.train_or_exit(config, _WORKDIR.value)
   if result and jax.process_index() == 0:
     print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
-
-
-def run(config, workdir: str) -> dict | None:
-  """Data, training and the final evaluation; a failure with a known cause becomes SystemExit with one short
-  message saying what to do (no traceback), preemption SystemExit(PREEMPTED_EXIT_CODE) after its checkpoint."""
-  try:
-    data = input_setup.make_data_source(config, workdir)
-    result = trainer.train_and_evaluate(config, workdir, data)
-    distributed.shutdown()
-    return result
-  except preemption.Preempted as e:
-    print(e, flush=True)
-    raise SystemExit(PREEMPTED_EXIT_CODE) from None
-  except KNOWN_ERRORS as e:
-    raise SystemExit(f"{type(e).__name__}: {e}") from None
-  except tfrecord.CorruptRecordError as e:
-    raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
-                     "skip unreadable records (each is logged, left out, and counted in eval.json as "
-                     "skipped_records).") from None
-  except OSError as e:
-    if e.errno != errno.ENOSPC:
-      raise
-    # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
-    raise SystemExit(f"disk full: {e}\nFree space under --workdir={workdir} and run the same command "
-                     "again: it resumes from the last complete checkpoint.") from None
 
 
 if __name__ == "__main__":

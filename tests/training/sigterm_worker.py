@@ -1,5 +1,5 @@
 """Trains the stand-ins in <workdir> (argv[1]) for argv[2] steps, slowed to ~0.1 s per step so that a test can send
-SIGTERM mid-run; exits as `python -m clipmg_jax.train` does on preemption (the status and line it prints)."""
+SIGTERM mid-run; exits as `python -m clipmg_jax.train` does on preemption (cli_errors.train_or_exit) (the status and line it prints)."""
 
 import pathlib
 import sys
@@ -7,7 +7,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import training_stand_ins as stand_ins  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax import train  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax import cli_errors  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import preemption  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import trainer  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -27,7 +27,7 @@ def main():
     trainer.train_and_evaluate(config, workdir, stand_ins.tiny_data(), stand_ins.tiny_model())
   except preemption.Preempted as e:
     print(e, flush=True)
-    sys.exit(train.PREEMPTED_EXIT_CODE)
+    sys.exit(cli_errors.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -152,15 +152,28 @@ def test_grid_pool_keeps_each_patch_token_in_its_place():
 
 
 def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
+  import importlib  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from clipmg_jax import pretrain  # pylint: disable=import-outside-toplevel
+  # absl flags are process-wide, and other commands imported by this test process (predict, train) define
+  # --config and --workdir too: set theirs aside while pretrain defines its own.
+  saved = {name: flags.FLAGS[name] for name in ("config", "workdir") if name in flags.FLAGS}
+  for name in saved:
+    delattr(flags.FLAGS, name)
   calls = []
   monkeypatch.setattr(contrastive, "pretrain", lambda config, workdir: calls.append((config, workdir)) or "")
-  flags.FLAGS(["pretrain", "--config=configs/pretrain_synthetic.py", f"--workdir={tmp_path}"])
   try:
+    pretrain = importlib.reload(sys.modules["clipmg_jax.pretrain"]) if "clipmg_jax.pretrain" in sys.modules else \
+        importlib.import_module("clipmg_jax.pretrain")
+    flags.FLAGS(["pretrain", "--config=configs/pretrain_synthetic.py", f"--workdir={tmp_path}"])
     pretrain.main(["pretrain"])
   finally:
     flags.FLAGS.unparse_flags()
+    for name in ("config", "workdir"):
+      if name in flags.FLAGS:
+        delattr(flags.FLAGS, name)
+    for name, flag in saved.items():
+      flags.FLAGS[name] = flag
   assert len(calls) == 1 and calls[0][0].to_dict() == pretrain_synthetic.get_config().to_dict()
   assert calls[0][1] == str(tmp_path)
 

@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import training_stand_ins as stand_ins
+from clipmg_jax import cli_errors
 from clipmg_jax.data import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
@@ -219,13 +220,11 @@ def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_
     (input_setup.DataSetupError("no shards"), "DataSetupError: no shards"),
 ])
 def test_known_failures_are_one_message_without_traceback(monkeypatch, error, expected):
-  from clipmg_jax import train  # pylint: disable=import-outside-toplevel
-
   def fail(config, workdir):
     raise error
   monkeypatch.setattr(input_setup, "make_data_source", fail)
   with pytest.raises(SystemExit) as exit_info:
-    train.run(stand_ins.tiny_config(), "/w")
+    cli_errors.train_or_exit(stand_ins.tiny_config(), "/w")
   message = str(exit_info.value.code)
   assert expected in message and len(message.splitlines()) <= 3 and exit_info.value.__suppress_context__
   if isinstance(error, OSError):
@@ -233,7 +232,7 @@ def test_known_failures_are_one_message_without_traceback(monkeypatch, error, ex
   other = OSError(13, "Permission denied")  # not a full disk: the real error propagates
   monkeypatch.setattr(input_setup, "make_data_source", lambda *a: (_ for _ in ()).throw(other))
   with pytest.raises(OSError, match="Permission denied"):
-    train.run(stand_ins.tiny_config(), "/w")
+    cli_errors.train_or_exit(stand_ins.tiny_config(), "/w")
 
 
 @pytest.mark.slow
