@@ -1,5 +1,5 @@
 """Trains the stand-ins in <workdir> (argv[1]) for argv[2] steps, slowed to ~0.1 s per step so that a test can send
-SIGTERM mid-run; exits as `python -m clipmg_jax.train` does on preemption (cli_errors.train_or_exit) (the status and line it prints)."""
+SIGTERM mid-run; exits as `python -m clipmg_jax.train` does on preemption (the status and line it prints)."""
 
 import pathlib
 import sys
