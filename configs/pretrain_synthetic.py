@@ -43,8 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
       pool="grid"))
   # Batches drawn with weight (frequency of the frame's right- and left-hand regions)^-0.5: more distinct captions
   # per batch, the rare hand positions seen more often (contrastive.balanced_order).
+  # colour_jitter: each frame's RGB channels shuffled and scaled by gains in [1 - x, 1 + x] on the device
+  # (contrastive.jitter_colours), so that clothes, skin and backdrop colours do not identify a person; 0 = off.
   config.data = ml_collections.ConfigDict(dict(image_size=synthetic.IMAGE_SIZE, shuffle_seed=0, balance_power=0.5,
-                                               balance_attributes=("right_hand", "left_hand")))
+                                               balance_attributes=("right_hand", "left_hand"), colour_jitter=0.0))
   # 48 people x 24 clips x (3 frames in the clip + 1 between clips): 4,952 frames; the last 8 people (664 frames)
   # are held out of pretraining for the linear probe, 4,288 frames of 40 people remain.
   # The captions name what the body does (captions.GESTURE_ATTRIBUTES), not the person's clothes, hair or backdrop:
@@ -52,5 +54,6 @@ def get_config() -> ml_collections.ConfigDict:
   # pretraining, docs/results.md). The corpus keeps every attribute, for the linear probe.
   config.corpus = ml_collections.ConfigDict(dict(
       seed=1000, num_subjects=48, clips_per_subject=24, frames_per_clip=3, idle_frames_per_clip=1, probe_subjects=8,
-      caption_attributes=captions.GESTURE_ATTRIBUTES))
+      caption_attributes=captions.GESTURE_ATTRIBUTES,
+      workers=0))  # rendering processes (0 = the CPU count, at most 8); the corpus does not depend on it
   return config

@@ -11,6 +11,7 @@ The corpus's last `corpus.probe_subjects` people are held out of pretraining, fo
 """
 
 import logging
+import os
 import pathlib
 import sys
 from typing import Any, Callable
@@ -54,16 +55,41 @@ def build_model(config: ml_collections.ConfigDict) -> model_setup.ModelBundle:
       example_inputs=lambda size: (jnp.zeros((1, size, size, 3), jnp.float32), jnp.zeros((1, num_tokens), jnp.int32)))
 
 
+# The 6 orders of the RGB channels, for jitter_colours.
+_CHANNEL_ORDERS = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], np.int32)
+
+
+def jitter_colours(frames: jax.Array, key: jax.Array, strength: float) -> jax.Array:
+  """uint8 (B, H, W, 3) -> float32 (B, H, W, 3) in [0, 255]: each image's channels in a random order, each channel
+  scaled by a random gain in [1 - strength, 1 + strength]; strength 0 returns the frames unchanged (as floats).
+
+  Why: a synthetic person's shirt, skin, hair and backdrop colours are the same in all of their frames, so with few
+  people the tower can match a frame to its caption by who is in it; with colours shuffled per image, what stays
+  constant across a person's frames is shape and position, which is what the captions name."""
+  x = frames.astype(jnp.float32)
+  if strength == 0:
+    return x
+  order_key, gain_key = jax.random.split(key)
+  orders = jnp.asarray(_CHANNEL_ORDERS)[jax.random.randint(order_key, (x.shape[0],), 0, len(_CHANNEL_ORDERS))]
+  x = jnp.take_along_axis(x, orders[:, None, None, :], axis=-1)
+  gains = 1.0 + strength * jax.random.uniform(gain_key, (x.shape[0], 1, 1, 3), minval=-1.0, maxval=1.0)
+  return jnp.clip(x * gains, 0.0, 255.0)
+
+
 def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *, mesh: jax.sharding.Mesh,
-                    state_sharding: Any, normalize: Callable[[jax.Array], jax.Array] = default_normalize):
+                    state_sharding: Any, normalize: Callable[[jax.Array], jax.Array] = default_normalize,
+                    colour_jitter: float = 0.0, seed: int = 0):
   """step(state, batch) -> (state, metrics), jitted over the mesh like step.make_train_step; state is donated.
 
   batch: frames uint8 (B, H, W, 3), tokens int32 (B, L). metrics: loss, accuracy (image-to-caption top-1 in the
-  batch), grad_norm, learning_rate, logit_scale."""
+  batch), grad_norm, learning_rate, logit_scale. colour_jitter > 0 recolours each frame (jitter_colours) with a key
+  folded from `seed` and the step number, so a resumed run draws the same colours."""
 
   def step(state: TrainState, batch):
+    frames = jitter_colours(batch["frames"], jax.random.fold_in(jax.random.key(seed), state.step), colour_jitter)
+
     def loss_fn(params):
-      image, text, scale = model.apply({"params": params}, normalize(batch["frames"]), batch["tokens"], train=True)
+      image, text, scale = model.apply({"params": params}, normalize(frames), batch["tokens"], train=True)
       loss, accuracy = contrastive_model.contrastive_loss(image, text, scale, batch["tokens"])
       return loss, (accuracy, scale)
 
@@ -126,7 +152,8 @@ def make_data_source(corpus: captions.Corpus, config: ml_collections.ConfigDict)
 
 def load_corpus(corpus_config: ml_collections.ConfigDict, image_size: int, path: str | pathlib.Path,
                 progress: bool = True) -> captions.Corpus:
-  """The corpus of `corpus_config`, rendered once and cached at `path` (an .npz that records its settings)."""
+  """The corpus of `corpus_config`, rendered once (in corpus_config.workers processes; 0 = the CPU count, at most 8)
+  and cached at `path` (an .npz that records its settings)."""
   path = pathlib.Path(path)
   settings = dict(seed=int(corpus_config.seed), num_subjects=int(corpus_config.num_subjects),
                   clips_per_subject=int(corpus_config.clips_per_subject),
@@ -139,7 +166,8 @@ def load_corpus(corpus_config: ml_collections.ConfigDict, image_size: int, path:
         return captions.Corpus(images=cached["images"], tokens=cached["tokens"], attributes=cached["attributes"],
                                subjects=cached["subjects"])
     logging.warning("%s was made with other settings; rendering the corpus again", path)
-  corpus = captions.make_corpus(**settings, progress=progress)
+  workers = int(corpus_config.get("workers", 0)) or min(os.cpu_count() or 1, 8)
+  corpus = captions.make_corpus(**settings, progress=progress, workers=workers)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(".tmp.npz")
   np.savez(tmp, settings=key, images=corpus.images, tokens=corpus.tokens, attributes=corpus.attributes,
@@ -179,7 +207,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   else:
     state = setup.fresh_state()
   train_step = make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
-                               state_sharding=setup.state_sharding)
+                               state_sharding=setup.state_sharding,
+                               colour_jitter=float(config.data.get("colour_jitter", 0.0)), seed=int(config.seed))
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="pretrain", unit="step",
                   disable=jax.process_index() != 0, dynamic_ncols=True,

@@ -125,6 +125,28 @@ def test_balanced_order_draws_each_combination_by_its_count_to_the_minus_power()
   assert abs(drawn[0] - 1 / 3) < 0.03  # power 1: every combination equally often
 
 
+def test_colour_jitter_reorders_and_scales_each_images_channels():
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 200, (64, 4, 4, 3)).astype(np.uint8)  # < 200: gains up to 1.25 do not clip
+  np.testing.assert_array_equal(np.asarray(contrastive.jitter_colours(frames, jax.random.key(0), 0.0)), frames)
+  out = np.asarray(contrastive.jitter_colours(frames, jax.random.key(1), 0.25))
+  orders = set()
+  for image, jittered in zip(frames.astype(np.float64), out.astype(np.float64)):
+    # Each output channel is one input channel times one gain in [0.75, 1.25]; the three sources differ.
+    sources = []
+    for c in range(3):
+      fits = [k for k in range(3) if np.allclose(jittered[..., c], image[..., k] * (jittered[..., c].sum()
+                                                 / image[..., k].sum()), atol=1e-3)]
+      assert len(fits) == 1
+      gain = jittered[..., c].sum() / image[..., fits[0]].sum()
+      assert 0.75 - 1e-6 <= gain <= 1.25 + 1e-6
+      sources.append(fits[0])
+    assert sorted(sources) == [0, 1, 2]
+    orders.add(tuple(sources))
+  assert len(orders) >= 4  # 64 images: the orders are drawn per image, not once per batch
+  np.testing.assert_array_equal(out, np.asarray(contrastive.jitter_colours(frames, jax.random.key(1), 0.25)))
+
+
 @pytest.mark.slow  # two compilations: 5-20 s on the 2-core CPU
 def test_grid_pool_keeps_each_patch_token_in_its_place():
   assert pretrain_synthetic.get_config().model.pool == "grid"

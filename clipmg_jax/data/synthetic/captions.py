@@ -12,6 +12,7 @@ its arguments; `num_subjects` and `clips_per_subject` size it.
 """
 
 import dataclasses
+import multiprocessing
 
 import numpy as np
 from PIL import Image
@@ -173,47 +174,61 @@ class Corpus:
     return self.tokens[:, [ATTRIBUTE_NAMES.index(n) for n in names]]
 
 
+def _render_video(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """One planned video's frames (uint8 (n, S, S, 3)), attributes (int32 (n, A)) and subjects (int32 (n,)); its own
+  generators are keyed by the video id, so the result does not depend on which process renders it."""
+  seed, planned, size, frames_per_clip, idle_frames_per_clip, image_size, crop_scale = args
+  subject = synthetic_writer.subject_for(seed, planned.subject_id, size)
+  state = synthetic_writer.video_state(seed, planned, subject, size)
+  clean = body.pose(subject, state)
+  rng = rng_for(seed, _SAMPLE, planned.video_id)
+  frames = []
+  previous_end = 0
+  for clip in planned.clips:
+    # The middle 40 % of a clip, where its envelope holds the gesture (the ramps look like idle frames).
+    length = clip.end_frame - clip.start_frame + 1
+    lo, hi = clip.start_frame + int(0.3 * length), clip.end_frame - int(0.3 * length)
+    frames += rng.integers(lo, hi + 1, frames_per_clip).tolist()
+    if clip.start_frame > previous_end:
+      frames += rng.integers(previous_end, clip.start_frame, idle_frames_per_clip).tolist()
+    previous_end = clip.end_frame + 1
+  background = render.backdrop(subject)
+  channels = {name: getattr(state, name) for name in ("lips_pressed", "cheeks", "crossed_fingers", "object",
+                                                      "eyes_closed")}
+  images, attributes = [], []
+  for t in frames:
+    frame = render.render_frame(background, subject, clean["body25"][t], clean["face"][t], state.behind[t],
+                                channels, t, size.cue_scale)
+    x0, y0, w, h = augment.random_resized_crop_box(size.height, size.width, rng, scale=crop_scale)
+    images.append(np.asarray(Image.fromarray(frame).resize((image_size, image_size), Image.BILINEAR,
+                                                           box=(x0, y0, x0 + w, y0 + h))))
+    attributes.append([frame_attributes(subject, state, clean, t)[n] for n in ATTRIBUTE_NAMES])
+  return (np.stack(images), np.asarray(attributes, np.int32).reshape(len(frames), len(ATTRIBUTE_NAMES)),
+          np.full(len(frames), planned.subject_id, np.int32))
+
+
 def make_corpus(*, seed: int = PRETRAIN_SEED, num_subjects: int = 40, clips_per_subject: int = 24,
                 frames_per_clip: int = 3, idle_frames_per_clip: int = 1, image_size: int = 112,
-                crop_scale: tuple[float, float] = (0.6, 1.0), progress: bool = False) -> Corpus:
+                crop_scale: tuple[float, float] = (0.6, 1.0), progress: bool = False, workers: int = 1) -> Corpus:
   """Renders the corpus: one video per person, every class performed in it, `frames_per_clip` frames taken inside
-  the middle of each clip and `idle_frames_per_clip` between clips; each frame is cropped like a training clip (random area in
-  `crop_scale`, aspect 3/4-4/3) and resized to image_size. Deterministic in its arguments."""
+  the middle of each clip and `idle_frames_per_clip` between clips; each frame is cropped like a training clip (random
+  area in `crop_scale`, aspect 3/4-4/3) and resized to image_size. Deterministic in its arguments; `workers` > 1
+  renders the videos in that many processes (same result: each video has its own generators)."""
   size = SizeConfig(num_subjects=num_subjects, videos_per_subject=1, num_clips=num_subjects * clips_per_subject,
                     min_clips_per_class=max(1, num_subjects * clips_per_subject // 64))
   videos, _, _ = plan_dataset(seed, size)
-  images, attributes, subjects = [], [], []
-  iterator = videos
-  if progress:
-    import tqdm  # pylint: disable=import-outside-toplevel
-    iterator = tqdm.tqdm(videos, desc="caption corpus", unit="video")
-  for planned in iterator:
-    subject = synthetic_writer.subject_for(seed, planned.subject_id, size)
-    state = synthetic_writer.video_state(seed, planned, subject, size)
-    clean = body.pose(subject, state)
-    rng = rng_for(seed, _SAMPLE, planned.video_id)
-    frames = []
-    previous_end = 0
-    for clip in planned.clips:
-      # The middle 40 % of a clip, where its envelope holds the gesture (the ramps look like idle frames).
-      length = clip.end_frame - clip.start_frame + 1
-      lo, hi = clip.start_frame + int(0.3 * length), clip.end_frame - int(0.3 * length)
-      frames += rng.integers(lo, hi + 1, frames_per_clip).tolist()
-      if clip.start_frame > previous_end:
-        frames += rng.integers(previous_end, clip.start_frame, idle_frames_per_clip).tolist()
-      previous_end = clip.end_frame + 1
-    background = render.backdrop(subject)
-    channels = {name: getattr(state, name) for name in ("lips_pressed", "cheeks", "crossed_fingers", "object",
-                                                        "eyes_closed")}
-    for t in frames:
-      frame = render.render_frame(background, subject, clean["body25"][t], clean["face"][t], state.behind[t],
-                                  channels, t, size.cue_scale)
-      x0, y0, w, h = augment.random_resized_crop_box(size.height, size.width, rng, scale=crop_scale)
-      images.append(np.asarray(Image.fromarray(frame).resize((image_size, image_size), Image.BILINEAR,
-                                                             box=(x0, y0, x0 + w, y0 + h))))
-      attributes.append([frame_attributes(subject, state, clean, t)[n] for n in ATTRIBUTE_NAMES])
-      subjects.append(planned.subject_id)
-  attributes = np.asarray(attributes, np.int32)
+  jobs = [(seed, planned, size, frames_per_clip, idle_frames_per_clip, image_size, tuple(crop_scale))
+          for planned in videos]
+  pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+  try:
+    results = pool.imap(_render_video, jobs) if pool else map(_render_video, jobs)
+    if progress:
+      import tqdm  # pylint: disable=import-outside-toplevel
+      results = tqdm.tqdm(results, total=len(jobs), desc="caption corpus", unit="video")
+    images, attributes, subjects = (np.concatenate(part) for part in zip(*list(results)))
+  finally:
+    if pool:
+      pool.close()
   offsets = np.cumsum([0] + [len(v) for v in ATTRIBUTES.values()])[:-1] + 1
-  return Corpus(images=np.stack(images), tokens=(attributes + offsets[None]).astype(np.int32),
-                attributes=attributes, subjects=np.asarray(subjects, np.int32))
+  return Corpus(images=images, tokens=(attributes + offsets[None]).astype(np.int32), attributes=attributes,
+                subjects=subjects)
