@@ -67,3 +67,22 @@ def test_port_clip_script_reads_the_export(tmp_path):
   port_clip.main([f"--checkpoint={out}", f"--out={tmp_path / 'ported'}"])
   _, ported = weights.load_clip_vision(str(tmp_path / "ported"))
   jax.tree.map(np.testing.assert_array_equal, ported, jax.tree.map(np.asarray, params))
+
+
+ASSETS = pathlib.Path(__file__).resolve().parents[2] / "assets" / "synthetic_tower"
+
+
+@pytest.mark.slow  # transformers reads the checkpoint: ~5-20 s
+def test_shipped_tower_is_a_transformers_checkpoint_that_fits_the_pretrained_config():
+  from configs import synthetic, synthetic_pretrained  # pylint: disable=import-outside-toplevel
+  assert pathlib.Path(synthetic_pretrained.get_config().init.vit_checkpoint) == ASSETS
+  model, params = weights.load_clip_vision(ASSETS)
+  # The benchmark's tower: the same ViT fields as configs/synthetic.py, so init.vit_checkpoint can load it.
+  assert {k: getattr(model, k) for k in SYNTHETIC_TOWER} == dict(synthetic.get_config().model.vit)
+  hf_model, info = transformers.CLIPVisionModel.from_pretrained(ASSETS, output_loading_info=True)
+  assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+  images = np.random.default_rng(0).normal(size=(2, 112, 112, 3)).astype(np.float32)
+  with torch.no_grad():
+    theirs = hf_model.eval()(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2)))
+  ours = model.apply({"params": params}, images)
+  np.testing.assert_allclose(theirs.last_hidden_state.numpy(), np.asarray(ours["last_hidden_state"]), atol=1e-4)
