@@ -97,9 +97,16 @@ def paper_config(variant, stem, conv, vit_layers=12):
   return config
 
 
-def logits_and_grads(config, frames, keypoints, labels):
+def logits_and_grads(config, frames, keypoints, labels, params=None):
+  """(logits, gradients of the loss, params). Given `params` (another formulation's), they are checked to have this
+  model's own initial tree and shapes (no compilation) and used: compiling `init` costs as much as the step."""
   model = clipmg.ClipMG(config)
-  params = jax.jit(model.init)(jax.random.key(0), frames, keypoints)["params"]
+  if params is None:
+    params = jax.jit(model.init)(jax.random.key(0), frames, keypoints)["params"]
+  else:
+    own = jax.eval_shape(model.init, jax.random.key(0), frames, keypoints)["params"]
+    assert jax.tree.structure(own) == jax.tree.structure(params)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), own) == jax.tree.map(lambda x: (x.shape, x.dtype), params)
 
   def loss(p):
     logits, aux = model.apply({"params": p}, frames, keypoints, mutable=["aux"])
@@ -107,7 +114,7 @@ def logits_and_grads(config, frames, keypoints, labels):
     return ce(logits) + sum(ce(z) for z in jax.tree.leaves(aux)), logits
 
   (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
-  return logits, grads
+  return logits, grads, params
 
 
 def worst_gradient_error(grads, ref_grads):
@@ -138,10 +145,11 @@ def test_paper_size_model_equals_the_reference_formulation(variant, convs, vit_l
   frames = jnp.asarray(rng.normal(size=(2, 8, 224, 224, 3)), jnp.float32)
   keypoints = jnp.asarray(keypoints_with_every_case(rng, 2, 32))
   labels = jnp.asarray([3, 17])
-  ref_logits, ref_grads = logits_and_grads(paper_config(variant, "heatmaps", "xla", vit_layers), frames, keypoints,
-                                          labels)
+  ref_logits, ref_grads, params = logits_and_grads(paper_config(variant, "heatmaps", "xla", vit_layers), frames,
+                                                  keypoints, labels)
   for conv in convs:
-    logits, grads = logits_and_grads(paper_config(variant, "separable", conv, vit_layers), frames, keypoints, labels)
+    logits, grads, _ = logits_and_grads(paper_config(variant, "separable", conv, vit_layers), frames, keypoints, labels,
+                                        params)
     assert relative_error(logits, ref_logits) < 1e-5
     worst, error = worst_gradient_error(grads, ref_grads)
     assert error < 1e-4, (conv, worst, error)
@@ -156,8 +164,9 @@ def test_remat_changes_neither_parameters_nor_numbers():
   keypoints = jnp.asarray(keypoints_with_every_case(rng, 2, 32))
   labels = jnp.asarray([1, 2])
   plain = logits_and_grads(clipmg.get_model_config("tiny", **base), frames, keypoints, labels)
+  # Same parameter tree and shapes (checked by logits_and_grads), so the remat model runs on the plain one's values.
   remat = logits_and_grads(clipmg.get_model_config("tiny", remat=("vit", "skeleton"), **base), frames, keypoints,
-                           labels)
+                           labels, plain[2])
   assert relative_error(remat[0], plain[0]) < 1e-6
   worst, error = worst_gradient_error(remat[1], plain[1])  # same parameter tree, same gradients up to rounding
   assert error < 1e-5, (worst, error)
