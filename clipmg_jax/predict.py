@@ -41,9 +41,11 @@ from clipmg_jax import online
 from clipmg_jax.data import convert
 from clipmg_jax.data import example_codec
 from clipmg_jax.data import imigue
+from clipmg_jax.data import manifest as manifest_lib
 from clipmg_jax.data import openpose
 from clipmg_jax.data import pipeline
 from clipmg_jax.data import sampling
+from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.data import video as video_io
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
@@ -66,10 +68,10 @@ class Predictor:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, which: str = "latest"):
     self.config = config
-    input_setup.resolve_synthetic_paths(config.data, workdir)
+    synthetic_prepare.resolve_paths(config.data, workdir)
     self.manifest = None
-    if pipeline.shards_dir_exists(config.data):
-      self.manifest = input_setup.read_manifest(config.data.shards_dir)
+    if manifest_lib.exists(config.data.shards_dir):
+      self.manifest = manifest_lib.read(config.data.shards_dir)
     num_classes = int(config.model.num_classes)
     names = list((self.manifest or {}).get("classes") or [c.name for c in imigue.CLASSES][:num_classes])
     self.class_names = names

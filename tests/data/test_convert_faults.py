@@ -8,10 +8,10 @@ import pathlib
 
 import numpy as np
 
+from clipmg_jax.data import manifest as manifest_lib
 from clipmg_jax.data import convert
 from clipmg_jax.data import example_codec
 from clipmg_jax.data import openpose
-from clipmg_jax.data import shard_writer
 from clipmg_jax.data import tfrecord
 
 # (video, subject, label_id, class (1-based), start, end): one clip per shard below.
@@ -50,7 +50,7 @@ def _convert(root, out):
 
 
 def _label_ids(out, split):
-  manifest = shard_writer.read_manifest(out)
+  manifest = manifest_lib.read(out)
   return sorted(example_codec.decode(d).label_id for shard in manifest["splits"][split]["shards"]
                 for _, d in tfrecord.iter_records(pathlib.Path(out) / shard["path"]))
 
