@@ -252,7 +252,8 @@ def loop_timing(config, args, step_seconds):
   metrics.jsonl) times steps without compilation. It stops after step 2 L, before any final evaluation.
   """
   import pathlib  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.data import random_shards  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+  import random_shards  # pylint: disable=import-outside-toplevel  (tests/random_shards.py)
   from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
   window = max(args.loop_steps, 1)

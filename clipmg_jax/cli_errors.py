@@ -7,8 +7,8 @@ import errno
 
 from absl import flags
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup

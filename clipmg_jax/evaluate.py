@@ -13,7 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
-from clipmg_jax.data import manifest as manifest_lib
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import tqdm
 
-from clipmg_jax.data import batch as batch_lib
+from clipmg_jax.data.loader import batch as batch_lib
 from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import plots
 from clipmg_jax.training import pose_monitoring

@@ -1,7 +1,7 @@
 """The trainer's DataSource from `config.data`: the Grain pipeline over converted shards, their training subjects
 divided into training and validation.
 
-config.data holds the pipeline's fields (clipmg_jax/data/pipeline.get_data_config) plus, for the synthetic default,
+config.data holds the pipeline's fields (clipmg_jax/data/loader/pipeline.get_data_config) plus, for the synthetic default,
 `synthetic`: its shards are made on first use by clipmg_jax/data/synthetic/prepare.py.
 """
 
@@ -12,10 +12,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import pipeline
-from clipmg_jax.data import shard_source
-from clipmg_jax.data import validation as validation_lib
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.loader import validation as validation_lib
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.training.data_source import DataSource
 

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.models import variants

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from clipmg_jax.data import batch as batch_lib
+from clipmg_jax.data.loader import batch as batch_lib
 
 DATA_AXIS = "data"
 

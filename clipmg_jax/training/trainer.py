@@ -126,7 +126,7 @@ class Setup:
     """Metrics on split "test" (the final figures only) or "validation" (periodic evaluation, selection)."""
     batches = {"test": self.data.eval_batches, "validation": self.data.validation_batches}[split]
     if batches is None:
-      raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/validation.py)")
+      raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/loader/validation.py)")
     predictions = evaluation.predict(params, self.eval_step, batches(), self.mesh, self.data.eval_batch_size,
                                      progress=progress)
     return dict(evaluation.compute_metrics(predictions, self.data.class_names), split=split)

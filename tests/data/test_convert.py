@@ -13,15 +13,15 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_source
 from clipmg_jax.data import synthetic
-from clipmg_jax.data import tfrecord
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 _BODY25_TO_COCO18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # From the dataset README.

@@ -12,16 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
+import random_shards  # tests/random_shards.py
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import augment
-from clipmg_jax.data import batch as batch_lib
-from clipmg_jax.data import example_codec
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import pipeline
-from clipmg_jax.data import random_shards
 from clipmg_jax.data import sampling
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.loader import augment
+from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import sharding
 
@@ -112,7 +112,7 @@ def test_worker_processes_give_the_same_batches(shards):
 _RESUME_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from clipmg_jax.data import pipeline
+    from clipmg_jax.data.loader import pipeline
     config = pipeline.get_data_config()
     config.update(json.loads(sys.argv[1]))
     it = iter(pipeline.make_dataset(config, "train", seed=3))

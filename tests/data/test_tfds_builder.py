@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
 from clipmg_jax.data import synthetic
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.data.tfds_imigue import tfds_imigue_dataset_builder
 
 

@@ -16,8 +16,8 @@ import time
 import jax
 import ml_collections
 
-from clipmg_jax.data import convert as convert_lib
-from clipmg_jax.data import manifest as manifest_lib
+from clipmg_jax.data.records import convert as convert_lib
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import plan
 from clipmg_jax.data.synthetic import writer
 

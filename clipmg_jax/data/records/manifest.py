@@ -9,8 +9,8 @@ import json
 import os
 import pathlib
 
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import shard_writer
+from clipmg_jax.data.records import tfrecord
 
 FILENAME = "manifest.json"
 

@@ -9,7 +9,7 @@ import os
 import pathlib
 from typing import Iterable
 
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import tfrecord
 
 def shard_name(split: str, index: int, count: int) -> str:
   """`<split>-<index:05d>-of-<count:05d>.tfrecord`."""

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 
 
 @dataclasses.dataclass(frozen=True)

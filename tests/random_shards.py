@@ -11,12 +11,12 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import manifest as manifest_lib
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_writer
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import shard_writer
 
 
 def random_frame(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

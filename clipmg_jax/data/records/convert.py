@@ -51,15 +51,15 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as keypoints_lib
-from clipmg_jax.data import manifest as manifest_lib
-from clipmg_jax.data import miga
-from clipmg_jax.data import openpose
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import miga
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import shard_writer
 
 PROGRESS_DIR = ".progress"
 MANIFEST_VERSION = 2  # 2: shard entries list their records' subjects and labels; "split"

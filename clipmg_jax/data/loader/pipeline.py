@@ -50,12 +50,12 @@ import grain
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import augment
-from clipmg_jax.data import batch as batch_lib
-from clipmg_jax.data import example_codec
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_source
+from clipmg_jax.data.loader import augment
+from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.records import example_codec
 
 
 def get_data_config() -> ml_collections.ConfigDict:
@@ -80,7 +80,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.prefetch_buffer_size = 2  # Batches read ahead per process (Grain ReadOptions.prefetch_buffer_size).
   c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
   # Validation: whole training subjects held out of training, for periodic evaluation and checkpoint selection
-  # (clipmg_jax/data/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
+  # (clipmg_jax/data/loader/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
   # over the seeded choice of num_subjects; num_subjects=0 and no subjects: no validation split.
   c.validation = ml_collections.ConfigDict(dict(num_subjects=4, seed=0, subjects=()))
   return c
