@@ -37,12 +37,11 @@ METRICS = (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean c
 def prepare_data(args) -> None:
   """Generates and converts the shared synthetic dataset once, so that parallel runs do not race to make it."""
   sys.path.insert(0, str(REPO))
-  from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data.synthetic import prepare  # pylint: disable=import-outside-toplevel
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
   config.data.synthetic.cache_dir = data_dir(args)
-  input_setup.resolve_synthetic_paths(config.data, args.root)
-  input_setup.prepare_synthetic(config.data)
+  prepare.make_shards(config.data, args.root)
 
 
 def data_dir(args) -> str:
@@ -86,7 +85,9 @@ def run_one(variant: str, seed: int, args) -> dict:
          "--workdir", str(workdir), f"--config.total_steps={args.steps}", f"--config.seed={seed}",
          f"--config.eval_every_steps={args.eval_every}",
          f"--config.data.synthetic.cache_dir={data_dir(args)}"] + args.extra
-  if args.vit_checkpoint and variant.split("+")[0] != "pose_only":
+  sys.path.insert(0, str(REPO))
+  from clipmg_jax.models import variants  # pylint: disable=import-outside-toplevel
+  if args.vit_checkpoint and variants.uses(variants.parse(variant)[0]).vision:
     cmd.append(f"--config.init.vit_checkpoint={args.vit_checkpoint}")
   print(f"[{variant} seed {seed}] {' '.join(cmd)}", flush=True)
   start = time.time()

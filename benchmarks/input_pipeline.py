@@ -14,13 +14,17 @@ Worker counts are timed in turn in one run, so their ratio is meaningful even on
 import argparse
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
 import psutil
 
-from clipmg_jax.data import pipeline
-from clipmg_jax.data import random_shards
+from clipmg_jax.data.loader import pipeline
+
+# Random clip records and shards: the helper the tests use too.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+import random_shards  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:

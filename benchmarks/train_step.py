@@ -165,7 +165,8 @@ def build_step(config):
   abstract_state = jax.eval_shape(make_state, abstract_params)
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.get("fsdp_min_size", 0))
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=state_sharding,
-                                  loss_config=config.loss)
+                                  loss_config=config.loss, normalize=bundle.normalize,
+                                  pose_aux_weight=bundle.pose_aux_weight)
 
   def fresh_state():
     params = model_setup.init_params(bundle, rng, image_size, out_shardings=state_sharding.params)
@@ -251,7 +252,8 @@ def loop_timing(config, args, step_seconds):
   metrics.jsonl) times steps without compilation. It stops after step 2 L, before any final evaluation.
   """
   import pathlib  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.data import random_shards  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+  import random_shards  # pylint: disable=import-outside-toplevel  (tests/random_shards.py)
   from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
   window = max(args.loop_steps, 1)

@@ -7,7 +7,8 @@ import errno
 
 from absl import flags
 
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup
@@ -17,7 +18,7 @@ from clipmg_jax.training import trainer
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
-                input_setup.DataSetupError)
+                manifest_lib.DataSetupError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup
@@ -37,7 +38,7 @@ def main(argv):
   try:
     data = input_setup.make_data_source(config, _WORKDIR.value)
     trainer.evaluate_checkpoint(config, _WORKDIR.value, data, _CHECKPOINT.value)
-  except (OSError, checkpointing.CheckpointCorruptError, input_setup.DataSetupError) as e:
+  except (OSError, checkpointing.CheckpointCorruptError, manifest_lib.DataSetupError) as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
   distributed.shutdown()
   print(f"results written to {_WORKDIR.value}/eval.json", flush=True)

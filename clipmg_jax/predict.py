@@ -14,8 +14,8 @@ video (segments), or online over every video of a raw dataset's split (segments 
       --raw_root runs/synthetic/synthetic_data/raw --split test
 
 A clip is prepared exactly as evaluation prepares a converted clip: the record is made by the converter's code
-(clipmg_jax/data/convert.py, with the conversion options of the checkpoint's dataset manifest) and read by the
-evaluation pipeline's decoder (clipmg_jax/data/pipeline.ClipDecoder: segment-centre sampling, centre crop), and the
+(clipmg_jax/data/records/convert.py, with the conversion options of the checkpoint's dataset manifest) and read by the
+evaluation pipeline's decoder (clipmg_jax/data/loader/pipeline.ClipDecoder: segment-centre sampling, centre crop), and the
 logits come from the evaluation step. Use the --config (and overrides) the checkpoint was trained with.
 
 Online recognition (clipmg_jax/online.py): every window of --window frames, --stride apart, is classified as one
@@ -38,13 +38,15 @@ from ml_collections import config_flags
 import numpy as np
 
 from clipmg_jax import online
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
-from clipmg_jax.data import openpose
-from clipmg_jax.data import pipeline
 from clipmg_jax.data import sampling
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
@@ -66,10 +68,10 @@ class Predictor:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, which: str = "latest"):
     self.config = config
-    input_setup.resolve_synthetic_paths(config.data, workdir)
+    synthetic_prepare.resolve_paths(config.data, workdir)
     self.manifest = None
-    if pipeline.shards_dir_exists(config.data):
-      self.manifest = input_setup.read_manifest(config.data.shards_dir)
+    if manifest_lib.exists(config.data.shards_dir):
+      self.manifest = manifest_lib.read(config.data.shards_dir)
     num_classes = int(config.model.num_classes)
     names = list((self.manifest or {}).get("classes") or [c.name for c in imigue.CLASSES][:num_classes])
     self.class_names = names

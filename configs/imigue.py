@@ -24,7 +24,7 @@ choices for fine-tuning CLIP and are marked as such below.
 
 import ml_collections
 
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import pipeline
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import variants
 from clipmg_jax.training import defaults

@@ -21,7 +21,7 @@ best checkpoint use 2 of the 12 training subjects as validation; the test split 
 
 import ml_collections
 
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.synthetic import plan
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import variants

@@ -31,7 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from clipmg_jax.data import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from clipmg_jax.data.records import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def parse_args(argv=None) -> argparse.Namespace:

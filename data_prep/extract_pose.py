@@ -6,8 +6,8 @@ r"""Raw video -> per-frame OpenPose-format JSON (BODY_25 layout), with MediaPipe
   .venv-pose/bin/python data_prep/extract_pose.py --video 17.mp4 --out skeletons/ --start_frame 0 --end_frame 999
 
 Writes <out>/<video_id>/<video_id>_<frame:012d>_keypoints.json for every frame of the range (0-based, end inclusive;
-frame k = the k-th decoded frame, as in clipmg_jax/data/video.py), the layout OpenPose's --write_json gives and
-every reader of this project expects (clipmg_jax/data/openpose.py, data_prep/convert.py --skeleton_dir <out>).
+frame k = the k-th decoded frame, as in clipmg_jax/data/raw/video.py), the layout OpenPose's --write_json gives and
+every reader of this project expects (clipmg_jax/data/raw/openpose.py, data_prep/convert.py --skeleton_dir <out>).
 video_id defaults to the file's stem; data_prep/convert.py needs integer video ids (labels.csv), --video_id sets one.
 
 One person per frame (BlazePose tracks a single person); a frame where nobody is found gets "people": []. Keypoints
@@ -43,7 +43,7 @@ NUM_BLAZEPOSE = 33
 
 
 def frame_filename(video_id: str, frame: int) -> str:
-  """As clipmg_jax.data.openpose.frame_filename (not imported: this script runs in its own environment)."""
+  """As clipmg_jax.data.raw.openpose.frame_filename (not imported: this script runs in its own environment)."""
   return f"{video_id}_{frame:012d}_keypoints.json"
 
 

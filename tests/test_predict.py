@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from clipmg_jax import predict
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation

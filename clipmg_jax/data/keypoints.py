@@ -29,3 +29,20 @@ def flip_permutation() -> np.ndarray:
   for a, b in COCO18_FLIP_PAIRS:
     perm[a], perm[b] = b, a
   return perm
+
+
+def box_to_resized(keypoints: np.ndarray, box, out_hw: tuple[int, int]) -> np.ndarray:
+  """Keypoints float32 (..., 18, 3) in pixels of a source image -> pixels of its box (x0, y0, w, h) resized to
+  out_hw = (H, W): x -> (x + 0.5 - x0) * W / w - 0.5 (pixel centres at integer coordinates, the map PIL's resize
+  applies to pixels), likewise y. A new array; confidences are kept."""
+  x0, y0, w, h = box
+  out = np.array(keypoints, np.float32, copy=True)
+  out[..., 0] = (out[..., 0] + 0.5 - x0) * (out_hw[1] / w) - 0.5
+  out[..., 1] = (out[..., 1] + 0.5 - y0) * (out_hw[0] / h) - 0.5
+  return out
+
+
+def zero_missing(keypoints: np.ndarray) -> np.ndarray:
+  """Sets x = y = 0 for joints with confidence 0 (in place) and returns the array."""
+  keypoints[..., :2] *= (keypoints[..., 2:3] > 0)
+  return keypoints

@@ -4,7 +4,8 @@ Shapes: B clips, T = num_frames RGB frames (8), T_p = num_pose_frames (32), J = 
 (196 for 224 x 224 frames and patch 16), D = ViT width (768), S = skeleton feature width (512).
 The equations, their reasons and the parameter/FLOP table are in docs/method.md.
 
-Variants (config.variant), each a model of its own whose unused parameters do not exist:
+Variants (config.variant; which parts each uses is the table variants.USES), each a model of its own whose unused
+parameters do not exist:
   full                 tokens, pose-guided query, skeleton feature, gate, cross-attention, head.
   visual_only          no keypoints at all: mean-patch query, cross-attention over plain tokens, head.
   pose_only            no RGB at all: skeleton feature (averaged over windows) -> head.
@@ -21,15 +22,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from clipmg_jax.models import skeleton as skeleton_lib
+from clipmg_jax.models import variants as variants_lib
 from clipmg_jax.models import vit as vit_lib
 
-VARIANTS = ("full", "visual_only", "pose_only", "no_guidance", "no_cross_attention", "no_gate")
-
-_USES_VIT = frozenset(VARIANTS) - {"pose_only"}
-_USES_SKELETON = frozenset(VARIANTS) - {"visual_only"}
-_USES_GATE = frozenset({"full", "no_guidance", "no_cross_attention"})
-_USES_CROSS_ATTENTION = frozenset(VARIANTS) - {"pose_only", "no_cross_attention"}
-_USES_GUIDANCE = frozenset({"full", "no_cross_attention", "no_gate"})
+VARIANTS = variants_lib.VARIANTS  # what each one uses: variants_lib.USES
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -358,7 +354,8 @@ class ClipMG(nn.Module):
       gated per-frame queries float32 (B, T, D), gated tokens (B, T, P, D) in the compute dtype, and the gated
       pose context float32 (B, S) = mean_t g_t LN(s_t) for the classifier head (None without head.pose_context).
     """
-    cfg, variant, dtype = self.config, self.config.variant, compute_dtype(self.config)
+    cfg, dtype = self.config, compute_dtype(self.config)
+    uses = variants_lib.uses(cfg.variant)
     b, t, _, d = tokens.shape
     tokens32 = tokens.astype(jnp.float32)
     skeleton_embed = nn.Dense(d, dtype=dtype, param_dtype=jnp.float32, name="skeleton_embed")(
@@ -369,7 +366,7 @@ class ClipMG(nn.Module):
     # evaluation (clipmg_jax/training/pose_monitoring.py); sow is a no-op when the collection is not mutable.
     reliability = window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)  # (B, T)
     self.sow("intermediates", "reliability", reliability)
-    if variant in _USES_GUIDANCE:
+    if uses.guidance:
       weights = patch_weights(
           keypoints, frame_size, vit_fields(cfg)["patch_size"], t, sigma=cfg.patch_weights.sigma,
           uniform_mass=cfg.patch_weights.uniform_mass, confidence_threshold=cfg.confidence_threshold)
@@ -377,7 +374,7 @@ class ClipMG(nn.Module):
       query_pose = jnp.einsum("btp,btpd->btd", weights, tokens32)  # (B, T, D)
     else:  # no_guidance: uniform patch weights
       query_pose = query_vision
-    if variant in _USES_GATE:
+    if uses.gate:
       gate = PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
           skeleton_features, reliability)[..., None]  # (B, T, 1)
       self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
@@ -410,11 +407,11 @@ class ClipMG(nn.Module):
     cfg = self.config
     validate_config(cfg)
     self._check_inputs(frames, keypoints)
-    variant, dtype = cfg.variant, compute_dtype(cfg)
+    uses, dtype = variants_lib.uses(cfg.variant), compute_dtype(cfg)
     b, t, h, w, _ = frames.shape
     head = ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype, name="head")
 
-    if variant == "pose_only":
+    if not uses.vision:  # pose_only
       features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
@@ -422,7 +419,7 @@ class ClipMG(nn.Module):
     self.sow("intermediates", "patch_tokens", tokens)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
     context = None
-    if variant == "visual_only":
+    if not uses.skeleton:  # visual_only
       query = query_vision
     else:
       skeleton_features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
@@ -439,7 +436,7 @@ class ClipMG(nn.Module):
     d = tokens.shape[-1]
     query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
     self.sow("intermediates", "pooling_query", query)
-    if variant == "no_cross_attention":
+    if not uses.cross_attention:
       return head(query.astype(dtype), context, train=train)
     num_heads = cfg.cross_attention.num_heads or vit_fields(cfg)["heads"]
     pooled = CrossAttentionPool(num_heads, dtype, name="cross_attention")(

@@ -14,6 +14,7 @@ import ml_collections
 
 from clipmg_jax.models import clipmg as clipmg_lib
 from clipmg_jax.models import skeleton as skeleton_lib
+from clipmg_jax.models import variants
 from clipmg_jax.models import vit as vit_lib
 
 
@@ -25,9 +26,13 @@ def count_flops(fn: Callable[..., Any], *args: Any) -> float:
   return float(cost["flops"])
 
 
-def count_params(tree: Any) -> int:
-  """Number of scalars in a pytree of arrays or ShapeDtypeStructs."""
-  return int(sum(x.size for x in jax.tree.leaves(tree)))
+def count_params(tree: Any, mask: Any | None = None) -> int:
+  """Number of scalars in a pytree of arrays or ShapeDtypeStructs (only where `mask`, a pytree of bools with the same
+  structure, is True, when given)."""
+  leaves = jax.tree.leaves(tree)
+  if mask is not None:
+    leaves = [x for x, m in zip(leaves, jax.tree.leaves(mask)) if m]
+  return int(sum(x.size for x in leaves))
 
 
 def _abstract_init(module: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,7 +136,7 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
     add("skeleton embedding (LN + Dense S->D)",
         count_params(params["skeleton_embed"]) + count_params(params["skeleton_norm"]),
         count_flops(embed, params["skeleton_embed"], params["skeleton_norm"], skel))
-  if variant in clipmg_lib._USES_GUIDANCE:  # pylint: disable=protected-access
+  if variants.uses(variant).guidance:
     tokens = _spec((b, t, num_patches, d))
     pw = lambda k, v: jnp.einsum("btp,btpd->btd", clipmg_lib.patch_weights(
         k, (image_size, image_size), patch, t, sigma=config.patch_weights.sigma,

@@ -26,6 +26,7 @@ import tqdm
 
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
+from clipmg_jax.models.vit import normalize_images as default_normalize
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
@@ -33,7 +34,6 @@ from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import trainer
 from clipmg_jax.training import writers
 from clipmg_jax.training.data_source import DataSource
-from clipmg_jax.training.step import default_normalize
 from clipmg_jax.training.train_state import TrainState
 from clipmg_jax.weights import hf_export
 

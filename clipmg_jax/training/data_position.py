@@ -2,7 +2,7 @@
 
 Grain saves one iterator state per process (process_<i>-of-<P>.json) and restores only onto the same P. The
 pipeline makes that unnecessary: the global batches do not depend on the process count (process p reads rows
-[p*L, (p+1)*L) of every global batch, clipmg_jax/data/pipeline.ProcessShare), so a position is fully described by
+[p*L, (p+1)*L) of every global batch, clipmg_jax/data/loader/pipeline.ProcessShare), so a position is fully described by
 the number of global batches read. The rule, applied when P or the global batch size G differ from the saved ones:
 
   * every saved process must be at the same batch count n (synchronous data parallelism guarantees it; if not,

@@ -9,31 +9,13 @@ import jax
 import numpy as np
 import tqdm
 
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import batch as batch_lib
 from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import plots
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
 
 EVAL_JSON = "eval.json"
-
-
-def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-  """Pads every array along dim 0 to `size` rows of zeros; mask (size,) float32 is 1 for real examples (rows that
-  were real in the batch's own `mask`, if it has one, and not added here)."""
-  n = len(batch["label"])
-  if n > size:
-    raise ValueError(f"eval batch has {n} examples, more than the eval batch size {size}")
-  out = {}
-  for key, value in batch.items():
-    value = np.asarray(value)
-    if value.dtype.kind in "OUS":
-      continue
-    pad = np.zeros((size - n,) + value.shape[1:], value.dtype)
-    out[key] = np.concatenate([value, pad]) if n < size else value
-  mask = np.asarray(batch["mask"], bool) if "mask" in batch else np.ones(n, bool)
-  out["mask"] = np.concatenate([mask, np.zeros(size - n, bool)]).astype(np.float32)
-  return out
 
 
 def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh,
@@ -49,13 +31,13 @@ def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.nda
   outputs = {"logits": [], "label": [], "subject": [], "clip_id": []}
   skipped = 0
   for batch in tqdm.tqdm(batches, desc="eval", unit="batch", disable=not progress, leave=False):
-    padded = pad_batch(batch, batch_size)
+    padded = batch_lib.pad_batch(batch, batch_size)
     placed = sharding_lib.place_batch(padded, mesh)
     out = eval_step(params, placed)  # replicated: the global batch, on every host
     out = out if isinstance(out, dict) else {"logits": out}
     gathered = {k: _allgather(placed[k]) for k in ("label", "subject", "clip_id", "mask") if k in placed}
     keep = gathered["mask"] > 0
-    skipped += int(np.sum(~keep & (gathered["clip_id"] == pipeline.SKIPPED_CLIP_ID)))
+    skipped += int(np.sum(~keep & (gathered["clip_id"] == batch_lib.SKIPPED_CLIP_ID)))
     for key, value in out.items():
       outputs.setdefault(key, []).append(np.asarray(value)[keep])
     for key in ("label", "subject", "clip_id"):

@@ -17,15 +17,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import skeleton as skeleton_lib
+from clipmg_jax.models import variants
+from clipmg_jax.models import vit
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
-from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import trainer
 
 
@@ -112,7 +114,7 @@ def _split_records(data_config: ml_collections.ConfigDict, split: str) -> tuple[
   subjects' records of the train split)."""
   if split != "validation":
     return split, None
-  manifest = input_setup.read_manifest(data_config.shards_dir)
+  manifest = manifest_lib.read(data_config.shards_dir)
   _, _, val_records, _ = input_setup.split_validation(data_config, manifest)
   if val_records is None:
     raise ValueError("no validation split: config.data.validation selects no subjects")
@@ -167,7 +169,7 @@ def drop_keypoints(clip: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _apply_with_intermediates(module, params, frames, keypoints):
-  logits, state = module.apply({"params": params}, step_lib.default_normalize(frames), keypoints, train=False,
+  logits, state = module.apply({"params": params}, vit.normalize_images(frames), keypoints, train=False,
                                mutable=["intermediates"])
   return logits, state.get("intermediates", {})
 
@@ -192,7 +194,7 @@ def look_inside(run: Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
   out = {"logits": np.asarray(logits[0]), "probabilities": np.asarray(jax.nn.softmax(logits[0])),
          "frames": np.asarray(clip["frames"][0]), "keypoints": np.asarray(clip["keypoints"][0]),
          "heatmaps": render_heatmaps(cfg, keypoints[0], (size, size))}
-  if cfg.variant != "pose_only":
+  if variants.uses(cfg.variant).vision:
     patch = clipmg.vit_fields(cfg)["patch_size"]
     out["grid"] = (size // patch, size // patch)
   first = lambda key: np.asarray(sown[key][0][0])

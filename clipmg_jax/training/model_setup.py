@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from clipmg_jax.data.keypoints import NUM_JOINTS
+from clipmg_jax.models import variants
+from clipmg_jax.models import vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,13 +20,17 @@ class ModelBundle:
   keypoints (B,Tp,18,3) pixels of the HxW frames, train=bool) -> logits (B, C).
   trainable_mask: params -> pytree of bools (True = updated by the optimizer).
   example_inputs: image_size -> the positional inputs `init` is called with, for a module with other inputs than
-  (frames, keypoints) (the contrastive pretraining model); None = zeros of input_shapes()."""
+  (frames, keypoints) (the contrastive pretraining model); None = zeros of input_shapes().
+  normalize: uint8 frames (..., H, W, 3) -> the module's float input; the steps apply it on the device.
+  pose_aux_weight: weight of the auxiliary pose loss the train step adds when the module sows pose logits."""
   module: nn.Module
   trainable_mask: Callable[[Any], Any]
   num_frames: int
   num_pose_frames: int
   num_classes: int
   example_inputs: Callable[[int], tuple] | None = None
+  normalize: Callable[[jax.Array], jax.Array] = vit.normalize_images
+  pose_aux_weight: float = 0.0
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
@@ -34,7 +40,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
   return ModelBundle(module=module,
                      trainable_mask=lambda params: clipmg.trainable_mask(params, model_config),
                      num_frames=int(model_config.num_frames), num_pose_frames=int(model_config.num_pose_frames),
-                     num_classes=int(model_config.num_classes))
+                     num_classes=int(model_config.num_classes),
+                     pose_aux_weight=float(model_config.head.get("pose_aux_weight", 0.0)))
 
 
 def input_shapes(bundle: ModelBundle, image_size: int, batch_size: int = 1) -> tuple[tuple, tuple]:
@@ -73,7 +80,7 @@ def check_vision_init(config: ml_collections.ConfigDict) -> None:
   """
   from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
   model, init = config.model, config.get("init") or ml_collections.ConfigDict()
-  if model.variant == "pose_only" or init.get("vit_checkpoint") or init.get("allow_random_vit", False):
+  if not variants.uses(model.variant).vision or init.get("vit_checkpoint") or init.get("allow_random_vit", False):
     return
   if config.get("train_all_params", False):
     return

@@ -9,7 +9,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 TRAINABLE = "trainable"
@@ -61,10 +60,3 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   labels = jax.tree.map(lambda t: TRAINABLE if t else FROZEN, trainable)
   tx = optax.multi_transform({TRAINABLE: optax.chain(*parts), FROZEN: optax.set_to_zero()}, labels)
   return tx, schedule
-
-
-def count_params(params: Any, mask: Any | None = None) -> int:
-  """Number of scalars in `params` (only where `mask` is True, when given)."""
-  if mask is None:
-    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-  return sum(int(np.prod(p.shape)) for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m)

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from clipmg_jax.data.loader import batch as batch_lib
+
 DATA_AXIS = "data"
 
 
@@ -56,10 +58,5 @@ def place_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[s
   Uses jax.make_array_from_process_local_data, so it works unchanged on one host and on many.
   """
   sharding = batch_sharding(mesh)
-  out = {}
-  for key, value in batch.items():
-    value = np.asarray(value)
-    if value.dtype.kind in "OUS":  # strings (e.g. names) stay on the host
-      continue
-    out[key] = jax.make_array_from_process_local_data(sharding, value)
-  return out
+  return {key: jax.make_array_from_process_local_data(sharding, value)
+          for key, value in batch_lib.device_leaves(batch).items()}

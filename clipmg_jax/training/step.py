@@ -21,22 +21,18 @@ from clipmg_jax.training.train_state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def default_normalize(frames: jax.Array) -> jax.Array:
-  """uint8 (..., H, W, 3) RGB -> float32 CLIP-normalised (the vision tower's convention)."""
-  from clipmg_jax.models import vit  # pylint: disable=import-outside-toplevel
-  return vit.normalize_images(frames)
-
-
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     mesh: jax.sharding.Mesh, state_sharding: Any, loss_config,
+                    normalize: Callable[[jax.Array], jax.Array], pose_aux_weight: float = 0.0,
                     class_weights: np.ndarray | None = None, logit_offset: np.ndarray | None = None,
-                    normalize: Callable[[jax.Array], jax.Array] = default_normalize,
                     skip_nonfinite: bool = False,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Returns step(state, batch) -> (new_state, metrics), jitted; `state` is donated.
 
   batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
     label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
+  normalize: uint8 frames -> the model's float input (ModelBundle.normalize: CLIP's mean/std for ClipMG).
+  pose_aux_weight: weight of the auxiliary pose loss (ModelBundle.pose_aux_weight; 0 = none).
   metrics: float32 scalars loss (the total minimised), accuracy (top-1 on the raw logits), grad_norm (trainable
     grads, before clipping), learning_rate; with skip_nonfinite also nonfinite (1 when the step was not applied);
     with an auxiliary pose head also main_loss and pose_aux_loss.
@@ -47,14 +43,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     values on finite steps too; the trainer instead stops on a non-finite loss or gradient norm and checks the
     state before saving or evaluating it.
 
-  The loss is the classification loss of the logits plus, when the model sows auxiliary pose logits
-  (model.config.head.pose_aux_weight > 0, variants with both towers), that weight times the same loss of them.
+  The loss is the classification loss of the logits plus, when pose_aux_weight > 0 and the model sows auxiliary
+  pose logits (variants with both towers), that weight times the same loss of them.
   """
   weights = None if class_weights is None else jnp.asarray(class_weights)
   offset = None if logit_offset is None else jnp.asarray(logit_offset)
   smoothing = float(loss_config.label_smoothing)
-  model_config = getattr(model, "config", None)
-  aux_weight = float(model_config.head.get("pose_aux_weight", 0.0)) if model_config is not None else 0.0
+  aux_weight = float(pose_aux_weight)
 
   def step(state: TrainState, batch: Batch):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
@@ -119,7 +114,7 @@ def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
 
 
 def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding: Any,
-                   normalize: Callable[[jax.Array], jax.Array] = default_normalize,
+                   normalize: Callable[[jax.Array], jax.Array],
                    ) -> Callable[[Any, Batch], dict[str, jax.Array]]:
   """Returns eval_step(params, batch) -> {"logits": float32 (B, C), and the per-window pose monitoring arrays
   float32 (B, T) of pose_monitoring.per_window where the model sows them}, replicated so that every host can read

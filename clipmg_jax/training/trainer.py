@@ -1,8 +1,16 @@
-"""The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate."""
+"""The training loop: build everything from the config, resume from <workdir>/checkpoints, train, evaluate.
+
+Read top to bottom: `Setup` builds model -> mesh -> parameter shapes -> optimizer -> shardings -> steps;
+`train_and_evaluate` goes through setup -> checkpoint (resume or start) -> loop -> final evaluation -> eval.json;
+`train_loop` is the loop itself (steps, logging, periodic validation, checkpoints, NaN checks, preemption);
+`evaluate_checkpoint` is the stand-alone evaluation of a saved checkpoint.
+"""
 
 import collections
 import contextlib
 import copy
+import dataclasses
+import functools
 import json
 import logging
 import pathlib
@@ -16,6 +24,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from clipmg_jax.models import flops
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
@@ -39,22 +48,29 @@ class NonFiniteLossError(RuntimeError):
   (config.nonfinite_skips > 0 tolerates that many consecutive such steps, skipping them.)"""
 
 
+class ConfigError(ValueError):
+  """A config value that cannot work with this machine (named field, the value, and what would)."""
+
+
 class Setup:
-  """Everything built from a config that both training and stand-alone evaluation need."""
+  """Everything built from a config that training, stand-alone evaluation and prediction need, in the order it is
+  built: model -> mesh -> parameter shapes -> optimizer -> state shardings -> steps."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: DataSource,
                model: model_setup.ModelBundle | None = None):
     self.config = config
     self.data = data
+    self.total_steps = int(config.total_steps)
+    # --- model
     self.model = model or model_setup.build_model(config.model)
     if self.model.num_classes != len(data.class_names):
       raise ValueError(f"the model has {self.model.num_classes} classes but the dataset {len(data.class_names)}")
+    # --- mesh
     self.mesh = sharding_lib.make_mesh(config.get("num_devices") or None)
     _check_batch_sizes(config, self.mesh)
-    self.total_steps = int(config.total_steps)
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, self.train_rng = jax.random.split(rng)
-    # Parameter shapes first (nothing allocated), then shardings, then the real arrays created in place.
+    # --- parameter shapes (nothing allocated), trainable mask, optimizer
+    init_rng, self.train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    self.init_rng = init_rng
     abstract_params = jax.eval_shape(
         lambda r: model_setup.init_params(self.model, r, data.image_size), init_rng)
     self.trainable = self.model.trainable_mask(abstract_params)
@@ -62,15 +78,29 @@ class Setup:
       # From random initialisation nothing is worth freezing, including the ViT stem the mask keeps frozen.
       self.trainable = jax.tree.map(lambda _: True, self.trainable)
     self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable)
+    # --- shardings of the train state; the real arrays are created in place by fresh_state()
     abstract_state = jax.eval_shape(
         lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng), abstract_params)
     self.state_sharding = sharding_lib.state_shardings(abstract_state, self.mesh, config.get("fsdp_min_size", 0))
     self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                        abstract_state, self.state_sharding)
-    self.init_rng = init_rng
-    self.eval_step = distributed.compiled_together(
-        step_lib.make_eval_step(self.model.module, mesh=self.mesh, params_sharding=self.state_sharding.params),
-        "eval_step")
+
+  # --- steps: both built here, each on first use (evaluation and prediction never build the train step)
+  @functools.cached_property
+  def train_step(self):
+    config = self.config
+    weights, offset = losses.make_loss_constants(config.loss, self.data.train_class_counts, self.model.num_classes)
+    step = step_lib.make_train_step(
+        self.model.module, self.tx, self.schedule, mesh=self.mesh, state_sharding=self.state_sharding,
+        loss_config=config.loss, normalize=self.model.normalize, pose_aux_weight=self.model.pose_aux_weight,
+        class_weights=weights, logit_offset=offset, skip_nonfinite=_nonfinite_skips(config) > 0)
+    return distributed.compiled_together(step, "train_step")
+
+  @functools.cached_property
+  def eval_step(self):
+    step = step_lib.make_eval_step(self.model.module, mesh=self.mesh, params_sharding=self.state_sharding.params,
+                                   normalize=self.model.normalize)
+    return distributed.compiled_together(step, "eval_step")
 
   def fresh_state(self) -> train_state_lib.TrainState:
     """Step-0 state: random init (+ pretrained vision weights when configured), placed with its shardings."""
@@ -81,6 +111,13 @@ class Setup:
                     out_shardings=self.state_sharding)(params)
     return state
 
+  def checkpointer(self, workdir: pathlib.Path) -> checkpointing.Checkpointer:
+    """The checkpoints of <workdir>/checkpoints, recording the global batch size with the input position."""
+    ckpt = self.config.checkpoint
+    return checkpointing.Checkpointer(workdir / "checkpoints", keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
+                                      global_batch_size=self.config.batch_size)
+
+  # --- evaluation
   @property
   def has_validation(self) -> bool:
     return self.data.validation_batches is not None
@@ -89,14 +126,10 @@ class Setup:
     """Metrics on split "test" (the final figures only) or "validation" (periodic evaluation, selection)."""
     batches = {"test": self.data.eval_batches, "validation": self.data.validation_batches}[split]
     if batches is None:
-      raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/validation.py)")
+      raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/loader/validation.py)")
     predictions = evaluation.predict(params, self.eval_step, batches(), self.mesh, self.data.eval_batch_size,
                                      progress=progress)
     return dict(evaluation.compute_metrics(predictions, self.data.class_names), split=split)
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work with this machine (named field, the value, and what would)."""
 
 
 def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
@@ -109,15 +142,6 @@ def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mes
       raise ConfigError(f"config.{field}={value} is not divisible by the {n} devices of the mesh: use a multiple "
                         f"of {n} (e.g. --config.{field}={upper}" + (f" or {lower}" if lower else "") + ") or set "
                         "--config.num_devices")
-
-
-def _selection_metrics(result: dict) -> dict:
-  """A validation evaluation's scalars as saved with a checkpoint, marked so that --checkpoint=best ranks it."""
-  return dict(evaluation.scalars(result), **{checkpointing.VALIDATION_MARK: 1.0})
-
-
-def _is_due(step: int, every: int) -> bool:
-  return every > 0 and step % every == 0
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
@@ -133,15 +157,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
+
+  # --- model, mesh, shardings, steps
   setup = Setup(config, data, model)
   if not setup.has_validation:
     logging.warning("no validation split: no periodic evaluation, and no checkpoint can be chosen as best")
-  n_params = optimizer_lib.count_params(setup.abstract_state.params)
-  n_trainable = optimizer_lib.count_params(setup.abstract_state.params, setup.trainable)
   logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
-               n_params / 1e6, n_trainable / 1e6, dict(setup.mesh.shape), config.batch_size)
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best, global_batch_size=config.batch_size)
+               flops.count_params(setup.abstract_state.params) / 1e6,
+               flops.count_params(setup.abstract_state.params, setup.trainable) / 1e6, dict(setup.mesh.shape),
+               config.batch_size)
+
+  # --- checkpoint: resume from the latest one, or start from step 0
+  ckpt = setup.checkpointer(workdir)
   train_iter = data.train_iterator()
   if ckpt.latest_step() is not None:
     try:
@@ -157,98 +184,96 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if is_main:
     # Only once the checkpoints were found compatible: a resume that fails keeps the config that wrote them.
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  weights, offset = losses.make_loss_constants(config.loss, data.train_class_counts, setup.model.num_classes)
-  train_step = step_lib.make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
-                                        state_sharding=setup.state_sharding, loss_config=config.loss,
-                                        class_weights=weights, logit_offset=offset,
-                                        skip_nonfinite=int(config.get("nonfinite_skips", 0) or 0) > 0)
-  train_step = distributed.compiled_together(train_step, "train_step")
+
+  # --- the loop, then the final evaluation
   writer = writers.MetricWriter(workdir, enabled=is_main)
-  # Redirected to a file, a bar line every 30 s instead of every step keeps the log readable.
-  bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="train", unit="step",
-                  disable=not is_main, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+  bar = progress_bar(setup, int(state.step), "train")
   try:
     with preemption.Watch() as watch:
-      state, stopped = _train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar, watch)
+      io = LoopIO(train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar, watch=watch)
+      state, stopped = train_loop(setup, state, setup.train_step, io)
     if stopped:
       return {}
     bar.close()
-    final_step = int(state.step)
-    # The final state is ranked on validation like every other; the test split is read here and only here.
-    val_metrics = None
-    if setup.has_validation:
-      with _saved_if_failing(ckpt, final_step, state, train_iter):
-        val_result = setup.evaluate(state.params, split="validation", progress=is_main)
-      val_metrics = _selection_metrics(val_result)
-      writer.write(final_step, evaluation.scalars(val_result), split="validation")
-    if ckpt.latest_step() != final_step:
-      # No batch was pulled past the last step, so train_iter is at the final state's position.
-      ckpt.save(final_step, state, train_iter, metrics=val_metrics)
-    result = setup.evaluate(state.params, split="test", progress=is_main)
-    writer.write(final_step, evaluation.scalars(result), split="test")
+    result = _final_evaluation(setup, state, io)
   finally:
     bar.close()
     writer.close()
     ckpt.close()
-  if is_main:
-    evaluation.write_results(result, workdir, extra=dict(
-        step=final_step, checkpoint="final", validation=data.info.get("validation"),
-        selection="none: the state after the last training step (validation only ranks the saved checkpoints)"))
+
+  # --- eval.json
+  final_step = int(state.step)
   logging.info("final eval at step %d: %s", final_step, evaluation.summary_line(result))
+  _write_eval(result, workdir, data, step=final_step, checkpoint="final",
+              selection="none: the state after the last training step (validation only ranks the saved checkpoints)")
   return result
 
 
-def _fetch(tree: Any) -> Any:
-  """Device -> host for a pytree of arrays: it waits for the steps that computed them, so the loop calls it only
-  when it logs, evaluates, saves or stops."""
-  return jax.device_get(tree)
+def progress_bar(setup: Setup, initial: int, desc: str) -> tqdm.tqdm:
+  """The loop's bar, shown by process 0 only. Redirected to a file, a line every 30 s instead of every step keeps
+  the log readable."""
+  return tqdm.tqdm(total=setup.total_steps, initial=initial, desc=desc, unit="step",
+                   disable=jax.process_index() != 0, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30)
 
 
-def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int = PREFETCH_BATCHES):
-  """Yields (batch on the devices, iterator position just after pulling it) for `num_batches` batches.
-
-  Each batch is pulled and placed `ahead` batches before it is used, so that reading and the host -> device copy
-  overlap the steps still running. train_iter is then past the step being saved: a checkpoint of step s must save
-  the position recorded with the batch of step s. No batch is pulled beyond `num_batches`, so at the end train_iter
-  is at the position of the last one.
-  """
-  queue = collections.deque()
-  for _ in range(num_batches):
-    batch = sharding_lib.place_batch(next(train_iter), mesh)
-    queue.append((batch, copy.deepcopy(train_iter.get_state())))  # a copy, in case the iterator reuses it
-    if len(queue) > ahead:
-      yield queue.popleft()
-  yield from queue
-
-
-@contextlib.contextmanager
-def _saved_if_failing(ckpt: checkpointing.Checkpointer, step: int, state, train_iter, data_state=None):
-  """An evaluation that fails (a missing or damaged split) first saves the state it was given, so no training is
-  lost; the error then propagates."""
-  try:
-    yield
-  except Exception:
-    if ckpt.latest_step() != step:
-      ckpt.save(step, state, train_iter, data_state=data_state)
-      logging.error("evaluation at step %d failed; the state was saved as checkpoint %d first", step, step)
-    raise
+def _final_evaluation(setup: Setup, state, io: "LoopIO") -> dict:
+  """Ranks the final state on validation like every other and saves it; then reads the test split, here and only
+  here."""
+  final_step = int(state.step)
+  progress = jax.process_index() == 0
+  val_metrics = None
+  if setup.has_validation:
+    val_metrics = _selection_metrics(_validate(setup, state, final_step, io, progress=progress))
+  if io.ckpt.latest_step() != final_step:
+    # No batch was pulled past the last step, so train_iter is at the final state's position.
+    io.ckpt.save(final_step, state, io.train_iter, metrics=val_metrics)
+  result = setup.evaluate(state.params, split="test", progress=progress)
+  io.writer.write(final_step, evaluation.scalars(result), split="test")
+  return result
 
 
-def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: checkpointing.Checkpointer,
-                writer: writers.MetricWriter, bar: tqdm.tqdm, watch: preemption.Watch) -> tuple[Any, bool]:
-  """Steps from state.step to total_steps with logging, periodic evaluation and checkpoints.
+def _validate(setup: Setup, state, step: int, io: "LoopIO", *, data_state=None, progress: bool = False) -> dict:
+  """The validation split's evaluation of `state` at `step`, written to the metrics. A failing evaluation first
+  saves the state (with the input position `data_state`, default the iterator's own)."""
+  with _saved_if_failing(io.ckpt, step, state, io.train_iter, data_state):
+    result = setup.evaluate(state.params, split="validation", progress=progress)
+  io.writer.write(step, evaluation.scalars(result), split="validation")
+  return result
+
+
+def _selection_metrics(result: dict) -> dict:
+  """A validation evaluation's scalars as saved with a checkpoint, marked so that --checkpoint=best ranks it."""
+  return dict(evaluation.scalars(result), **{checkpointing.VALIDATION_MARK: 1.0})
+
+
+@dataclasses.dataclass
+class LoopIO:
+  """What the loop reads from and writes to: the training input, the checkpoints, the metric writer, the progress
+  bar and the preemption watch."""
+  train_iter: Any
+  ckpt: checkpointing.Checkpointer
+  writer: writers.MetricWriter
+  bar: tqdm.tqdm
+  watch: preemption.Watch
+
+
+def train_loop(setup: Setup, state, train_step, io: LoopIO) -> tuple[Any, bool]:
+  """Steps from state.step to setup.total_steps with `train_step` (setup.train_step, or another task's step over the
+  same state), logging, periodic validation and checkpoints.
 
   The host does not wait for the devices between log steps: step metrics stay on the devices, and the losses of all
   steps since the last check are fetched with the logged metrics (or before an evaluation, checkpoint or stop) and
   checked for NaN/Inf, so that a bad state is never evaluated or saved, even one from a step that was not logged.
 
   Returns (state, stopped_early)."""
+  config, ckpt, writer, bar, train_iter = setup.config, io.ckpt, io.writer, io.bar, io.train_iter
   stop_after = int(config.get("stop_after_step", 0) or 0)
   last_saved = ckpt.latest_step()
   start = int(state.step)
   batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start)
   unchecked = []  # (step, metrics on the devices) of the steps since the last check
-  tolerated = int(config.get("nonfinite_skips", 0) or 0)
+  tolerated = _nonfinite_skips(config)
   skips = {"total": 0, "run": 0}  # skipped (non-finite) steps: all of them, and the current consecutive run
   positions = {}  # step -> iterator position just after its batch was pulled: what a checkpoint of it saves
   window_start, window_examples = time.perf_counter(), 0
@@ -299,7 +324,7 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
       # An evaluated state is always saved with its metrics, so that "best by validation top-1" can keep it.
       save = not last and (_is_due(step, config.checkpoint.every_steps) or evaluate)
       stop = not last and stop_after > 0 and step >= stop_after
-      preempted = not last and watch.reached(step)
+      preempted = not last and io.watch.reached(step)
       save = save or preempted
       if not (log or evaluate or save or stop):
         continue  # no sync: the host runs ahead and queues the next steps
@@ -319,10 +344,8 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
         break
       eval_metrics = None
       if evaluate:
-        with _saved_if_failing(ckpt, step, state, train_iter, positions[step]):
-          result = setup.evaluate(state.params, split="validation", progress=False)
+        result = _validate(setup, state, step, io, data_state=positions[step])
         eval_metrics = _selection_metrics(result)
-        writer.write(step, evaluation.scalars(result), split="validation")
         if not bar.disable:  # tqdm.write prints even for a disabled bar: process 0 only
           bar.write(f"step {step} validation: {evaluation.summary_line(result)}")
         window_start, window_examples = time.perf_counter(), 0
@@ -344,6 +367,105 @@ def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt: check
     logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
     raise
   return state, False
+
+
+def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt, writer, bar, watch):
+  """train_loop with its inputs and outputs passed one by one (the call form of training/contrastive.py)."""
+  assert config is setup.config, "the loop runs on the setup's config"
+  return train_loop(setup, state, train_step, LoopIO(train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar,
+                                                     watch=watch))
+
+
+def _fetch(tree: Any) -> Any:
+  """Device -> host for a pytree of arrays: it waits for the steps that computed them, so the loop calls it only
+  when it logs, evaluates, saves or stops."""
+  return jax.device_get(tree)
+
+
+def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int = PREFETCH_BATCHES):
+  """Yields (batch on the devices, iterator position just after pulling it) for `num_batches` batches.
+
+  Each batch is pulled and placed `ahead` batches before it is used, so that reading and the host -> device copy
+  overlap the steps still running. train_iter is then past the step being saved: a checkpoint of step s must save
+  the position recorded with the batch of step s. No batch is pulled beyond `num_batches`, so at the end train_iter
+  is at the position of the last one.
+  """
+  queue = collections.deque()
+  for _ in range(num_batches):
+    batch = sharding_lib.place_batch(next(train_iter), mesh)
+    queue.append((batch, copy.deepcopy(train_iter.get_state())))  # a copy, in case the iterator reuses it
+    if len(queue) > ahead:
+      yield queue.popleft()
+  yield from queue
+
+
+@contextlib.contextmanager
+def _saved_if_failing(ckpt: checkpointing.Checkpointer, step: int, state, train_iter, data_state=None):
+  """An evaluation that fails (a missing or damaged split) first saves the state it was given, so no training is
+  lost; the error then propagates."""
+  try:
+    yield
+  except Exception:
+    if ckpt.latest_step() != step:
+      ckpt.save(step, state, train_iter, data_state=data_state)
+      logging.error("evaluation at step %d failed; the state was saved as checkpoint %d first", step, step)
+    raise
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
+                        which: str = "latest", model: model_setup.ModelBundle | None = None) -> dict:
+  """Evaluates a saved checkpoint of <workdir>/checkpoints and writes <workdir>/eval.json and the plots.
+
+  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number. The evaluated
+  split is the test split; eval.json records it, the checkpoint and the rule that chose it.
+  """
+  workdir = pathlib.Path(workdir)
+  setup = Setup(config, data, model)
+  ckpt = setup.checkpointer(workdir)
+  try:
+    step, rule = ckpt.choose_step(which)
+    selection = {
+        "latest": "latest: the most recent checkpoint",
+        "best": ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
+                 f"{(data.info.get('validation') or {}).get('subjects')})"),
+        "latest_fallback": "latest: no checkpoint carries validation metrics",
+        "asked": f"step {which}, as asked"}[rule]
+    state = ckpt.restore(setup.abstract_state, None, step=step)
+  finally:
+    ckpt.close()
+  result = setup.evaluate(state.params, split="test", progress=jax.process_index() == 0)
+  if jax.process_index() == 0:
+    # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
+    print(f"evaluation of checkpoint {int(state.step)}: {evaluation.summary_line(result)}", flush=True)
+  _write_eval(result, workdir, data, step=int(state.step), checkpoint=str(which), selection=selection)
+  return result
+
+
+def _write_eval(result: dict, workdir: pathlib.Path, data: DataSource, **extra) -> None:
+  """Process 0 writes <workdir>/eval.json (the result, the validation split it was chosen on, and `extra`: step,
+  checkpoint, selection rule) and the plots. When the workdir cannot be written, the full results go to a
+  temporary file first, and the OSError names it."""
+  if jax.process_index() != 0:
+    return
+  extra = dict(extra, validation=data.info.get("validation"))
+  try:
+    evaluation.write_results(result, workdir, extra=extra)
+  except OSError as e:
+    fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / evaluation.EVAL_JSON
+    fallback.write_text(json.dumps(dict(result, **extra), indent=1))
+    print(f"could not write {workdir / evaluation.EVAL_JSON}; the full results were written to {fallback}",
+          flush=True)
+    raise OSError(f"could not write {workdir / evaluation.EVAL_JSON} ({e}); the full results are in "
+                  f"{fallback}") from e
+
+
+def _nonfinite_skips(config: ml_collections.ConfigDict) -> int:
+  """config.nonfinite_skips: consecutive non-finite steps skipped before the run stops (0 = stop at the first)."""
+  return int(config.get("nonfinite_skips", 0) or 0)
+
+
+def _is_due(step: int, every: int) -> bool:
+  return every > 0 and step % every == 0
 
 
 @jax.jit
@@ -379,43 +501,3 @@ def _nonfinite_message(step, loss, grad_norm, run, last_saved, ckpt) -> str:
           + (f"step {last_saved} in {ckpt.directory}" if last_saved is not None else "none (none saved yet)")
           + ". Lower optimizer.learning_rate (or raise optimizer.warmup_steps), check the inputs of this step, or "
           "set nonfinite_skips > 0 to skip isolated bad steps.")
-
-
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
-                        which: str = "latest", model: model_setup.ModelBundle | None = None) -> dict:
-  """Evaluates a saved checkpoint of <workdir>/checkpoints and writes <workdir>/eval.json and the plots.
-
-  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number. The evaluated
-  split is the test split; eval.json records it, the checkpoint and the rule that chose it.
-  """
-  workdir = pathlib.Path(workdir)
-  setup = Setup(config, data, model)
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best)
-  try:
-    step, rule = ckpt.choose_step(which)
-    selection = {
-        "latest": "latest: the most recent checkpoint",
-        "best": ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
-                 f"{(data.info.get('validation') or {}).get('subjects')})"),
-        "latest_fallback": "latest: no checkpoint carries validation metrics",
-        "asked": f"step {which}, as asked"}[rule]
-    state = ckpt.restore(setup.abstract_state, None, step=step)
-  finally:
-    ckpt.close()
-  result = setup.evaluate(state.params, split="test", progress=jax.process_index() == 0)
-  if jax.process_index() == 0:
-    # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
-    print(f"evaluation of checkpoint {int(state.step)}: {evaluation.summary_line(result)}", flush=True)
-    extra = dict(step=int(state.step), checkpoint=str(which), selection=selection,
-                 validation=data.info.get("validation"))
-    try:
-      evaluation.write_results(result, workdir, extra=extra)
-    except OSError as e:
-      fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / evaluation.EVAL_JSON
-      fallback.write_text(json.dumps(dict(result, **extra), indent=1))
-      print(f"could not write {workdir / evaluation.EVAL_JSON}; the full results were written to {fallback}",
-            flush=True)
-      raise OSError(f"could not write {workdir / evaluation.EVAL_JSON} ({e}); the full results are in "
-                    f"{fallback}") from e
-  return result

@@ -13,22 +13,22 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_source
-from clipmg_jax.data import shard_writer
 from clipmg_jax.data import synthetic
-from clipmg_jax.data import tfrecord
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 _BODY25_TO_COCO18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # From the dataset README.
 
 
 def _records(out_dir, split):
-  manifest = shard_writer.read_manifest(out_dir)
+  manifest = manifest_lib.read(out_dir)
   records = []
   for shard in manifest["splits"][split]["shards"]:
     records += [example_codec.decode(d) for _, d in tfrecord.iter_records(pathlib.Path(out_dir) / shard["path"])]
@@ -92,7 +92,7 @@ def test_release_layout_from_raw_root_alone(imigue_shared, tmp_path):
                          "--out_dir", str(tmp_path / "out"), "--num_workers", "0"],
                         check=True, capture_output=True, text=True)
   assert "raw layout: release" in done.stderr and "raw layout: release" in done.stdout
-  manifest = shard_writer.read_manifest(tmp_path / "out")
+  manifest = manifest_lib.read(tmp_path / "out")
   assert manifest["source"]["raw_layout"] == "release"
   assert manifest["source"]["skeleton_dir"] == str(root / "Data" / "skeleton" / "raw")
   assert manifest["splits"]["train"]["num_clips"] == 3 and manifest["num_skipped"] == 18495
@@ -203,7 +203,7 @@ def test_interrupted_conversion_resumes(synthetic_root, synthetic_shards, tmp_pa
   monkeypatch.setattr(convert, "convert_shard", dies_on_third_shard)
   with pytest.raises(KeyboardInterrupt):
     convert.convert(synthetic_root, tmp_path, options=options, progress=False)
-  assert not (tmp_path / shard_writer.MANIFEST).exists()
+  assert not (tmp_path / manifest_lib.FILENAME).exists()
   finished = calls[:2]
   mtimes = {name: (tmp_path / name).stat().st_mtime_ns for name in finished}
 
@@ -258,4 +258,4 @@ def test_cli_help_and_run(imigue_shared, tmp_path):
                          str(imigue_shared / "skeleton_sample"), "--out_dir", str(tmp_path), "--num_workers", "0"],
                         check=True, capture_output=True, text=True)
   assert "skipped 18495" in done.stdout
-  assert shard_writer.read_manifest(tmp_path)["splits"]["train"]["num_clips"] == 3
+  assert manifest_lib.read(tmp_path)["splits"]["train"]["num_clips"] == 3

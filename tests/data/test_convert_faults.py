@@ -8,11 +8,11 @@ import pathlib
 
 import numpy as np
 
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import openpose
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 
 # (video, subject, label_id, class (1-based), start, end): one clip per shard below.
 CLIPS = [("1", 1, 1, 3, 0, 4), ("1", 1, 2, 5, 5, 9), ("2", 2, 1, 7, 0, 4)]
@@ -50,7 +50,7 @@ def _convert(root, out):
 
 
 def _label_ids(out, split):
-  manifest = shard_writer.read_manifest(out)
+  manifest = manifest_lib.read(out)
   return sorted(example_codec.decode(d).label_id for shard in manifest["splits"][split]["shards"]
                 for _, d in tfrecord.iter_records(pathlib.Path(out) / shard["path"]))
 

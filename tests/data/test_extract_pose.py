@@ -10,9 +10,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from clipmg_jax.data import convert
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import openpose
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.records import convert
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import openpose
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import openpose
 
 SAMPLE_VIDEO = "298"
 

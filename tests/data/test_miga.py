@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import miga
+from clipmg_jax.data.raw import miga
 
 
 def _write_sample(root, name, frames, joints, labels, header=True):

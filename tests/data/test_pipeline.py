@@ -12,15 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
+import random_shards  # tests/random_shards.py
 
-from clipmg_jax.data import augment
-from clipmg_jax.data import example_codec
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import pipeline
-from clipmg_jax.data import random_shards
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.loader import augment
+from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import sharding
 
@@ -111,7 +112,7 @@ def test_worker_processes_give_the_same_batches(shards):
 _RESUME_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from clipmg_jax.data import pipeline
+    from clipmg_jax.data.loader import pipeline
     config = pipeline.get_data_config()
     config.update(json.loads(sys.argv[1]))
     it = iter(pipeline.make_dataset(config, "train", seed=3))
@@ -279,7 +280,7 @@ def test_short_clips_repeat_frames():
   pose = sampling.segment_indices(3, 32)
   assert pose.tolist() == sorted(pose.tolist()) and set(pose.tolist()) == {0, 1, 2}
   expected = augment.crop_keypoints(decoded.keypoints[pose], augment.center_crop_box(20, 30), 16)
-  np.testing.assert_allclose(out["keypoints"], augment.zero_missing(expected), rtol=1e-6)
+  np.testing.assert_allclose(out["keypoints"], kp.zero_missing(expected), rtol=1e-6)
   rgb = sampling.segment_indices(3, 8)
   for i in range(8):
     np.testing.assert_array_equal(out["frames"][i], out["frames"][list(rgb).index(rgb[i])])
@@ -296,7 +297,7 @@ def test_skeleton_only_records(tmp_path):
 
 def test_corrupt_record_names_file_and_offset_or_is_skipped(tmp_path):
   shards_dir = random_shards.write_random_shards(tmp_path, splits={"train": 6, "test": 5}, height=20, width=30)
-  manifest = shard_writer.read_manifest(shards_dir)
+  manifest = manifest_lib.read(shards_dir)
   path = shards_dir / manifest["splits"]["test"]["shards"][0]["path"]
   index = tfrecord.read_index(tfrecord.index_path(path))
   data = bytearray(path.read_bytes())
@@ -310,7 +311,7 @@ def test_corrupt_record_names_file_and_offset_or_is_skipped(tmp_path):
   mask = np.concatenate([b["mask"] for b in batches])
   assert len(mask) == 6 and mask.sum() == 4 and not mask[2]  # 5 clips + 1 padding; record 2 masked out.
   clip_ids = np.concatenate([b["clip_id"] for b in batches])
-  assert clip_ids[2] == pipeline.SKIPPED_CLIP_ID and clip_ids[5] != pipeline.SKIPPED_CLIP_ID  # skipped vs padding
+  assert clip_ids[2] == batch_lib.SKIPPED_CLIP_ID and clip_ids[5] != batch_lib.SKIPPED_CLIP_ID  # skipped vs padding
 
   # Evaluation counts the record it left out, and eval.json / the summary line say so.
   mesh = sharding.make_mesh()

@@ -8,10 +8,10 @@ import tempfile
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from clipmg_jax.data import imigue
-from clipmg_jax.data import miga
-from clipmg_jax.data import openpose
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import miga
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.records import tfrecord
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -4,9 +4,11 @@ learnability."""
 import json
 
 import numpy as np
+import pose_baseline
 import pytest
 
-from clipmg_jax.data import imigue, openpose, pose_baseline, synthetic, video
+from clipmg_jax.data import synthetic
+from clipmg_jax.data.raw import imigue, openpose, video
 from clipmg_jax.data.synthetic import body, motions, noise, plan, render, writer
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clipmg_jax.data import convert
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import shard_writer
 from clipmg_jax.data import synthetic
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.data.tfds_imigue import tfds_imigue_dataset_builder
 
 
@@ -33,7 +33,7 @@ def _raw_records(data_dir, config, split):
 
 
 def _converted(out_dir, split):
-  manifest = shard_writer.read_manifest(out_dir)
+  manifest = manifest_lib.read(out_dir)
   return {example_codec.decode(d).clip_id: d for shard in manifest["splits"][split]["shards"]
           for _, d in tfrecord.iter_records(out_dir / shard["path"])}
 

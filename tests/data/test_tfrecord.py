@@ -7,9 +7,9 @@ import grain
 import numpy as np
 import pytest
 
-from clipmg_jax.data import shard_source
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.records import shard_writer
+from clipmg_jax.data.records import tfrecord
 
 # Two records of a real TensorFlow event file (TFRecord framing) as dumped with xxd in TensorBoard's Rust data
 # server tests (tensorboard/data/server/tf_record.rs): a file_version event and a scalar summary.

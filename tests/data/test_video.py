@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clipmg_jax.data import video
+from clipmg_jax.data.raw import video
 
 
 def _frames(num, height=96, width=128):

@@ -1,6 +1,8 @@
 """CLIP-MG: variants, freezing, patch weights, gate extremes and gradients, on the small "tiny" ViT."""
 
+import dataclasses
 import functools
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -269,6 +271,16 @@ def test_auxiliary_pose_head_is_the_pose_only_model_on_the_shared_skeleton_tower
   variables = jax.jit(without.init)(jax.random.key(0), frames, keypoints)
   assert "pose_aux_head" not in variables["params"]
   assert "pose_aux_head" not in model_and_params("visual_only")[1]
+
+
+def test_the_variant_table_in_the_docs_is_variants_uses():
+  text = (pathlib.Path(__file__).parents[2] / "docs" / "method.md").read_text()
+  header = "| variant | " + " | ".join(f.name for f in dataclasses.fields(variants.Uses)) + " |"
+  assert header in text
+  rows = text.split(header, 1)[1].splitlines()[2:2 + len(variants.USES)]
+  documented = {row.split("|")[1].strip(" `"): tuple(c.strip() == "yes" for c in row.split("|")[2:-1])
+                for row in rows}
+  assert documented == {v: dataclasses.astuple(u) for v, u in variants.USES.items()}
 
 
 def test_paper_defaults_have_no_extras():

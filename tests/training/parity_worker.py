@@ -66,7 +66,9 @@ def one_step(num_devices: int, fsdp_min_size: int, variant: str):
   from clipmg_jax.training import losses  # pylint: disable=import-outside-toplevel
   weights, offset = losses.make_loss_constants(config.loss, counts, 5)
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=shardings,
-                                  loss_config=config.loss, class_weights=weights, logit_offset=offset)
+                                  loss_config=config.loss, normalize=bundle.normalize,
+                                  pose_aux_weight=bundle.pose_aux_weight,
+                                  class_weights=weights, logit_offset=offset)
   batch = sharding_lib.place_batch(make_batch(5), mesh)
   new_state, metrics = step(state, batch)
   sharded_leaves = sum(1 for x in jax.tree.leaves(new_state.params) if not x.sharding.is_fully_replicated)

@@ -14,9 +14,9 @@ import jax
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import flops
 from clipmg_jax.models import variants
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import optimizer as optimizer_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -118,8 +118,8 @@ def test_imigue_tower_is_clip_b16_with_two_trainable_blocks():
   bundle = model_setup.build_model(config.model)
   params = jax.eval_shape(lambda r: model_setup.init_params(bundle, r, 224), jax.random.PRNGKey(0))
   mask = bundle.trainable_mask(params)
-  vit_total = optimizer_lib.count_params(params["vit"])
-  vit_trainable = optimizer_lib.count_params(params["vit"], mask["vit"])
+  vit_total = flops.count_params(params["vit"])
+  vit_trainable = flops.count_params(params["vit"], mask["vit"])
   assert 85e6 < vit_total < 87e6  # CLIP ViT-B/16 vision tower without the projection
   assert 14e6 < vit_trainable < 15e6  # the last 2 of 12 blocks (+ ln_post)
   assert "pose_aux_head" not in params and "context" not in params["head"]

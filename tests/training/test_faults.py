@@ -16,7 +16,8 @@ import pytest
 
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
@@ -180,13 +181,13 @@ def _synthetic_config(**data):
 
 def test_a_mistyped_shards_dir_fails_instead_of_generating_data(tmp_path):
   config = _synthetic_config(shards_dir=str(tmp_path / "shardz"))
-  with pytest.raises(input_setup.DataSetupError, match="shardz holds no manifest.json"):
+  with pytest.raises(manifest_lib.DataSetupError, match="shardz holds no manifest.json"):
     input_setup.make_data_source(config, tmp_path / "work")
   assert not (tmp_path / "work").exists() and not (tmp_path / "shardz").exists()
 
 
 def test_a_missing_test_shard_fails_before_training(tmp_path):
-  from clipmg_jax.data import random_shards  # pylint: disable=import-outside-toplevel
+  import random_shards  # pylint: disable=import-outside-toplevel
   shards = tmp_path / "shards"
   random_shards.write_random_shards(shards, splits={"train": 8, "test": 4}, clips_per_shard=4)
   manifest = json.loads((shards / "manifest.json").read_text())
@@ -194,7 +195,7 @@ def test_a_missing_test_shard_fails_before_training(tmp_path):
   test_shard.with_name(test_shard.name + ".index").unlink()
   config = _synthetic_config(shards_dir=str(shards), synthetic=None)
   config.data.validation.num_subjects = 0
-  with pytest.raises(input_setup.DataSetupError, match="split 'test'.*offset index .* is missing"):
+  with pytest.raises(manifest_lib.DataSetupError, match="split 'test'.*offset index .* is missing"):
     input_setup.make_data_source(config, tmp_path / "work")
 
 
@@ -217,7 +218,7 @@ def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_
     (OSError(28, "No space left on device", "/w/checkpoints/7"), "disk full: [Errno 28] No space left on device"),
     (tfrecord.CorruptRecordError("/s/test-00000.tfrecord", 42, "data CRC mismatch"),
      "--config.data.skip_corrupt=True"),
-    (input_setup.DataSetupError("no shards"), "DataSetupError: no shards"),
+    (manifest_lib.DataSetupError("no shards"), "DataSetupError: no shards"),
 ])
 def test_known_failures_are_one_message_without_traceback(monkeypatch, error, expected):
   def fail(config, workdir):

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from clipmg_jax.models import flops
 from clipmg_jax.training import losses
 from clipmg_jax.training import optimizer as optimizer_lib
 
@@ -84,7 +85,7 @@ def test_frozen_params_have_no_optimizer_state_and_never_move():
   tx, _ = optimizer_lib.make_optimizer(_opt_config(weight_decay=0.1, grad_clip_norm=1.0), 20, mask)
   state = tx.init(params)
   state_size = sum(x.size for x in jax.tree.leaves(state) if x.ndim > 0)
-  trainable_size = optimizer_lib.count_params(params, mask)
+  trainable_size = flops.count_params(params, mask)
   assert trainable_size == 9 + 3 + 6
   assert state_size == 2 * trainable_size  # Adam's two moments, for trainable leaves only
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)

@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 import multi_host_worker as worker
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import pipeline
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.training import data_position
 from clipmg_jax.training import distributed
 from clipmg_jax.training import input_setup
@@ -141,8 +143,8 @@ def epoch_coverage_problems(process_batches: list[list[list[int]]], expected: li
 def training_clip_ids(cache_dir: pathlib.Path) -> list[int]:
   """The clip ids of the records trained on (training subjects less the validation ones), from the shards."""
   config = worker.tiny_config(cache_dir)
-  input_setup.resolve_synthetic_paths(config.data, cache_dir / "unused_workdir")
-  manifest = input_setup.read_manifest(config.data.shards_dir)
+  synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
+  manifest = manifest_lib.read(config.data.shards_dir)
   _, records, _, _ = input_setup.split_validation(config.data, manifest)
   source = pipeline.make_source(config.data, config.data.train_split)
   return [example_codec.decode(source[int(i)]).clip_id for i in records]
@@ -166,9 +168,9 @@ def test_coverage_check_flags_duplicates_and_misses():
 def test_coverage_check_catches_a_process_reading_the_wrong_share(cache_dir):
   """Two real pipelines that both believe they are process 0 of 2: the check must reject their reads."""
   config = worker.tiny_config(cache_dir)
-  input_setup.resolve_synthetic_paths(config.data, cache_dir / "unused_workdir")
+  synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
   expected = training_clip_ids(cache_dir)
-  manifest = input_setup.read_manifest(config.data.shards_dir)
+  manifest = manifest_lib.read(config.data.shards_dir)
   records = input_setup.split_validation(config.data, manifest)[1]
   steps = -(-len(expected) // config.batch_size)
 

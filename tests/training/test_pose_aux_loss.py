@@ -29,7 +29,8 @@ def _step_metrics(variant: str, aux_weight: float):
   state = train_state_lib.create_train_state(params, tx, jax.random.PRNGKey(1))
   shardings = sharding_lib.state_shardings(state, mesh)
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=shardings,
-                                  loss_config=config.loss)
+                                  loss_config=config.loss, normalize=bundle.normalize,
+                                  pose_aux_weight=bundle.pose_aux_weight)
   batch = parity_worker.make_batch(model_config.num_classes)
   _, metrics = step(jax.device_put(state, shardings), sharding_lib.place_batch(batch, mesh))
   return kept, batch, {k: float(v) for k, v in metrics.items()}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import vit
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding
@@ -63,7 +64,8 @@ def test_evaluation_reports_the_models_own_gate(tmp_path):
            "subject": np.zeros(n, np.int32), "clip_id": np.arange(n, dtype=np.int32)}
   params = model.init(jax.random.key(0), jnp.zeros((1, 2, size, size, 3)), jnp.zeros((1, 8, 18, 3)))["params"]
   mesh = sharding.make_mesh(1)
-  eval_step = step_lib.make_eval_step(model, mesh=mesh, params_sharding=sharding.replicated(mesh))
+  eval_step = step_lib.make_eval_step(model, mesh=mesh, params_sharding=sharding.replicated(mesh),
+                                       normalize=vit.normalize_images)
   predictions = evaluation.predict(params, eval_step, [batch], mesh, 8, progress=False)
   result = evaluation.compute_metrics(predictions, ["x", "y", "z"])
 

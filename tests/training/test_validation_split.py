@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import training_stand_ins as stand_ins
-from clipmg_jax.data import shard_source
-from clipmg_jax.data import validation
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.loader import validation
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer

@@ -17,7 +17,7 @@ import multiprocessing
 import numpy as np
 from PIL import Image
 
-from clipmg_jax.data import augment
+from clipmg_jax.data.loader import augment
 from clipmg_jax.data.synthetic import body, render
 from clipmg_jax.data.synthetic import writer as synthetic_writer
 from clipmg_jax.data.synthetic.plan import SizeConfig, plan_dataset, rng_for

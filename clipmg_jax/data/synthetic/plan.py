@@ -9,7 +9,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import imigue
+from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.synthetic import render
 
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import tqdm
 
-from clipmg_jax.data import imigue
-from clipmg_jax.data import openpose
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.synthetic import body, motions, noise, render
 from clipmg_jax.data.synthetic.plan import PRESETS, SUBJECT, VIDEO, PlannedVideo, SizeConfig, plan_dataset, rng_for
 from clipmg_jax.data.synthetic.subjects import Subject, sample_subject

@@ -5,9 +5,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as kp
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.records import example_codec
 
 _INT_FEATURES = ("clip_id", "label_id", "subject", "start_frame", "num_frames", "frame_height", "frame_width",
                  "video_height", "video_width")

@@ -26,8 +26,8 @@ import pathlib
 from etils import epath
 import tensorflow_datasets as tfds
 
-from clipmg_jax.data import convert
-from clipmg_jax.data import imigue
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.records import convert
 from clipmg_jax.data.tfds_imigue import features as features_lib
 
 _DESCRIPTION = """
@@ -59,7 +59,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """iMiGUE clips (RGB frames + OpenPose keypoints), official cross-subject split."""
 
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release: the record layout of clipmg_jax.data.example_codec."}
+  RELEASE_NOTES = {"1.0.0": "Initial release: the record layout of clipmg_jax.data.records.example_codec."}
   BUILDER_CONFIGS = [
       ImigueConfig(name="rgb", description="JPEG frames and keypoints (needs videos/)."),
       ImigueConfig(name="skeleton_only", description="Keypoints only (no videos needed).", skeleton_only=True),

@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-from clipmg_jax.data import imigue
+from clipmg_jax.data.raw import imigue
 
 # COCO-18 joints a seated subject shows: head, neck, shoulders, elbows, wrists, eyes, ears.
 UPPER_BODY = (0, 1, 2, 3, 4, 5, 6, 7, 14, 15, 16, 17)

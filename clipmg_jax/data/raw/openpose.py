@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 
 from clipmg_jax.data import keypoints as kp
-from clipmg_jax.data import read_errors
+from clipmg_jax.data.raw import read_errors
 
 _BODY25_LEN = 25 * 3
 _COCO18_LEN = 18 * 3

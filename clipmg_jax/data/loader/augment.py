@@ -49,11 +49,7 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, *
 
 def crop_keypoints(keypoints: np.ndarray, box, size: int) -> np.ndarray:
   """Maps keypoints float32 (..., 18, 3) in pixels of the source image to pixels of the box resized to size x size."""
-  x0, y0, w, h = box
-  out = np.array(keypoints, np.float32, copy=True)
-  out[..., 0] = (out[..., 0] + 0.5 - x0) * (size / w) - 0.5
-  out[..., 1] = (out[..., 1] + 0.5 - y0) * (size / h) - 0.5
-  return out
+  return kp.box_to_resized(keypoints, box, (size, size))
 
 
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
@@ -61,12 +57,6 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
   out = np.array(keypoints[..., _FLIP, :], np.float32, copy=True)
   out[..., 0] = (width - 1) - out[..., 0]
   return out
-
-
-def zero_missing(keypoints: np.ndarray) -> np.ndarray:
-  """Sets x = y = 0 for joints with confidence 0 (in place) and returns the array."""
-  keypoints[..., :2] *= (keypoints[..., 2:3] > 0)
-  return keypoints
 
 
 def decode_crop_resize(jpeg: bytes, box, size: int, flip: bool = False) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Writing shards atomically: `<name>.tfrecord` + `<name>.tfrecord.index`, and the dataset manifest.
+"""Writing shards atomically: `<name>.tfrecord` + `<name>.tfrecord.index`, and small JSON files.
 
 A shard is written under a temporary name and renamed only when complete, index first, so a killed writer leaves
 either a complete shard with its index or nothing under the final names (resumable conversion relies on this).
@@ -9,10 +9,7 @@ import os
 import pathlib
 from typing import Iterable
 
-from clipmg_jax.data import tfrecord
-
-MANIFEST = "manifest.json"
-
+from clipmg_jax.data.records import tfrecord
 
 def shard_name(split: str, index: int, count: int) -> str:
   """`<split>-<index:05d>-of-<count:05d>.tfrecord`."""
@@ -40,17 +37,9 @@ def write_shard(path: str | os.PathLike, records: Iterable[bytes]) -> int:
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
+  """Writes `data` as JSON under a temporary name, then renames it: a reader sees the old file or the new one."""
   path = pathlib.Path(path)
   tmp = path.with_name(path.name + f".tmp{os.getpid()}")
   with open(tmp, "w") as f:
     json.dump(data, f, indent=1)
   os.replace(tmp, path)
-
-
-def read_manifest(shards_dir: str | os.PathLike) -> dict:
-  """The manifest.json of a shards folder (see docs/data.md for its keys)."""
-  path = pathlib.Path(shards_dir) / MANIFEST
-  if not path.is_file():
-    raise FileNotFoundError(f"no {MANIFEST} in {shards_dir}: convert a dataset first (data_prep/convert.py)")
-  with open(path) as f:
-    return json.load(f)

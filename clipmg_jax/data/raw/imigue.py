@@ -13,7 +13,8 @@ Raw layouts of a dataset root (find_raw_layout tells them apart):
   Both: <root>/videos/<video>.mp4 (25 fps; not part of the public release, which links YouTube videos behind a
   request form), and optionally
   <root>/split.json              {"train_subjects": [...], "test_subjects": [...], "validation_subjects": [...]}
-                                 (validation_subjects optional, a subset of train_subjects; clipmg_jax/data/validation.py)
+                                 (validation_subjects optional, a subset of train_subjects;
+                                 clipmg_jax/data/loader/validation.py)
   <root>/classes.json            {"classes": [{name_id, csv_class, index, name, group}, ...]}
 
 Frame numbering (settled against the published material): `start_frame` and `end_frame` are 0-based frame indices,
@@ -32,8 +33,8 @@ import pathlib
 from typing import Sequence
 
 # The OpenPose readers live in their own module; re-exported here because they are part of the iMiGUE raw layout.
-from clipmg_jax.data import read_errors
-from clipmg_jax.data.openpose import OpenPoseClipReport, read_openpose_clip, read_openpose_frame  # noqa: F401
+from clipmg_jax.data.raw import read_errors
+from clipmg_jax.data.raw.openpose import OpenPoseClipReport, read_openpose_clip, read_openpose_frame  # noqa: F401
 
 FPS = 25
 VIDEO_SIZE = (1280, 720)  # (width, height) of the published videos, in pixels.

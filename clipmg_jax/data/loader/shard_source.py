@@ -6,7 +6,6 @@ descriptors, as Grain's worker processes require.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -15,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from clipmg_jax.data import tfrecord
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,22 +112,12 @@ class ShardSource:
           pass
 
 
-def _manifest_shards(manifest: pathlib.Path, split: str) -> list[dict]:
-  """The shard entries of `split` in a manifest.json; ValueError naming the manifest and its splits otherwise."""
-  with open(manifest) as f:
-    data = json.load(f)
-  try:
-    return data["splits"][split]["shards"]
-  except KeyError:
-    raise ValueError(f"{manifest}: no split {split!r} (has {sorted(data.get('splits', {}))})") from None
-
-
 def find_shards(shards_dir: str | os.PathLike, split: str) -> list[pathlib.Path]:
   """The shards of `split` in `shards_dir`, from its manifest.json when present, else `<split>-*.tfrecord` sorted."""
   shards_dir = pathlib.Path(shards_dir)
-  manifest = shards_dir / "manifest.json"
-  if manifest.is_file():
-    paths = [shards_dir / e["path"] for e in _manifest_shards(manifest, split)]
+  if manifest_lib.exists(shards_dir):
+    entries = manifest_lib.split_shards(manifest_lib.read(shards_dir), split, shards_dir)
+    paths = [shards_dir / e["path"] for e in entries]
   else:
     paths = sorted(shards_dir.glob(f"{split}-*.tfrecord"))
   if not paths:
@@ -144,10 +134,8 @@ def record_table(shards_dir: str | os.PathLike, split: str) -> dict[str, np.ndar
   Read from manifest.json, whose shard entries list them (data_prep/convert.py writes them). Raises ValueError
   naming the manifest when it has none (a conversion made before they were recorded).
   """
-  manifest = pathlib.Path(shards_dir) / "manifest.json"
-  if not manifest.is_file():
-    raise FileNotFoundError(f"{manifest} not found: the per-record subjects come from the converter's manifest")
-  entries = _manifest_shards(manifest, split)
+  manifest = manifest_lib.path(shards_dir)  # named in the errors below
+  entries = manifest_lib.split_shards(manifest_lib.read(shards_dir), split, shards_dir)
   columns = {"subject": [], "label": []}
   for entry in entries:
     if "subjects" not in entry or "labels" not in entry:

@@ -11,11 +11,12 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_writer
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import shard_writer
 
 
 def random_frame(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -80,5 +81,5 @@ def write_random_shards(out_dir: str | os.PathLike, *, splits: dict[str, int] | 
       shards.append({"path": name, "num_records": n, "subjects": [int(m["subject"]) for m in metas],
                      "labels": [int(m["label"]) for m in metas]})
     manifest["splits"][split] = {"num_clips": count, "shards": shards}
-  shard_writer.write_json_atomic(out_dir / shard_writer.MANIFEST, manifest)
+  manifest_lib.write(out_dir, manifest)
   return out_dir

@@ -16,9 +16,9 @@ import pathlib
 
 import numpy as np
 
-from clipmg_jax.data import imigue
-from clipmg_jax.data import openpose
-from clipmg_jax.data import read_errors
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import read_errors
 
 NUM_MIGA_JOINTS = 35
 _ROW_LEN = 1 + NUM_MIGA_JOINTS * 3

@@ -51,13 +51,15 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from clipmg_jax.data import example_codec
-from clipmg_jax.data import imigue
-from clipmg_jax.data import miga
-from clipmg_jax.data import openpose
+from clipmg_jax.data import keypoints as keypoints_lib
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_writer
-from clipmg_jax.data import video as video_io
+from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import miga
+from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import shard_writer
 
 PROGRESS_DIR = ".progress"
 MANIFEST_VERSION = 2  # 2: shard entries list their records' subjects and labels; "split"
@@ -221,12 +223,7 @@ def stored_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 def scale_keypoints(keypoints: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
   """Keypoints (..., 18, 3) in pixels of a src_hw image -> pixels of the same image resized to dst_hw (pixel centres
   at integer coordinates, as PIL's resize maps them). Missing joints stay (0, 0, 0)."""
-  out = np.array(keypoints, np.float32, copy=True)
-  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-  out[..., 0] = (out[..., 0] + 0.5) * sx - 0.5
-  out[..., 1] = (out[..., 1] + 0.5) * sy - 0.5
-  out[..., :2] *= out[..., 2:3] > 0
-  return out
+  return keypoints_lib.zero_missing(keypoints_lib.box_to_resized(keypoints, (0, 0, src_hw[1], src_hw[0]), dst_hw))
 
 
 def encode_frames(frames: np.ndarray, size_hw: tuple[int, int], quality: int) -> list[bytes]:
@@ -498,7 +495,7 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
       bar.update(1)
   bar.close()
   manifest = build_manifest(shards, summaries, skipped, classes, options, source, split)
-  shard_writer.write_json_atomic(out_dir / shard_writer.MANIFEST, manifest)
+  manifest_lib.write(out_dir, manifest)
   return manifest
 
 

@@ -32,10 +32,10 @@ label 0, subject and clip_id -1) up to a multiple of the global batch size, so e
 of full batches.
 
 Corrupt records: with skip_corrupt=False (default) reading one raises tfrecord.CorruptRecordError naming the shard and
-byte offset; with skip_corrupt=True it becomes a masked-out example (mask False, clip_id SKIPPED_CLIP_ID, counted
-by evaluation as "skipped_records") and a warning naming file and
-offset is logged, so batch shapes and the resume state are unaffected; count them as mask-False examples with
-clip_id -1 (in evaluation subtract the padding, which only fills the last batch).
+byte offset; with skip_corrupt=True it becomes a masked-out example (mask False, clip_id batch.SKIPPED_CLIP_ID,
+counted by evaluation as "skipped_records") and a warning naming file and offset is logged, so batch shapes and
+the resume state are unaffected; count them as mask-False examples with clip_id -1 (in evaluation subtract the
+padding, which only fills the last batch).
 
 The iterator (`iter(make_dataset(...))`) is checkpointable: `get_state()` returns a small dict, `set_state(state)`
 on a fresh iterator of the same dataset resumes exactly (also across processes, and with Orbax through
@@ -44,18 +44,18 @@ grain.checkpoint).
 
 import dataclasses
 import logging
-import pathlib
 
 from absl import flags
 import grain
 import ml_collections
 import numpy as np
 
-from clipmg_jax.data import augment
-from clipmg_jax.data import example_codec
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data import sampling
-from clipmg_jax.data import shard_source
+from clipmg_jax.data.loader import augment
+from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.records import example_codec
 
 
 def get_data_config() -> ml_collections.ConfigDict:
@@ -80,7 +80,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.prefetch_buffer_size = 2  # Batches read ahead per process (Grain ReadOptions.prefetch_buffer_size).
   c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
   # Validation: whole training subjects held out of training, for periodic evaluation and checkpoint selection
-  # (clipmg_jax/data/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
+  # (clipmg_jax/data/loader/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
   # over the seeded choice of num_subjects; num_subjects=0 and no subjects: no validation split.
   c.validation = ml_collections.ConfigDict(dict(num_subjects=4, seed=0, subjects=()))
   return c
@@ -119,21 +119,6 @@ class _LocatedSource:
     return self._source.location(index)
 
 
-# clip_id of the masked-out example that stands in for a record skipped as unreadable (skip_corrupt=True), so that
-# evaluation can count what it left out; other padding has clip_id -1 (or 0, added by evaluation.pad_batch).
-SKIPPED_CLIP_ID = -2
-
-
-def padding_example(num_frames: int, num_pose_frames: int, image_size: int, *, skipped: bool = False) -> dict:
-  """A masked-out example of the batch layout; skipped=True marks it as a record left out as unreadable."""
-  return {
-      "frames": np.zeros((num_frames, image_size, image_size, 3), np.uint8),
-      "keypoints": np.zeros((num_pose_frames, kp.NUM_JOINTS, 3), np.float32),
-      "label": np.int32(0), "subject": np.int32(-1),
-      "clip_id": np.int32(SKIPPED_CLIP_ID if skipped else -1), "mask": np.bool_(False),
-  }
-
-
 class ClipDecoder:
   """Record bytes -> one example of the batch layout (frames, keypoints, label, subject, clip_id, mask).
 
@@ -153,7 +138,7 @@ class ClipDecoder:
     self._source = source
 
   def _padding(self, skipped: bool = False) -> dict:
-    return padding_example(self.num_frames, self.num_pose_frames, self.image_size, skipped=skipped)
+    return batch_lib.padding_example(self.num_frames, self.num_pose_frames, self.image_size, skipped=skipped)
 
   def __call__(self, item, rng: np.random.Generator | None = None) -> dict:
     index, record = item
@@ -196,7 +181,7 @@ class ClipDecoder:
     points = augment.crop_keypoints(keypoints[pose_idx], box, size)
     if flip:
       points = augment.flip_keypoints(points, size)
-    augment.zero_missing(points)
+    kp.zero_missing(points)
     return {
         "frames": frames, "keypoints": points, "label": np.int32(meta["label"]),
         "subject": np.int32(meta["subject"]), "clip_id": np.int32(meta["clip_id"]), "mask": np.bool_(True),
@@ -329,9 +314,3 @@ def num_eval_batches(config: ml_collections.ConfigDict, split: str) -> int:
   """Batches of one evaluation pass (the same on every process)."""
   global_batch = int(config.eval_batch_size or config.batch_size)
   return -(-num_examples(config, split) // global_batch)
-
-
-def shards_dir_exists(config: ml_collections.ConfigDict) -> bool:
-  """Whether config.shards_dir holds converted shards (a manifest.json)."""
-  return bool(config.shards_dir) and (pathlib.Path(config.shards_dir) / "manifest.json").is_file()
-

@@ -1,0 +1,4 @@
+"""Stage 2, conversion: raw clips -> TFRecord shards of clip records (example_codec) with offset indexes
+(tfrecord), written atomically (shard_writer), listed with their per-record subjects and labels and every skipped
+clip in manifest.json (manifest). convert.py is the converter (data_prep/convert.py is its command line).
+Next: loader/ reads the shards."""

@@ -1,0 +1,80 @@
+"""manifest.json of a shards folder: the one place that finds, reads and writes it.
+
+The converter (convert.py) writes it last, so its presence means the conversion finished. Its keys are in
+docs/data.md: "splits" (per split: num_clips, per_class, and the shard entries with each record's subject and
+label), "classes", "skipped", "split" (the dataset's split.json choices), "source".
+"""
+
+import json
+import os
+import pathlib
+
+from clipmg_jax.data.records import shard_writer
+from clipmg_jax.data.records import tfrecord
+
+FILENAME = "manifest.json"
+
+
+class DataSetupError(ValueError):
+  """The configured data cannot be used (missing or incomplete shards); the message names the path and the fix."""
+
+
+def path(shards_dir: str | os.PathLike) -> pathlib.Path:
+  return pathlib.Path(shards_dir) / FILENAME
+
+
+def exists(shards_dir: str | os.PathLike | None) -> bool:
+  """Whether `shards_dir` holds a finished conversion (a manifest.json)."""
+  return bool(shards_dir) and path(shards_dir).is_file()
+
+
+def read(shards_dir: str | os.PathLike) -> dict:
+  """The manifest document; FileNotFoundError naming the path and how to make it."""
+  file = path(shards_dir)
+  if not file.is_file():
+    raise FileNotFoundError(f"{file} not found: convert a dataset first (data_prep/convert.py) or point "
+                            f"config.data.shards_dir at the folder holding {FILENAME}")
+  with open(file) as f:
+    return json.load(f)
+
+
+def write(shards_dir: str | os.PathLike, document: dict) -> None:
+  """Writes the manifest atomically (a reader sees the old one or the new one, never a partial file)."""
+  shard_writer.write_json_atomic(path(shards_dir), document)
+
+
+def split_shards(document: dict, split: str, shards_dir: str | os.PathLike) -> list[dict]:
+  """The shard entries of `split` ({"path", "num_records", "subjects", "labels"}); ValueError naming the manifest and
+  the splits it has otherwise."""
+  try:
+    return document["splits"][split]["shards"]
+  except KeyError:
+    raise ValueError(f"{path(shards_dir)}: no split {split!r} (has {sorted(document.get('splits', {}))})") from None
+
+
+def check_splits(shards_dir: str | os.PathLike, document: dict, splits) -> None:
+  """Checks, before any training step, that every shard and offset index of `splits` is there and holds the
+  number of records the manifest lists; DataSetupError naming the split and file otherwise."""
+  shards_dir = pathlib.Path(shards_dir)
+  for split in dict.fromkeys(splits):
+    if split not in document.get("splits", {}):
+      raise DataSetupError(f"{path(shards_dir)} has no split {split!r} (has {sorted(document.get('splits', {}))})")
+    for entry in document["splits"][split].get("shards", []):
+      shard = shards_dir / entry["path"]
+      index = tfrecord.index_path(shard)
+      problem = None
+      if not shard.is_file():
+        problem = f"shard {shard} is missing"
+      elif not index.is_file():
+        problem = f"offset index {index} is missing"
+      else:
+        try:
+          count = len(tfrecord.read_index(index))
+        except (OSError, ValueError) as e:
+          problem = f"offset index {index} cannot be read: {e}"
+        else:
+          if "num_records" in entry and count != int(entry["num_records"]):
+            problem = f"offset index {index} lists {count} records, the manifest {entry['num_records']}"
+      if problem:
+        raise DataSetupError(f"split {split!r} of {shards_dir}: {problem}. Re-run the conversion into this folder "
+                             "(it redoes only what is missing) or restore the file.")
