@@ -289,7 +289,6 @@ def main(argv):
   args = parse_args(argv)
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
   from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
   config = load_config(args)

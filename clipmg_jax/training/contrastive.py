@@ -26,8 +26,8 @@ import tqdm
 
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
+from clipmg_jax.models import flops
 from clipmg_jax.models.vit import normalize_images as default_normalize
-from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
@@ -195,11 +195,10 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   data = make_data_source(train_part, config)
   setup = trainer.Setup(config, data, build_model(config))
   logging.info("contrastive pretraining: %d images of %d people; %.2fM parameters", len(train_part),
-               len(data.info["corpus_subjects"]), sum(x.size for x in jax.tree.leaves(setup.abstract_state.params)) / 1e6)
+               len(data.info["corpus_subjects"]), flops.count_params(setup.abstract_state.params) / 1e6)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best)
+  ckpt = setup.checkpointer(workdir)
   train_iter = data.train_iterator()
   if ckpt.latest_step() is not None:
     state = ckpt.restore(setup.abstract_state, train_iter)
@@ -216,8 +215,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   try:
     # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
     with preemption.Watch() as watch:  # a preemption signal saves a checkpoint, as in the classifier's training
-      state, stopped = trainer._train_loop(config, setup, state, train_step, train_iter, ckpt, writer, bar,  # pylint: disable=protected-access
-                                           watch)
+      state, stopped = trainer.train_loop(setup, state, train_step, trainer.LoopIO(
+          train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar, watch=watch))
     if stopped:
       return ""
     if ckpt.latest_step() != int(state.step):

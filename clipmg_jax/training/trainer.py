@@ -369,13 +369,6 @@ def train_loop(setup: Setup, state, train_step, io: LoopIO) -> tuple[Any, bool]:
   return state, False
 
 
-def _train_loop(config, setup: Setup, state, train_step, train_iter, ckpt, writer, bar, watch):
-  """train_loop with its inputs and outputs passed one by one (the call form of training/contrastive.py)."""
-  assert config is setup.config, "the loop runs on the setup's config"
-  return train_loop(setup, state, train_step, LoopIO(train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar,
-                                                     watch=watch))
-
-
 def _fetch(tree: Any) -> Any:
   """Device -> host for a pytree of arrays: it waits for the steps that computed them, so the loop calls it only
   when it logs, evaluates, saves or stops."""

@@ -8,7 +8,6 @@ reuses it (or trains it itself when run alone).
 import json
 import os
 import pathlib
-import sys
 
 import pytest
 
