@@ -31,21 +31,16 @@ mkdir -p "$root" "$results" "$logs"
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 
+# The benchmark's dataset as configs/synthetic.py makes it on first use, with more conversion workers.
 data="$root/synthetic_data"
-(
-  if [ ! -f "$data/shards/manifest.json" ]; then
-    $py data_prep/make_synthetic.py --out "$data/raw" --preset demo --seed 0 --workers $(( CORES / 2 )) &&
-    $py data_prep/convert.py --raw_root "$data/raw" --out_dir "$data/shards" --short_side 128 \
-        --max_stored_frames 16 --num_workers $(( CORES / 2 ))
-  fi
-) > "$logs/data.log" 2>&1 &
+$py benchmarks/pretrained_tower_prep.py data "$data" $(( CORES / 2 )) > "$logs/data.log" 2>&1 &
 data_pid=$!
 
 plain="$root/pretrain_plain"
 jitter="$root/pretrain_jitter"
 stamp "rendering the corpus ($PEOPLE people)"
 mkdir -p "$plain" "$jitter"
-$py benchmarks/pretrained_tower_corpus.py "$plain/corpus.npz" $PEOPLE $PROBE > "$logs/corpus.log" 2>&1 \
+$py benchmarks/pretrained_tower_prep.py corpus "$plain/corpus.npz" $PEOPLE $PROBE > "$logs/corpus.log" 2>&1 \
   && cp "$plain/corpus.npz" "$jitter/" || { stamp "corpus failed"; tail -20 "$logs/corpus.log"; }
 
 stamp "pretraining, both recipes side by side"

@@ -13,7 +13,6 @@ The corpus's last `corpus.probe_subjects` people are held out of pretraining, fo
 import logging
 import os
 import pathlib
-import sys
 from typing import Any, Callable
 
 import grain
@@ -22,12 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.models import flops
-from clipmg_jax.models.vit import normalize_images as default_normalize
+from clipmg_jax.training import distributed
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
@@ -77,11 +75,12 @@ def jitter_colours(frames: jax.Array, key: jax.Array, strength: float) -> jax.Ar
 
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Schedule, *, mesh: jax.sharding.Mesh,
-                    state_sharding: Any, normalize: Callable[[jax.Array], jax.Array] = default_normalize,
-                    colour_jitter: float = 0.0, seed: int = 0):
+                    state_sharding: Any, normalize: Callable[[jax.Array], jax.Array], colour_jitter: float = 0.0,
+                    seed: int = 0):
   """step(state, batch) -> (state, metrics), jitted over the mesh like step.make_train_step; state is donated.
 
-  batch: frames uint8 (B, H, W, 3), tokens int32 (B, L). metrics: loss, accuracy (image-to-caption top-1 in the
+  batch: frames uint8 (B, H, W, 3), tokens int32 (B, L). normalize: uint8 frames -> the tower's input
+  (ModelBundle.normalize). metrics: loss, accuracy (image-to-caption top-1 in the
   batch), grad_norm, learning_rate, logit_scale. colour_jitter > 0 recolours each frame (jitter_colours) with a key
   folded from `seed` and the step number, so a resumed run draws the same colours."""
 
@@ -205,13 +204,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
   else:
     state = setup.fresh_state()
-  train_step = make_train_step(setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh,
-                               state_sharding=setup.state_sharding,
-                               colour_jitter=float(config.data.get("colour_jitter", 0.0)), seed=int(config.seed))
+  train_step = distributed.compiled_together(make_train_step(
+      setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh, state_sharding=setup.state_sharding,
+      normalize=setup.model.normalize, colour_jitter=float(config.data.get("colour_jitter", 0.0)),
+      seed=int(config.seed)), "pretrain_step")
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  bar = tqdm.tqdm(total=setup.total_steps, initial=int(state.step), desc="pretrain", unit="step",
-                  disable=jax.process_index() != 0, dynamic_ncols=True,
-                  mininterval=0.5 if sys.stderr.isatty() else 30)
+  bar = trainer.progress_bar(setup, int(state.step), "pretrain")
   try:
     # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
     with preemption.Watch() as watch:  # a preemption signal saves a checkpoint, as in the classifier's training

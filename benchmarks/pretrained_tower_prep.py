@@ -1,0 +1,42 @@
+"""The two preparations of benchmarks/pretrained_tower.sh, each made once and shared by the runs after it:
+
+  python benchmarks/pretrained_tower_prep.py corpus runs/x/corpus.npz 408 24   # path, people, held-out people
+  python benchmarks/pretrained_tower_prep.py data runs/x/synthetic_data 8      # cache dir, conversion workers
+
+corpus: the captioned corpus of configs/pretrain_synthetic.py with another number of people, in the .npz that
+`python -m clipmg_jax.pretrain` reuses when its settings match. data: the benchmark's dataset exactly as
+configs/synthetic.py makes it on first use (clipmg_jax/data/synthetic/prepare.py), with more conversion workers.
+(A file rather than inline code: both render in spawned worker processes, which re-import the main module.)
+"""
+
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from clipmg_jax.data.synthetic import prepare  # pylint: disable=wrong-import-position
+from clipmg_jax.training import contrastive  # pylint: disable=wrong-import-position
+from configs import pretrain_synthetic  # pylint: disable=wrong-import-position
+from configs import synthetic  # pylint: disable=wrong-import-position
+
+
+def corpus(path: str, people: str, probe: str) -> None:
+  config = pretrain_synthetic.get_config()
+  config.corpus.num_subjects, config.corpus.probe_subjects = int(people), int(probe)
+  made = contrastive.load_corpus(config.corpus, config.data.image_size, path, progress=False)
+  print(f"{path}: {len(made)} frames of {len(set(made.subjects.tolist()))} people")
+
+
+def data(cache_dir: str, workers: str) -> None:
+  config = synthetic.get_config()
+  config.data.synthetic.cache_dir, config.data.synthetic.convert_workers = cache_dir, int(workers)
+  prepare.make_shards(config.data, cache_dir)
+  print(f"shards: {config.data.shards_dir}")
+
+
+if __name__ == "__main__":
+  commands = {"corpus": (corpus, 3), "data": (data, 2)}
+  if len(sys.argv) < 2 or sys.argv[1] not in commands or len(sys.argv) - 2 != commands[sys.argv[1]][1]:
+    raise SystemExit(__doc__)
+  commands[sys.argv[1]][0](*sys.argv[2:])
