@@ -29,8 +29,6 @@ Figures (printed, and written as JSON with --json):
 """
 
 import argparse
-import ast
-import importlib.util
 import json
 import os
 import statistics
@@ -75,27 +73,12 @@ def parse_args(argv):
 
 
 def load_config(args):
-  path, _, arg = args.config.partition(":")
-  spec = importlib.util.spec_from_file_location("benchmarked_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import inspection  # pylint: disable=import-outside-toplevel
+  overrides = {"model.dtype": args.dtype, "batch_size": args.batch, **defaults.parse_overrides(args.set)}
   if args.variant:
-    config.model.variant = args.variant
-  config.model.dtype = args.dtype
-  config.batch_size = args.batch
-  for item in args.set:
-    key, _, text = item.partition("=")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    node = config
-    *parents, leaf = key.split(".")
-    for name in parents:
-      node = node[name]
-    node[leaf] = value
-  return config
+    overrides["model.variant"] = args.variant
+  return inspection.load_config(args.config, overrides)
 
 
 def median_seconds(fn, steps, warmup):
@@ -145,61 +128,22 @@ def random_batch(batch, config, image_size, seed=0):
 
 
 def build_step(config):
-  """(train_step jitted, fresh state, mesh, abstract state) for the config, as the trainer builds them."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import model_setup  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import optimizer as optimizer_lib  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import step as step_lib  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import train_state as train_state_lib  # pylint: disable=import-outside-toplevel
-  bundle = model_setup.build_model(config.model)
-  mesh = sharding_lib.make_mesh(None)
-  image_size = int(config.data.image_size)
-  rng = jax.random.PRNGKey(0)
-  abstract_params = jax.eval_shape(lambda r: model_setup.init_params(bundle, r, image_size), rng)
-  trainable = bundle.trainable_mask(abstract_params)
-  if config.get("train_all_params", False):
-    trainable = jax.tree.map(lambda _: True, trainable)
-  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.total_steps), trainable)
-  make_state = lambda p: train_state_lib.create_train_state(p, tx, rng)
-  abstract_state = jax.eval_shape(make_state, abstract_params)
-  state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.get("fsdp_min_size", 0))
-  step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=state_sharding,
-                                  loss_config=config.loss, normalize=bundle.normalize,
-                                  pose_aux_weight=bundle.pose_aux_weight)
-
-  def fresh_state():
-    params = model_setup.init_params(bundle, rng, image_size, out_shardings=state_sharding.params)
-    return jax.jit(make_state, out_shardings=state_sharding)(params)
-
-  return step, fresh_state, mesh, abstract_state, state_sharding
-
-
-def memory_bytes(compiled):
-  stats = compiled.memory_analysis()
-  if stats is None:
-    return None
-  return (stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
-          + stats.temp_size_in_bytes)
+  """(train_step jitted, fresh state, mesh) for the config: the trainer's own (trainer.Setup, via aot.make_setup)."""
+  from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
+  setup = aot.make_setup(config)
+  return setup.train_step, setup.fresh_state, setup.mesh
 
 
 def compile_step(config, batch):
-  import jax  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
-  step, _, mesh, abstract_state, state_sharding = build_step(config)
-  host = random_batch(batch, config, int(config.data.image_size))
-  spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding_lib.batch_sharding(mesh))
-          for k, v in host.items()}
-  state_spec = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            abstract_state, state_sharding)
-  return step.lower(state_spec, spec).compile()
+  from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
+  config = config.copy_and_resolve_references()
+  config.batch_size = config.eval_batch_size = batch
+  return aot.compile_train_step(aot.make_setup(config), batch)
 
 
 def memory_report(config, batches=(2, 4)):
   """Bytes per clip and fixed bytes from two compiled batch sizes; the largest batches for 80 / 141 GB."""
-  totals = [memory_bytes(compile_step(config, b)) for b in batches]
-  if None in totals:
-    return None
+  totals = [compile_step(config, b).memory["total"] for b in batches]
   per_clip = (totals[1] - totals[0]) / (batches[1] - batches[0])
   fixed = totals[0] - per_clip * batches[0]
   fits = {f"{gb} GB": int((gb * 1e9 - fixed) // per_clip) for gb in (80, 141)}
@@ -290,6 +234,7 @@ def main(argv):
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import jax  # pylint: disable=import-outside-toplevel
   from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
   config = load_config(args)
   m = config.model
@@ -315,16 +260,14 @@ def main(argv):
 
   model_flops = flops.train_flops(m, image_size)
   out["model_gflops_per_clip"] = model_flops / 1e9
-  step, fresh_state, mesh, _, _ = build_step(config)
+  step, fresh_state, mesh = build_step(config)
   batch = sharding_lib.place_batch(random_batch(args.batch, config, image_size), mesh)
   state = fresh_state()
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   out["compile_seconds"] = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  out["compiled_step_gflops_per_clip"] = float(cost["flops"]) / args.batch / 1e9
-  out["step_memory_bytes"] = memory_bytes(compiled)
+  out["compiled_step_gflops_per_clip"] = aot.flops_of(compiled) / args.batch / 1e9
+  out["step_memory_bytes"] = aot.memory_of(compiled)["total"]
 
   holder = {"state": state}
 

@@ -1,5 +1,7 @@
 """The trainer's config fields with their defaults; configs/*.py start from base_config() and fill model/data."""
 
+import ast
+
 import ml_collections
 
 from clipmg_jax.training import distributed
@@ -47,3 +49,18 @@ def override(config: ml_collections.ConfigDict, values: dict) -> ml_collections.
       target = target[name]
     target[leaf] = value
   return config
+
+
+def parse_overrides(items: list[str]) -> dict:
+  """["model.skeleton.conv=xla", "total_steps=10", ...] -> {"model.skeleton.conv": "xla", "total_steps": 10}: each
+  value read as a Python literal where it is one, else kept as a string (for benchmark command lines)."""
+  out = {}
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"override {item!r}: expected KEY=VALUE")
+    try:
+      out[key] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[key] = text
+  return out

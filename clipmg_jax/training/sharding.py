@@ -17,12 +17,41 @@ from clipmg_jax.data.loader import batch as batch_lib
 DATA_AXIS = "data"
 
 
-def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-  """A 1-D mesh over `num_devices` (default: all) devices with the axis "data"."""
-  n = num_devices or jax.device_count()
+def make_mesh(num_devices: int | None = None, devices: list | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh with the axis "data" over the first `num_devices` (default: all) of `devices` (default:
+  jax.devices(); or an explicit list, e.g. an abstract TPU slice's from clipmg_jax.training.aot.topology_devices).
+
+  jax.make_mesh orders the devices along the interconnect's physical ring where it can. It refuses device sets it
+  cannot lay out that way (the per-TensorCore devices of megacore chips, as TPU v4 topologies describe them, or part
+  of a slice); those are used in the order given.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  devices = devices[:num_devices or len(devices)]
   # Auto axes: the compiler propagates shardings through the model (Explicit axes would make every reshape of a
   # batch-sharded array in the model name its output sharding).
-  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:n])
+  axis_types = (jax.sharding.AxisType.Auto,)
+  try:
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=axis_types, devices=devices)
+  except (AssertionError, ValueError, NotImplementedError):
+    return jax.sharding.Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=axis_types)
+
+
+def process_rows(mesh: jax.sharding.Mesh, global_batch: int) -> dict[int, list[int]]:
+  """{process index: the rows of a global batch that its devices hold} under batch_sharding(mesh)."""
+  rows: dict[int, list[int]] = {}
+  for device, index in batch_sharding(mesh).devices_indices_map((global_batch,)).items():
+    rows.setdefault(device.process_index, []).extend(range(*index[0].indices(global_batch)))
+  return {p: sorted(r) for p, r in sorted(rows.items())}
+
+
+def check_batch_layout(mesh: jax.sharding.Mesh, global_batch: int) -> None:
+  """Raises ValueError unless every process's devices hold the same number of rows of the global batch: each
+  process feeds global_batch / process count rows (place_batch), so a mesh that gives one process more devices
+  than another cannot be fed."""
+  counts = {p: len(r) for p, r in process_rows(mesh, global_batch).items()}
+  if len(set(counts.values())) > 1:
+    raise ValueError(f"the mesh's devices hold unequal shares of a batch of {global_batch} per process ({counts}): "
+                     "every process must contribute the same number of devices")
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -57,7 +57,8 @@ class Setup:
   built: model -> mesh -> parameter shapes -> optimizer -> state shardings -> steps."""
 
   def __init__(self, config: ml_collections.ConfigDict, data: DataSource,
-               model: model_setup.ModelBundle | None = None):
+               model: model_setup.ModelBundle | None = None, devices: list | None = None):
+    """devices: the mesh's devices (default: this machine's; clipmg_jax.training.aot passes a TPU slice's)."""
     self.config = config
     self.data = data
     self.total_steps = int(config.total_steps)
@@ -66,8 +67,9 @@ class Setup:
     if self.model.num_classes != len(data.class_names):
       raise ValueError(f"the model has {self.model.num_classes} classes but the dataset {len(data.class_names)}")
     # --- mesh
-    self.mesh = sharding_lib.make_mesh(config.get("num_devices") or None)
+    self.mesh = sharding_lib.make_mesh(config.get("num_devices") or None, devices)
     _check_batch_sizes(config, self.mesh)
+    sharding_lib.check_batch_layout(self.mesh, int(config.batch_size))
     # --- parameter shapes (nothing allocated), trainable mask, optimizer
     init_rng, self.train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
     self.init_rng = init_rng
