@@ -13,7 +13,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from clipmg_jax.training import contrastive
+from clipmg_jax.pretraining import contrastive
 from clipmg_jax.training import logs
 from clipmg_jax.training import distributed
 

@@ -1,4 +1,4 @@
-"""Figures of one clip and of a model's errors, shared by `python -m clipmg_jax.inspect` and notebooks/.
+"""Figures of one clip and of a model's errors, shared by `python -m clipmg_jax.inspect_clip` and notebooks/.
 
 Every function returns a matplotlib Figure made with pyplot (so a notebook shows it inline); a script that only
 writes files selects the Agg backend first (clipmg_jax.training.plots._pyplot) and closes the figures it saved.

@@ -9,6 +9,5 @@
                  process count or batch size); preemption, distributed for long and multi-host runs.
   evaluation     predictions over a split -> metrics (metrics, pose_monitoring) -> eval.json and plots (plots).
   writers, logs  metrics.jsonl / TensorBoard, log set-up. defaults: the trainer's config fields.
-  inspection     one clip's internals from a checkpoint (clipmg_jax/inspect.py, notebooks).
-  contrastive    contrastive pretraining of the vision tower on the same machinery.
+  inspection     one clip's internals from a checkpoint (clipmg_jax/inspect_clip.py, notebooks).
 """

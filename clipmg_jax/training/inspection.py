@@ -1,7 +1,7 @@
 """What a trained model sees and does on one clip: load a run, read a clip, and collect the values the forward pass
 used (the "intermediates" ClipMG sows) next to the heatmaps its skeleton tower renders.
 
-Used by `python -m clipmg_jax.inspect` and by the notebooks in notebooks/. Nothing here runs a second copy of the
+Used by `python -m clipmg_jax.inspect_clip` and by the notebooks in notebooks/. Nothing here runs a second copy of the
 model: `look_inside` calls the model once with the "intermediates" collection mutable and reads back what it sowed.
 """
 

@@ -9,7 +9,7 @@ import pytest
 
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
-from clipmg_jax.training import contrastive
+from clipmg_jax.pretraining import contrastive
 from clipmg_jax.training import model_setup
 from clipmg_jax.weights import hf_export
 from configs import pretrain_synthetic

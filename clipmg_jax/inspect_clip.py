@@ -1,7 +1,7 @@
 r"""Writes the figures of one clip as a trained CLIP-MG model sees it, as PNGs (no Jupyter needed).
 
-  python -m clipmg_jax.inspect --config configs/synthetic.py --workdir runs/synthetic --clip_id 100002 --out /tmp/x
-  python -m clipmg_jax.inspect --config configs/synthetic.py --workdir runs/synthetic --list   # the clip ids
+  python -m clipmg_jax.inspect_clip --config configs/synthetic.py --workdir runs/synthetic --clip_id 100002 --out /tmp/x
+  python -m clipmg_jax.inspect_clip --config configs/synthetic.py --workdir runs/synthetic --list   # the clip ids
 
 Use the same --config (and overrides) as for training. Reads <workdir>/checkpoints (nothing is written there) and
 the clip from the config's shards, prepared as for evaluation (segment centres, centre crop). Writes to --out:
