@@ -17,6 +17,7 @@ import pytest
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
 from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import random_shards
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
@@ -187,7 +188,6 @@ def test_a_mistyped_shards_dir_fails_instead_of_generating_data(tmp_path):
 
 
 def test_a_missing_test_shard_fails_before_training(tmp_path):
-  import random_shards  # pylint: disable=import-outside-toplevel
   shards = tmp_path / "shards"
   random_shards.write_random_shards(shards, splits={"train": 8, "test": 4}, clips_per_shard=4)
   manifest = json.loads((shards / "manifest.json").read_text())
