@@ -52,10 +52,10 @@ def parse_args(argv):
 
 def load_config(path, variant, dtype, overrides):
   from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import inspection  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import runs  # pylint: disable=import-outside-toplevel
   # skeleton.conv "xla" is what "auto" picks on TPU.
-  return inspection.load_config(f"{path}:{variant}", {"model.dtype": dtype, "model.skeleton.conv": "xla",
-                                                      **defaults.parse_overrides(overrides)})
+  return runs.load_config(f"{path}:{variant}", {"model.dtype": dtype, "model.skeleton.conv": "xla",
+                                                **defaults.parse_overrides(overrides)})
 
 
 def compile_one(config, topology, step, per_device_batch, fsdp_min_size):

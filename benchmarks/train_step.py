@@ -73,11 +73,11 @@ def parse_args(argv):
 
 def load_config(args):
   from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import inspection  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import runs  # pylint: disable=import-outside-toplevel
   overrides = {"model.dtype": args.dtype, "batch_size": args.batch, **defaults.parse_overrides(args.set)}
   if args.variant:
     overrides["model.variant"] = args.variant
-  return inspection.load_config(args.config, overrides)
+  return runs.load_config(args.config, overrides)
 
 
 def median_seconds(fn, steps, warmup):
