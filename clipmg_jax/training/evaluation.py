@@ -78,15 +78,13 @@ class ResultsNotWrittenError(OSError):
 
 
 def write_results(result: dict, workdir: str | pathlib.Path, *, suffix: str = "",
-                  extra: dict | None = None) -> pathlib.Path | None:
-  """Process 0 writes <workdir>/eval<suffix>.json (the result + `extra`, such as the step, split, checkpoint rule
-  and validation subjects) and the plots confusion<suffix>.png, per_class_accuracy<suffix>.png and, with pose
-  monitoring, gate_histogram<suffix>.png; returns the JSON's path (None on the other processes).
+                  extra: dict | None = None) -> pathlib.Path:
+  """Writes <workdir>/eval<suffix>.json (the result + `extra`, such as the step, split, checkpoint rule and
+  validation subjects) and the plots confusion<suffix>.png, per_class_accuracy<suffix>.png and, with pose
+  monitoring, gate_histogram<suffix>.png; returns the JSON's path. Called by process 0 only.
 
   When the JSON cannot be written, the full results go to a temporary file first and ResultsNotWrittenError (an
   OSError) names it."""
-  if jax.process_index() != 0:
-    return None
   workdir = pathlib.Path(workdir)
   path = workdir / f"eval{suffix}.json"
   payload = json.dumps(dict(result, **(extra or {})), indent=1)

@@ -125,11 +125,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
       "latest_fallback": "latest: no checkpoint carries validation metrics",
       "asked": f"step {which}, as asked"}[run.rule]
   result = run.setup.evaluate(run.params, split="test", progress=jax.process_index() == 0)
+  extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation)
   if jax.process_index() == 0:
     # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
     print(f"evaluation of checkpoint {run.step}: {evaluation.summary_line(result)}", flush=True)
-  extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation)
-  path = evaluation.write_results(result, workdir, suffix=results_suffix(which, run.step), extra=extra)
-  if path is not None:
+    path = evaluation.write_results(result, workdir, suffix=results_suffix(which, run.step), extra=extra)
     print(f"results written to {path}", flush=True)
   return dict(result, **extra)

@@ -205,10 +205,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # --- eval.json
   final_step = int(state.step)
   logging.info("final eval at step %d: %s", final_step, evaluation.summary_line(result))
-  evaluation.write_results(result, workdir, extra=dict(
-      step=final_step, checkpoint="final",
-      selection="none: the state after the last training step (validation only ranks the saved checkpoints)",
-      validation=data.info.get("validation")))
+  if is_main:
+    evaluation.write_results(result, workdir, extra=dict(
+        step=final_step, checkpoint="final",
+        selection="none: the state after the last training step (validation only ranks the saved checkpoints)",
+        validation=data.info.get("validation")))
   return result
 
 
