@@ -5,10 +5,10 @@ workdir <root>/<variant>/seed<k> (rerunning this script resumes unfinished runs 
 one synthetic dataset, generated and converted once before the runs start. The table (Markdown: the mean over the
 seeds, then each seed's value) is printed and written to --output.
 
-  python benchmarks/ablations.py                                   # full+extras, visual_only, pose_only; 2 seeds
-  python benchmarks/ablations.py --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper model
-  python benchmarks/ablations.py --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
-  python benchmarks/ablations.py --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+  python -m benchmarks.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
+  python -m benchmarks.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper model
+  python -m benchmarks.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
+  python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --pretrain_workdir runs/pretrain_synthetic --variants full+extras,full,visual_only,pose_only \
       --seeds 0,1,2 --steps 250 --eval_every 125 --marker ablations_pretrained    # the pretrained tower
 
@@ -36,7 +36,6 @@ METRICS = (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean c
 
 def prepare_data(args) -> None:
   """Generates and converts the shared synthetic dataset once, so that parallel runs do not race to make it."""
-  sys.path.insert(0, str(REPO))
   from clipmg_jax.data.synthetic import prepare  # pylint: disable=import-outside-toplevel
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
@@ -85,7 +84,6 @@ def run_one(variant: str, seed: int, args) -> dict:
          "--workdir", str(workdir), f"--config.total_steps={args.steps}", f"--config.seed={seed}",
          f"--config.eval_every_steps={args.eval_every}",
          f"--config.data.synthetic.cache_dir={data_dir(args)}"] + args.extra
-  sys.path.insert(0, str(REPO))
   from clipmg_jax.models import variants  # pylint: disable=import-outside-toplevel
   if args.vit_checkpoint and variants.uses(variants.parse(variant)[0]).vision:
     cmd.append(f"--config.init.vit_checkpoint={args.vit_checkpoint}")

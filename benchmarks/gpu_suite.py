@@ -15,8 +15,8 @@ sizes on a CPU (CI does, so it cannot rot).
 On the GPU machine grain, ml-collections, av, crc32c and tensorflow-datasets may be missing: make a wheelhouse for
 its Python first (benchmarks/gpu_wheels.sh) and install it there (pip install --no-index --find-links ...).
 
-  python benchmarks/gpu_suite.py --json gpu.json --markdown gpu.md       # on the GPU
-  python benchmarks/gpu_suite.py --smoke                                 # tiny, on CPU
+  python -m benchmarks.gpu_suite --json gpu.json --markdown gpu.md       # on the GPU
+  python -m benchmarks.gpu_suite --smoke                                 # tiny, on CPU
 """
 
 import argparse
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-import train_step as ts  # benchmarks/train_step.py, beside this file
+from benchmarks import train_step as ts
 
 VARIANTS = ("full", "pose_only", "visual_only")
 # --smoke: configs/synthetic.py:full shrunk to seconds per step on a CPU (the end-to-end tests' tiny model).
@@ -228,14 +228,12 @@ def main(argv):
     args.batch, args.max_batch, args.loop_batch, args.steps = 2, 4, 4, 1
     args.workers, args.config = "0,1", SMOKE_CONFIG
   root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-  sys.path.insert(0, root)
   os.chdir(root)  # configs/ and the results are relative to the repository
   import jax  # pylint: disable=import-outside-toplevel
   # Parts (b) and (c) build the same steps again through the trainer: the cache makes those compiles loads.
   jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR",
                                                                 os.path.join(tempfile.gettempdir(), "gpu_suite_cache")))
-  sys.path.insert(0, os.path.join(root, "tests"))
-  import random_shards  # pylint: disable=import-outside-toplevel  (tests/random_shards.py)
+  from clipmg_jax.data.records import random_shards  # pylint: disable=import-outside-toplevel
   skip = set(filter(None, args.skip.split(",")))
   out = dict(device=jax.devices()[0].device_kind, num_devices=jax.device_count(), jax=jax.__version__,
              backend=jax.default_backend(), dtype="float32" if args.smoke else "bfloat16", smoke=args.smoke)

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/gpu_wheels.sh [PYTHON_VERSION=3.12] [DIR=.gpu_wheels]
 #   # on the GPU machine, in the repository:
-#   pip install --no-deps .gpu_wheels/* && pip install --no-deps -e . && python benchmarks/gpu_suite.py --json gpu.json --markdown gpu.md
+#   pip install --no-deps .gpu_wheels/* && pip install --no-deps -e . && python -m benchmarks.gpu_suite --json gpu.json --markdown gpu.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-3.12}

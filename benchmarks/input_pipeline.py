@@ -6,7 +6,7 @@ flip, 32 pose frames) and prints, per worker count: wall-clock clips/s, clips/s 
 CPU-second of the worker processes (what one worker delivers on a free core, whatever the machine's load), then
 the 1 -> 2 worker scaling of wall-clock clips/s.
 
-  python benchmarks/input_pipeline.py [--clips 256] [--batches 30] [--workers 0,1,2] [--shards_dir DIR]
+  python -m benchmarks.input_pipeline [--clips 256] [--batches 30] [--workers 0,1,2] [--shards_dir DIR]
 
 Worker counts are timed in turn in one run, so their ratio is meaningful even on a busy machine.
 """
@@ -14,17 +14,13 @@ Worker counts are timed in turn in one run, so their ratio is meaningful even on
 import argparse
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 import psutil
 
 from clipmg_jax.data.loader import pipeline
-
-# Random clip records and shards: the helper the tests use too.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-import random_shards  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax.data.records import random_shards
 
 
 def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:

@@ -8,13 +8,12 @@ frames of the pretraining people and tested on the people held out of pretrainin
 same probe on a randomly initialised tower of the same shape is the baseline. Reports accuracy against the majority
 rate of the test people, and balanced accuracy (mean recall over the values present) against 1 / their number.
 
-  python benchmarks/linear_probe.py --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
+  python -m benchmarks.linear_probe --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
 """
 
 import argparse
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +21,10 @@ import numpy as np
 import optax
 import tqdm
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from clipmg_jax.data.synthetic import captions  # pylint: disable=wrong-import-position
-from clipmg_jax.models import vit  # pylint: disable=wrong-import-position
-from clipmg_jax.training import contrastive  # pylint: disable=wrong-import-position
-from clipmg_jax.weights import load_clip_vision  # pylint: disable=wrong-import-position
+from clipmg_jax.data.synthetic import captions
+from clipmg_jax.models import vit
+from clipmg_jax.pretraining import contrastive
+from clipmg_jax.weights import load_clip_vision
 
 
 REGIONS = 3  # regions per side for the "regions" features

@@ -2,9 +2,9 @@
 
 Prints the markdown table used in docs/method.md, for one clip (8 RGB frames, 32 pose frames).
 
-  python benchmarks/model_flops.py                          # paper configuration, ViT-B/16
-  python benchmarks/model_flops.py --vit tiny --variant pose_only
-  python benchmarks/model_flops.py --override heatmap.resolution=64 --override skeleton.depths=1,1,1
+  python -m benchmarks.model_flops                          # paper configuration, ViT-B/16
+  python -m benchmarks.model_flops --vit tiny --variant pose_only
+  python -m benchmarks.model_flops --override heatmap.resolution=64 --override skeleton.depths=1,1,1
 """
 
 import argparse

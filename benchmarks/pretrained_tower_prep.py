@@ -1,7 +1,7 @@
 """The two preparations of benchmarks/pretrained_tower.sh, each made once and shared by the runs after it:
 
-  python benchmarks/pretrained_tower_prep.py corpus runs/x/corpus.npz 408 24   # path, people, held-out people
-  python benchmarks/pretrained_tower_prep.py data runs/x/synthetic_data 8      # cache dir, conversion workers
+  python -m benchmarks.pretrained_tower_prep corpus runs/x/corpus.npz 408 24   # path, people, held-out people
+  python -m benchmarks.pretrained_tower_prep data runs/x/synthetic_data 8      # cache dir, conversion workers
 
 corpus: the captioned corpus of configs/pretrain_synthetic.py with another number of people, in the .npz that
 `python -m clipmg_jax.pretrain` reuses when its settings match. data: the benchmark's dataset exactly as
@@ -9,16 +9,10 @@ configs/synthetic.py makes it on first use (clipmg_jax/data/synthetic/prepare.py
 (A file rather than inline code: both render in spawned worker processes, which re-import the main module.)
 """
 
-import pathlib
-import sys
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from clipmg_jax.data.synthetic import prepare  # pylint: disable=wrong-import-position
-from clipmg_jax.training import contrastive  # pylint: disable=wrong-import-position
-from configs import pretrain_synthetic  # pylint: disable=wrong-import-position
-from configs import synthetic  # pylint: disable=wrong-import-position
+from clipmg_jax.data.synthetic import prepare
+from clipmg_jax.pretraining import contrastive
+from configs import pretrain_synthetic
+from configs import synthetic
 
 
 def corpus(path: str, people: str, probe: str) -> None:

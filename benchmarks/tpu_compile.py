@@ -16,9 +16,9 @@ Needs libtpu: pip install -e ".[tpu]" (the version that matches the jax pin). JA
 looking for a local TPU. Results are appended to --json as they come, and a rerun with the same --json skips what
 is there, so an interrupted report continues.
 
-  JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py --json tpu.json --markdown tpu.md
-  JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py --topologies v5e:2x2 --variants full --per_device_batches 4,8
-  JAX_PLATFORMS=cpu python benchmarks/tpu_compile.py --topologies v5e:2x2 --variants full --dtype float32 --json f32.json
+  JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --json tpu.json --markdown tpu.md
+  JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --topologies v5e:2x2 --variants full --per_device_batches 4,8
+  JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --topologies v5e:2x2 --variants full --dtype float32 --json f32.json
 """
 
 import argparse
@@ -52,10 +52,10 @@ def parse_args(argv):
 
 def load_config(path, variant, dtype, overrides):
   from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import inspection  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import runs  # pylint: disable=import-outside-toplevel
   # skeleton.conv "xla" is what "auto" picks on TPU.
-  return inspection.load_config(f"{path}:{variant}", {"model.dtype": dtype, "model.skeleton.conv": "xla",
-                                                      **defaults.parse_overrides(overrides)})
+  return runs.load_config(f"{path}:{variant}", {"model.dtype": dtype, "model.skeleton.conv": "xla",
+                                                **defaults.parse_overrides(overrides)})
 
 
 def compile_one(config, topology, step, per_device_batch, fsdp_min_size):
@@ -164,7 +164,6 @@ def markdown(rows, args):
 
 def main(argv):
   args = parse_args(argv)
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import tqdm  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
   try:

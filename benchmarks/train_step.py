@@ -21,16 +21,15 @@ Figures (printed, and written as JSON with --json):
   temporary folder, or --shards_dir) against the bare step, same config: what the input pipeline and the loop's
   host work cost per step.
 
-  python benchmarks/train_step.py                                  # full model, batch 2, float32
-  python benchmarks/train_step.py --config configs/imigue.py:pose_only --breakdown   # (or --variant pose_only)
-  python benchmarks/train_step.py --dtype bfloat16 --batch 128 --json out.json     # on a GPU
-  python benchmarks/train_step.py --memory_only --dtype bfloat16
-  python benchmarks/train_step.py --set model.skeleton.stem=heatmaps --set model.skeleton.conv=xla   # reference form
+  python -m benchmarks.train_step                                  # full model, batch 2, float32
+  python -m benchmarks.train_step --config configs/imigue.py:pose_only --breakdown   # (or --variant pose_only)
+  python -m benchmarks.train_step --dtype bfloat16 --batch 128 --json out.json     # on a GPU
+  python -m benchmarks.train_step --memory_only --dtype bfloat16
+  python -m benchmarks.train_step --set model.skeleton.stem=heatmaps --set model.skeleton.conv=xla   # reference form
 """
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -74,11 +73,11 @@ def parse_args(argv):
 
 def load_config(args):
   from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import inspection  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import runs  # pylint: disable=import-outside-toplevel
   overrides = {"model.dtype": args.dtype, "batch_size": args.batch, **defaults.parse_overrides(args.set)}
   if args.variant:
     overrides["model.variant"] = args.variant
-  return inspection.load_config(args.config, overrides)
+  return runs.load_config(args.config, overrides)
 
 
 def median_seconds(fn, steps, warmup):
@@ -196,8 +195,7 @@ def loop_timing(config, args, step_seconds):
   metrics.jsonl) times steps without compilation. It stops after step 2 L, before any final evaluation.
   """
   import pathlib  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-  import random_shards  # pylint: disable=import-outside-toplevel  (tests/random_shards.py)
+  from clipmg_jax.data.records import random_shards  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
   window = max(args.loop_steps, 1)
@@ -231,7 +229,6 @@ def loop_timing(config, args, step_seconds):
 
 def main(argv):
   args = parse_args(argv)
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import jax  # pylint: disable=import-outside-toplevel
   from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel

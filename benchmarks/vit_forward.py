@@ -10,8 +10,8 @@ Both frameworks use the same number of threads (--threads, default: every
 core this process may run on). Both models hold the same random weights
 (ported through clipmg_jax.weights), so the outputs are compared too.
 
-  python benchmarks/vit_forward.py              # B/16, 8 frames
-  python benchmarks/vit_forward.py --vit=tiny   # quick check of the script
+  python -m benchmarks.vit_forward              # B/16, 8 frames
+  python -m benchmarks.vit_forward --vit=tiny   # quick check of the script
 """
 
 import argparse

@@ -1,8 +1,14 @@
-"""Command-line mistakes and failures with a known cause as one short message instead of a traceback: a misspelled
---config.<field> override (with ml_collections' "Did you mean" hint), a config file that does not exist or does not
-load, and the training failures of train_or_exit (non-finite loss, unreadable checkpoints, missing or corrupt
-shards, a full disk, preemption). No flags are defined here, so tests can import it next to any command."""
+"""Failures with a known cause as one short message and a non-zero exit status instead of a traceback, for every
+`python -m clipmg_jax.<command>` (clipmg_jax/command.py runs each command through here).
 
+parse_flags: a misspelled --config.<field> override (with ml_collections' "Did you mean" hint) or a bad flag;
+config_or_exit: a config file that does not exist or does not load; known_failures: the failures of the work itself
+(non-finite loss, unreadable or missing checkpoints, missing or corrupt shards, a full disk, results that cannot be
+written, a tower left random) and preemption (exit status 143 after its checkpoint). Anything else keeps its
+traceback. No flags are defined here, so tests can import it next to any command.
+"""
+
+import contextlib
 import errno
 
 from absl import flags
@@ -10,19 +16,22 @@ from absl import flags
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
-from clipmg_jax.training import distributed
-from clipmg_jax.training import input_setup
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import trainer
 
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143
+# Errors whose message already names what to change: printed as "<name>: <message>".
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
-                manifest_lib.DataSetupError)
+                checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
+                evaluation.ResultsNotWrittenError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing (app.run's flags_parser), exiting with status 2 and a short message on a bad --config."""
+  """absl's flag parsing (app.run's flags_parser), exiting with status 1 and a short message on a bad flag or
+  --config."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -54,15 +63,13 @@ def config_or_exit(holder):
   return config
 
 
-def train_or_exit(config, workdir: str) -> dict | None:
-  """Data, training and the final evaluation (python -m clipmg_jax.train); a failure with a known cause becomes
-  SystemExit with one short message saying what to do, preemption SystemExit(PREEMPTED_EXIT_CODE) after its
-  checkpoint."""
+@contextlib.contextmanager
+def known_failures(workdir: str | None = None):
+  """Inside, a failure with a known cause becomes SystemExit with one short message saying what to do (naming
+  --workdir for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE) after its checkpoint; anything else
+  propagates unchanged."""
   try:
-    data = input_setup.make_data_source(config, workdir)
-    result = trainer.train_and_evaluate(config, workdir, data)
-    distributed.shutdown()
-    return result
+    yield
   except preemption.Preempted as e:
     print(e, flush=True)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None

@@ -34,9 +34,10 @@ import subprocess
 from absl import app
 from absl import flags
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
+from clipmg_jax import cli_errors
+from clipmg_jax import command
 from clipmg_jax import online
 from clipmg_jax.data import sampling
 from clipmg_jax.data.loader import pipeline
@@ -47,12 +48,10 @@ from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
-from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
-from clipmg_jax.training import logs
-from clipmg_jax.training import trainer
-from clipmg_jax.training.data_source import DataSource
+from clipmg_jax.training import metrics
+from clipmg_jax.training import runs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXTRACT_SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"
@@ -64,7 +63,8 @@ POSE_PYTHON = REPO_ROOT / ".venv-pose" / "bin" / "python"
 
 
 class Predictor:
-  """A restored checkpoint with the evaluation step: examples of the batch layout -> logits."""
+  """A trained run (runs.load_run, reading no dataset: only the manifest of the checkpoint's dataset, where the
+  shards are on this machine) with the evaluation step: examples of the batch layout -> logits."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, which: str = "latest"):
     self.config = config
@@ -74,24 +74,10 @@ class Predictor:
       self.manifest = manifest_lib.read(config.data.shards_dir)
     num_classes = int(config.model.num_classes)
     names = list((self.manifest or {}).get("classes") or [c.name for c in imigue.CLASSES][:num_classes])
-    self.class_names = names
-    self.batch_size = int(config.data.eval_batch_size or config.data.batch_size)
-
-    def no_batches():
-      raise RuntimeError("prediction reads no dataset")
-
-    data = DataSource(train_iterator=no_batches, eval_batches=no_batches, class_names=names,
-                      train_class_counts=None, image_size=int(config.data.image_size),
-                      eval_batch_size=self.batch_size)
-    self.setup = trainer.Setup(config, data)
-    ckpt = checkpointing.Checkpointer(pathlib.Path(workdir) / "checkpoints")
-    try:
-      step, _ = ckpt.choose_step(which)
-      state = ckpt.restore(self.setup.abstract_state, None, step=step)
-    finally:
-      ckpt.close()
-    self.step = int(state.step)
-    self.params = state.params
+    self.run = runs.load_run(config, workdir, which, data=runs.without_data(config, names))
+    self.setup, self.params, self.step = self.run.setup, self.run.params, self.run.step
+    self.class_names = self.run.class_names
+    self.batch_size = self.setup.data.eval_batch_size
 
   def convert_options(self) -> convert.ConvertOptions:
     """The conversion options the checkpoint's dataset was made with (its manifest), so that frames are stored at
@@ -122,12 +108,6 @@ def _batches(examples, size: int):
       chunk = []
   if chunk:
     yield {k: np.stack([e[k] for e in chunk]) for k in chunk[0]}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-  z = np.asarray(logits, np.float64)
-  z = np.exp(z - z.max(-1, keepdims=True))
-  return z / z.sum(-1, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,7 +187,7 @@ def window_probabilities(predictor: Predictor, video: str | os.PathLike, skeleto
   windows.load_frames(np.concatenate([windows.stored_indices(s, s + span - 1) for s in starts]), progress=progress)
   decoder = predictor.decoder()
   examples = (decoder.decode(example_codec.encode(windows.record(int(s), int(s) + span - 1)), None) for s in starts)
-  probs = softmax(predictor.logits(examples, progress=progress)).astype(np.float32)
+  probs = metrics.softmax(predictor.logits(examples, progress=progress)).astype(np.float32)
   return starts, probs, num_frames
 
 
@@ -230,11 +210,6 @@ def extract_pose(video: str | os.PathLike, out: str | os.PathLike, video_id: str
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output.
-
-
-def top_k(probs: np.ndarray, class_names: list[str], k: int = 5) -> list[dict]:
-  order = np.argsort(-probs, kind="stable")[:k]
-  return [{"class": int(c), "name": class_names[c], "probability": float(probs[c])} for c in order]
 
 
 def segments_json(segments: list[online.Segment], class_names: list[str]) -> list[dict]:
@@ -299,10 +274,9 @@ def _matched_predictions(predicted, truth, iou: float = 0.5) -> list[bool]:
 # ---------------------------------------------------------------------------------------------------------------
 # Command line.
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's folder (holds checkpoints/).")
+_CONFIG = command.config_flag(
+    "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides.")
+_WORKDIR = command.workdir_flag("The training run's folder (holds checkpoints/).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (highest validation top-1) or a step.")
 _VIDEO = flags.DEFINE_string("video", None, "The video file (H.264 mp4 or anything PyAV decodes).")
 _VIDEO_ID = flags.DEFINE_string("video_id", None, "Name of the video's skeleton folder (default: the file stem).")
@@ -339,9 +313,9 @@ def _predict_clip(predictor: Predictor, video: pathlib.Path, skeleton_dir: pathl
   end = _END.value if _END.value is not None else count_video_frames(video) - 1
   example = clip_example(predictor.decoder(), predictor.convert_options(), video, skeleton_dir, video_id,
                          _START.value, end)
-  probs = softmax(predictor.logits([example], progress=False)[0])
+  probs = metrics.softmax(predictor.logits([example], progress=False)[0])
   result = {"video": str(video), "video_id": video_id, "start_frame": _START.value, "end_frame": end,
-            "checkpoint_step": predictor.step, "top": top_k(probs, predictor.class_names, _TOP_K.value),
+            "checkpoint_step": predictor.step, "top": metrics.top_classes(probs, predictor.class_names, _TOP_K.value),
             "probabilities": [round(float(p), 6) for p in probs]}
   path = out / f"{video_id}.json"
   path.write_text(json.dumps(result, indent=1))
@@ -467,17 +441,14 @@ def _evaluate_online(predictor: Predictor, root: pathlib.Path, out: pathlib.Path
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logs.quiet_library_logs()
-  if not _WORKDIR.value or _CONFIG.value is None:
-    raise app.UsageError("--config and --workdir are required")
+  del argv  # the command shell refuses positional arguments
+  config = cli_errors.config_or_exit(_CONFIG)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   if _RAW_ROOT.value:
     if not _ONLINE.value:
       raise app.UsageError("--raw_root evaluates online recognition: add --online")
-    predictor = Predictor(_CONFIG.value, _WORKDIR.value, _CHECKPOINT.value)
+    predictor = Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
     _evaluate_online(predictor, pathlib.Path(_RAW_ROOT.value), out)
     return
   if not _VIDEO.value:
@@ -492,7 +463,7 @@ def main(argv):
                  None if _ONLINE.value else _END.value, _POSE_PYTHON.value)
   elif not _SKELETON_DIR.value:
     raise app.UsageError("give --skeleton_dir (OpenPose JSON) or --extract_pose")
-  predictor = Predictor(_CONFIG.value, _WORKDIR.value, _CHECKPOINT.value)
+  predictor = Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
   if _ONLINE.value:
     _predict_online(predictor, video, skeleton_dir, video_id, out)
   else:
@@ -500,4 +471,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

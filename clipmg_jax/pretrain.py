@@ -9,25 +9,18 @@ hf_vision/ (config.json + model.safetensors in the Hugging Face CLIPVisionModel 
 Any config field can be overridden with --config.<path>=<value> (e.g. --config.total_steps=300).
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from clipmg_jax.training import contrastive
-from clipmg_jax.training import logs
+from clipmg_jax import cli_errors
+from clipmg_jax import command
+from clipmg_jax.pretraining import contrastive
 from clipmg_jax.training import distributed
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file with get_config() (configs/pretrain_synthetic.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG = command.config_flag("Config file with get_config() (configs/pretrain_synthetic.py).")
+_WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logs.quiet_library_logs()
-  config = _CONFIG.value
+  del argv  # the command shell refuses positional arguments
+  config = cli_errors.config_or_exit(_CONFIG)
   distributed.initialize(config)
   out = contrastive.pretrain(config, _WORKDIR.value)
   if out:
@@ -35,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

@@ -25,40 +25,36 @@ A config that freezes ViT blocks without init.vit_checkpoint stops at once (Rand
 --config.init.allow_random_vit=True lets a smoke test through.
 """
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
+from clipmg_jax import command
 from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import logs
+from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import trainer
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); "
-    "`file.py:arg` passes arg to get_config (the model variant in the shipped configs).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; an existing one is resumed.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG = command.config_flag(
+    "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); `file.py:arg` passes arg to "
+    "get_config (the model variant in the shipped configs).")
+_WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logs.quiet_library_logs()
+  del argv  # the command shell refuses positional arguments
   config = cli_errors.config_or_exit(_CONFIG)
   distributed.initialize(config)
   logging.info("config:\n%s", config)
-  try:
-    model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
-  except model_setup.RandomVisionTowerError as e:
-    raise SystemExit(f"RandomVisionTowerError: {e}") from None
-  result = cli_errors.train_or_exit(config, _WORKDIR.value)
+  workdir = _WORKDIR.value
+  model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
+  data = input_setup.make_data_source(config, workdir)
+  result = trainer.train_and_evaluate(config, workdir, data)
+  distributed.shutdown()
   if result and jax.process_index() == 0:
-    print(f"final evaluation ({_WORKDIR.value}/eval.json): {evaluation.summary_line(result)}", flush=True)
+    print(f"final evaluation ({workdir}/eval.json): {evaluation.summary_line(result)}", flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli_errors.parse_flags)
+  command.run(main)

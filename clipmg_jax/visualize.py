@@ -1,4 +1,4 @@
-"""Figures of one clip and of a model's errors, shared by `python -m clipmg_jax.inspect` and notebooks/.
+"""Figures of one clip and of a model's errors, shared by `python -m clipmg_jax.inspect_clip` and notebooks/.
 
 Every function returns a matplotlib Figure made with pyplot (so a notebook shows it inline); a script that only
 writes files selects the Agg backend first (clipmg_jax.training.plots._pyplot) and closes the figures it saved.
@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from clipmg_jax.data import keypoints as kp
+from clipmg_jax.training import metrics
 
 # COCO-18 bones (pairs of joint indexes), the OpenPose drawing of the upper body, legs and face.
 BONES = ((1, 0), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12),
@@ -198,7 +199,7 @@ def top_classes(probabilities: np.ndarray, class_names: Sequence[str], *, label:
                 title: str = ""):
   """Horizontal bars of the k most probable classes; the true class (if given) in green, others in blue."""
   plt = _plt()
-  order = np.argsort(-probabilities)[:k]
+  order = metrics.ranked(probabilities, k)
   fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1.2))
   colours = ["tab:green" if i == label else "tab:blue" for i in order]
   ax.barh(range(k), probabilities[order], color=colours)

@@ -27,11 +27,8 @@ import argparse
 import json
 import logging
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from clipmg_jax.data.records import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from clipmg_jax.data.records import convert
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -15,12 +15,8 @@ Examples:
 import argparse
 import dataclasses
 import json
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a clone without installing.
-
-from clipmg_jax.data import synthetic  # noqa: E402
+from clipmg_jax.data import synthetic
 
 
 def main(argv=None):

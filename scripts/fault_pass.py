@@ -1,6 +1,6 @@
 r"""A fault-injection pass over training and conversion; prints what each fault ended with.
 
-  PYTHONPATH=. python scripts/fault_pass.py [--workdir /tmp/fault_pass] [--kills 5] [--seed 0]
+  python -m scripts.fault_pass [--workdir /tmp/fault_pass] [--kills 5] [--seed 0]   # from the repository root
 
 Training runs use the small stand-in model and in-memory data of the tests (tests/training/training_stand_ins.py),
 each in its own process, so that a fault is a real signal to a real process:
@@ -15,7 +15,6 @@ each in its own process, so that a fault is a real signal to a real process:
 """
 
 import argparse
-import os
 import pathlib
 import random
 import shutil
@@ -30,8 +29,7 @@ STEPS = 60
 
 def worker(workdir: str, poison_step: int) -> None:
   """One training run of the stand-ins (slowed to ~0.05 s per step so that signals land mid-run)."""
-  sys.path.insert(0, str(REPO / "tests" / "training"))
-  import training_stand_ins as stand_ins  # pylint: disable=import-outside-toplevel
+  from tests.training import training_stand_ins as stand_ins  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import preemption, trainer  # pylint: disable=import-outside-toplevel
   prefetch = trainer._prefetch  # pylint: disable=protected-access
 
@@ -55,9 +53,8 @@ def worker(workdir: str, poison_step: int) -> None:
 
 def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None = None, sig=signal.SIGKILL,
         kill_when=None):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-  proc = subprocess.Popen([sys.executable, __file__, "--worker", str(workdir), str(poison_step)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen([sys.executable, "-m", "scripts.fault_pass", "--worker", str(workdir), str(poison_step)],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   if kill_after is not None:
     # Wait for the first logged step (start-up and compilation vary), then the random delay.
     metrics = workdir / "metrics.jsonl"
@@ -150,8 +147,7 @@ class _Results(list):
 
 
 def repaired_raw_data(root: pathlib.Path) -> str:
-  sys.path.insert(0, str(REPO / "tests" / "data"))
-  import test_convert_faults as conv  # pylint: disable=import-outside-toplevel
+  from tests.data import test_convert_faults as conv  # pylint: disable=import-outside-toplevel
   root.mkdir(parents=True)
   raw = conv._raw_root(root)  # pylint: disable=protected-access
   good = (raw / "skeleton" / "1" / "1_000000000007_keypoints.json").read_text()

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_suite.py --smoke: every part of the GPU suite runs end to end at tiny sizes on the CPU, so the
+"""python -m benchmarks.gpu_suite --smoke: every part of the GPU suite runs end to end at tiny sizes on the CPU, so the
 suite a GPU session runs in one go cannot rot between sessions that have a GPU."""
 
 import json
@@ -19,9 +19,9 @@ def test_gpu_suite_smoke_runs_every_part(tmp_path):
   # part compares two runs made with the same flags).
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
              XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0")
-  run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_suite.py"), "--smoke", "--json",
-                        str(out_json), "--markdown", str(out_md)], env=env, capture_output=True, text=True,
-                       timeout=900, check=False)
+  run = subprocess.run([sys.executable, "-m", "benchmarks.gpu_suite", "--smoke", "--json", str(out_json), "--markdown",
+                        str(out_md)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+                       check=False)
   assert run.returncode == 0, run.stderr[-4000:]
   out = json.loads(out_json.read_text())
   assert [(r["variant"], r["batch"]) for r in out["steps"]] == [("full", 2), ("full", 4), ("pose_only", 2),

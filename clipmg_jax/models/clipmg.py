@@ -303,7 +303,7 @@ class ClipMG(nn.Module):
   the auxiliary pose logits (B, num_classes) into the "aux" collection (key "pose_logits") when it is mutable.
   The variants with both towers sow into "intermediates", when it is mutable: "reliability" r (B, T), and where
   they exist "patch_weights" w (B, T, P) and "gate_values" g (B, T) — the values the forward pass used. For
-  inspection (clipmg_jax/inspect.py) every variant with a vision tower also sows "patch_tokens" (B, T, P, D), the
+  inspection (clipmg_jax/inspect_clip.py) every variant with a vision tower also sows "patch_tokens" (B, T, P, D), the
   tokens after ln_post, and "pooling_query" (B, D), the query of the cross-attention (or of the head without one);
   the variants with both towers "skeleton_embedding" e (B, T, D); and CrossAttentionPool its weights and values
   (key "cross_attention"). Sowing changes no value and no parameter; callers that do not ask for the collection

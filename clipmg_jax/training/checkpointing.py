@@ -47,6 +47,10 @@ class CheckpointCorruptError(RuntimeError):
   """A checkpoint cannot be read, or its restored state does not match the digest saved with it."""
 
 
+class NoCheckpointError(FileNotFoundError):
+  """The workdir holds no checkpoint, or not the one asked for."""
+
+
 class Checkpointer:
   """Thin wrapper over ocp.CheckpointManager for (train state, data iterator) pairs."""
 
@@ -102,7 +106,7 @@ class Checkpointer:
     else:
       step, rule = int(which), "asked"
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}: train first (python -m clipmg_jax.train)")
+      raise NoCheckpointError(f"no checkpoint in {self.directory}: train first (python -m clipmg_jax.train)")
     return step, rule
 
   def save(self, step: int, state: Any, data_iterator: Any | None, metrics: dict | None = None, *,
@@ -135,7 +139,7 @@ class Checkpointer:
     if step is not None or not fallback:
       step = self.latest_step() if step is None else step
       if step is None:
-        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        raise NoCheckpointError(f"no checkpoint in {self.directory}")
       return self._restore_verified(abstract_state, data_iterator, step)
     return self._restore_newest_readable(abstract_state, data_iterator)
 
@@ -159,7 +163,7 @@ class Checkpointer:
     can be restored nothing is moved (all failing usually means the config differs from the one that wrote them)."""
     steps = sorted(self.all_steps(), reverse=True)
     if not steps:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise NoCheckpointError(f"no checkpoint in {self.directory}")
     failures = []
     for step in steps:
       try:

@@ -3,6 +3,7 @@
 import json
 import logging
 import pathlib
+import tempfile
 from typing import Any, Callable, Iterable
 
 import jax
@@ -14,9 +15,6 @@ from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import plots
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
-
-EVAL_JSON = "eval.json"
-
 
 def predict(params: Any, eval_step: Callable, batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh,
             batch_size: int, *, progress: bool = True) -> dict[str, np.ndarray]:
@@ -75,19 +73,34 @@ def scalars(result: dict) -> dict[str, float]:
   return {**{k: result[k] for k in SCALAR_KEYS}, **pose_monitoring.scalars(result.get("pose_monitoring"))}
 
 
-def write_results(result: dict, workdir: str | pathlib.Path, *, extra: dict | None = None) -> pathlib.Path:
-  """Writes <workdir>/eval.json (+ extra keys such as the step, split and checkpoint rule) and the plots:
-  confusion.png, per_class_accuracy.png and, with pose monitoring, gate_histogram.png."""
+class ResultsNotWrittenError(OSError):
+  """The workdir did not take an evaluation's results; the message names the temporary file that holds them."""
+
+
+def write_results(result: dict, workdir: str | pathlib.Path, *, suffix: str = "",
+                  extra: dict | None = None) -> pathlib.Path:
+  """Writes <workdir>/eval<suffix>.json (the result + `extra`, such as the step, split, checkpoint rule and
+  validation subjects) and the plots confusion<suffix>.png, per_class_accuracy<suffix>.png and, with pose
+  monitoring, gate_histogram<suffix>.png; returns the JSON's path. Called by process 0 only.
+
+  When the JSON cannot be written, the full results go to a temporary file first and ResultsNotWrittenError (an
+  OSError) names it."""
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  payload = dict(result, **(extra or {}))
-  path = workdir / EVAL_JSON
-  path.write_text(json.dumps(payload, indent=1))
+  path = workdir / f"eval{suffix}.json"
+  payload = json.dumps(dict(result, **(extra or {})), indent=1)
   try:
-    plots.plot_confusion(result, workdir / "confusion.png")
-    plots.plot_per_class_accuracy(result, workdir / "per_class_accuracy.png")
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(payload)
+  except OSError as e:
+    fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / path.name
+    fallback.write_text(payload)
+    print(f"could not write {path}; the full results were written to {fallback}", flush=True)
+    raise ResultsNotWrittenError(f"could not write {path} ({e}); the full results are in {fallback}") from e
+  try:
+    plots.plot_confusion(result, workdir / f"confusion{suffix}.png")
+    plots.plot_per_class_accuracy(result, workdir / f"per_class_accuracy{suffix}.png")
     if (result.get("pose_monitoring") or {}).get("gate"):
-      plots.plot_gate_histogram(result, workdir / "gate_histogram.png")
+      plots.plot_gate_histogram(result, workdir / f"gate_histogram{suffix}.png")
   except Exception as e:  # pylint: disable=broad-except
     # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
     logging.warning("could not write the evaluation plots: %s", e)

@@ -1,14 +1,14 @@
-"""What a trained model sees and does on one clip: load a run, read a clip, and collect the values the forward pass
-used (the "intermediates" ClipMG sows) next to the heatmaps its skeleton tower renders.
+"""What a trained model sees and does on one clip: read a clip, and collect the values the forward pass used (the
+"intermediates" ClipMG sows) next to the heatmaps its skeleton tower renders; the run itself comes from
+runs.load_run.
 
-Used by `python -m clipmg_jax.inspect` and by the notebooks in notebooks/. Nothing here runs a second copy of the
-model: `look_inside` calls the model once with the "intermediates" collection mutable and reads back what it sowed.
+Used by `python -m clipmg_jax.inspect_clip` and by the notebooks in notebooks/. Nothing here runs a second copy of
+the model: `look_inside` calls the model once with the "intermediates" collection mutable and reads back what it
+sowed.
 """
 
 import copy
-import dataclasses
 import functools
-import importlib.util
 import pathlib
 from typing import Any
 
@@ -24,77 +24,17 @@ from clipmg_jax.models import clipmg
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.models import variants
 from clipmg_jax.models import vit
-from clipmg_jax.training import checkpointing
-from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
+from clipmg_jax.training import metrics
+from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
-
-
-def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """A config file as `--config path[:arg]` reads it, with dotted-key overrides ({"total_steps": 10, ...})."""
-  path, _, arg = str(path).partition(":")
-  spec = importlib.util.spec_from_file_location(f"_clipmg_config_{abs(hash(path))}", path)
-  if spec is None or not pathlib.Path(path).is_file():
-    raise FileNotFoundError(f"config file {path} not found")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
-  defaults.override(config, overrides or {})
-  return config
-
-
-@dataclasses.dataclass
-class Run:
-  """A trained run ready to apply: config, the trainer's Setup (model, mesh, eval step, data), params, step."""
-  config: ml_collections.ConfigDict
-  setup: trainer.Setup
-  params: Any
-  step: int
-  apply: Any = None  # jitted (params, frames, keypoints) -> (logits, intermediates), made on first use
-
-  @property
-  def model(self):
-    return self.setup.model.module
-
-  @property
-  def class_names(self) -> list[str]:
-    return list(self.setup.data.class_names)
-
-
-def checkpoint_steps(workdir: str | pathlib.Path) -> list[int]:
-  """The checkpoint steps kept in <workdir>/checkpoints ([] when there is none), without opening a manager."""
-  folder = pathlib.Path(workdir) / "checkpoints"
-  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
-def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, checkpoint: str = "latest") -> Run:
-  """Restores checkpoint `checkpoint` ("latest", "best" = highest validation top-1, or a step) of <workdir>.
-
-  Reads only: the data source is the config's (for the synthetic config, <workdir>/synthetic_data unless
-  config.data.shards_dir says otherwise) and nothing is written to the workdir.
-  """
-  workdir = pathlib.Path(workdir)
-  if not checkpoint_steps(workdir):
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: train first (python -m clipmg_jax.train)")
-  data = input_setup.make_data_source(config, workdir)
-  setup = trainer.Setup(config, data)
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep_last=config.checkpoint.keep_last,
-                                    keep_best=config.checkpoint.keep_best)
-  try:
-    step, rule = ckpt.choose_step(checkpoint)
-    if rule == "asked" and step not in ckpt.all_steps():
-      raise ValueError(f"checkpoint {step} not in {ckpt.directory} (has {ckpt.all_steps()})")
-    state = ckpt.restore(setup.abstract_state, None, step=step)
-  finally:
-    ckpt.close()
-  return Run(config=config, setup=setup, params=state.params, step=int(state.step))
 
 
 def ensure_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, steps: int) -> bool:
   """Trains a short run of `steps` steps into <workdir> when it holds no checkpoint (a stand-in for the main job's
   run, so that the notebooks have a model to look at). Returns whether it trained."""
-  if checkpoint_steps(workdir):
+  if runs.checkpoint_steps(workdir):
     return False
   short = copy.deepcopy(config)
   short.total_steps = min(int(steps), int(config.total_steps))
@@ -174,9 +114,7 @@ def _apply_with_intermediates(module, params, frames, keypoints):
   return logits, state.get("intermediates", {})
 
 
-
-
-def look_inside(run: Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
+def look_inside(run: runs.Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
   """Applies the model once to a clip of `read_clip` (batch of 1) and returns numpy values, without the batch axis:
 
     logits, probabilities (C,); frames uint8 (T, S, S, 3); keypoints (T_p, 18, 3); heatmaps (T_p, R, R, 18);
@@ -191,7 +129,7 @@ def look_inside(run: Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
   logits, sown = run.apply(run.params, frames, keypoints)
   cfg = run.config.model
   t, size = frames.shape[1], frames.shape[2]
-  out = {"logits": np.asarray(logits[0]), "probabilities": np.asarray(jax.nn.softmax(logits[0])),
+  out = {"logits": np.asarray(logits[0]), "probabilities": metrics.softmax(logits[0]),
          "frames": np.asarray(clip["frames"][0]), "keypoints": np.asarray(clip["keypoints"][0]),
          "heatmaps": render_heatmaps(cfg, keypoints[0], (size, size))}
   if variants.uses(cfg.variant).vision:
@@ -210,7 +148,7 @@ def look_inside(run: Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
   return out
 
 
-def predict_split(run: Run, split: str = "test", *, without_keypoints: bool = False,
+def predict_split(run: runs.Run, split: str = "test", *, without_keypoints: bool = False,
                   progress: bool = True) -> dict[str, np.ndarray]:
   """logits (N, C), label, subject, clip_id (N,) and the per-window pose values (N, T) of every clip of `split`
   ("test", "validation" or a shard split), by the trainer's eval step; with `without_keypoints`, every joint of

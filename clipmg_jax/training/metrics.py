@@ -1,4 +1,5 @@
-"""Classification metrics for a long-tailed problem, computed on the host with NumPy.
+"""Classification metrics for a long-tailed problem, computed on the host with NumPy; and the one softmax and top-k
+of the project (predict, inspect_clip and the notebooks rank classes with them).
 
 Conventions (stated because libraries differ):
   - mean_class_accuracy: the mean over classes that occur in the evaluated labels of per-class recall.
@@ -19,11 +20,27 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
   return cm
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+  """float64 probabilities over the last axis of logits (..., C)."""
+  z = np.asarray(logits, np.float64)
+  z = np.exp(z - z.max(-1, keepdims=True))
+  return z / z.sum(-1, keepdims=True)
+
+
+def ranked(scores: np.ndarray, k: int) -> np.ndarray:
+  """int (..., k): the indices of the k highest scores along the last axis, highest first (ties: lower index)."""
+  return np.argsort(-np.asarray(scores), axis=-1, kind="stable")[..., :k]
+
+
+def top_classes(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
+  """The k most probable classes of one example's probabilities (C,), JSON-ready: class, name, probability."""
+  return [{"class": int(c), "name": class_names[c], "probability": float(probabilities[c])}
+          for c in ranked(probabilities, k)]
+
+
 def top_k_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
   """bool (N,): label among the k highest logits."""
-  k = min(k, logits.shape[-1])
-  order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-  return np.any(order == labels[:, None], axis=-1)
+  return np.any(ranked(logits, min(k, logits.shape[-1])) == labels[:, None], axis=-1)
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, subjects: np.ndarray | None = None,

@@ -2,8 +2,8 @@
 
 Read top to bottom: `Setup` builds model -> mesh -> parameter shapes -> optimizer -> shardings -> steps;
 `train_and_evaluate` goes through setup -> checkpoint (resume or start) -> loop -> final evaluation -> eval.json;
-`train_loop` is the loop itself (steps, logging, periodic validation, checkpoints, NaN checks, preemption);
-`evaluate_checkpoint` is the stand-alone evaluation of a saved checkpoint.
+`train_loop` is the loop itself (steps, logging, periodic validation, checkpoints, NaN checks, preemption).
+A saved checkpoint is read back by runs.py (load_run, and evaluate_checkpoint: its stand-alone evaluation).
 """
 
 import collections
@@ -15,7 +15,6 @@ import json
 import logging
 import pathlib
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -206,8 +205,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   # --- eval.json
   final_step = int(state.step)
   logging.info("final eval at step %d: %s", final_step, evaluation.summary_line(result))
-  _write_eval(result, workdir, data, step=final_step, checkpoint="final",
-              selection="none: the state after the last training step (validation only ranks the saved checkpoints)")
+  if is_main:
+    evaluation.write_results(result, workdir, extra=dict(
+        step=final_step, checkpoint="final",
+        selection="none: the state after the last training step (validation only ranks the saved checkpoints)",
+        validation=data.info.get("validation")))
   return result
 
 
@@ -405,53 +407,6 @@ def _saved_if_failing(ckpt: checkpointing.Checkpointer, step: int, state, train_
       ckpt.save(step, state, train_iter, data_state=data_state)
       logging.error("evaluation at step %d failed; the state was saved as checkpoint %d first", step, step)
     raise
-
-
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, data: DataSource,
-                        which: str = "latest", model: model_setup.ModelBundle | None = None) -> dict:
-  """Evaluates a saved checkpoint of <workdir>/checkpoints and writes <workdir>/eval.json and the plots.
-
-  which: "latest", "best" (highest validation top-1 among the kept checkpoints) or a step number. The evaluated
-  split is the test split; eval.json records it, the checkpoint and the rule that chose it.
-  """
-  workdir = pathlib.Path(workdir)
-  setup = Setup(config, data, model)
-  ckpt = setup.checkpointer(workdir)
-  try:
-    step, rule = ckpt.choose_step(which)
-    selection = {
-        "latest": "latest: the most recent checkpoint",
-        "best": ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
-                 f"{(data.info.get('validation') or {}).get('subjects')})"),
-        "latest_fallback": "latest: no checkpoint carries validation metrics",
-        "asked": f"step {which}, as asked"}[rule]
-    state = ckpt.restore(setup.abstract_state, None, step=step)
-  finally:
-    ckpt.close()
-  result = setup.evaluate(state.params, split="test", progress=jax.process_index() == 0)
-  if jax.process_index() == 0:
-    # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
-    print(f"evaluation of checkpoint {int(state.step)}: {evaluation.summary_line(result)}", flush=True)
-  _write_eval(result, workdir, data, step=int(state.step), checkpoint=str(which), selection=selection)
-  return result
-
-
-def _write_eval(result: dict, workdir: pathlib.Path, data: DataSource, **extra) -> None:
-  """Process 0 writes <workdir>/eval.json (the result, the validation split it was chosen on, and `extra`: step,
-  checkpoint, selection rule) and the plots. When the workdir cannot be written, the full results go to a
-  temporary file first, and the OSError names it."""
-  if jax.process_index() != 0:
-    return
-  extra = dict(extra, validation=data.info.get("validation"))
-  try:
-    evaluation.write_results(result, workdir, extra=extra)
-  except OSError as e:
-    fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / evaluation.EVAL_JSON
-    fallback.write_text(json.dumps(dict(result, **extra), indent=1))
-    print(f"could not write {workdir / evaluation.EVAL_JSON}; the full results were written to {fallback}",
-          flush=True)
-    raise OSError(f"could not write {workdir / evaluation.EVAL_JSON} ({e}); the full results are in "
-                  f"{fallback}") from e
 
 
 def _nonfinite_skips(config: ml_collections.ConfigDict) -> int:

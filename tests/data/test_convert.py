@@ -4,6 +4,7 @@ dataset with video, the MiGA layout, parallel = serial, and resuming an interrup
 import csv
 import io
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -88,9 +89,10 @@ def test_release_layout_from_raw_root_alone(imigue_shared, tmp_path):
   (root / "Label" / "labels_20200831.csv").symlink_to(imigue_shared / "labels_20200831.csv")
   (root / "Data" / "skeleton" / "raw").mkdir(parents=True)
   (root / "Data" / "skeleton" / "raw" / "298").symlink_to(imigue_shared / "skeleton_sample" / "298")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
   done = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep" / "convert.py"), "--raw_root", str(root),
                          "--out_dir", str(tmp_path / "out"), "--num_workers", "0"],
-                        check=True, capture_output=True, text=True)
+                        env=env, check=True, capture_output=True, text=True)
   assert "raw layout: release" in done.stderr and "raw layout: release" in done.stdout
   manifest = manifest_lib.read(tmp_path / "out")
   assert manifest["source"]["raw_layout"] == "release"

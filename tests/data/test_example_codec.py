@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from tensorflow_datasets.core import example_parser
 from tensorflow_datasets.core import example_serializer
-import random_shards  # tests/random_shards.py
 
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import random_shards
 from clipmg_jax.data.tfds_imigue import features as tfds_features
 
 

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
-import random_shards  # tests/random_shards.py
 
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data import sampling
@@ -21,6 +20,7 @@ from clipmg_jax.data.loader import batch as batch_lib
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import random_shards
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import sharding

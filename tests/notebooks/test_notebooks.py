@@ -12,7 +12,7 @@ import pathlib
 import pytest
 
 from clipmg_jax.training import input_setup
-from clipmg_jax.training import inspection
+from clipmg_jax.training import runs
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -54,7 +54,7 @@ def environment(tmp_path_factory) -> dict[str, str]:
   config_file.write_text(CONFIG_FILE.format(root=str(REPO_ROOT), overrides={
       **TINY, "data.synthetic.cache_dir": str(root / "synthetic_data")}))
   run = root / "runs" / "full+extras"
-  input_setup.make_data_source(inspection.load_config(config_file), run)
+  input_setup.make_data_source(runs.load_config(config_file), run)
   return {"CLIPMG_NOTEBOOK_SMALL": "1", "CLIPMG_CONFIG": str(config_file), "CLIPMG_RUN": str(run),
           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
 

@@ -9,7 +9,7 @@ import pytest
 
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
-from clipmg_jax.training import contrastive
+from clipmg_jax.pretraining import contrastive
 from clipmg_jax.training import model_setup
 from clipmg_jax.weights import hf_export
 from configs import pretrain_synthetic
@@ -201,12 +201,7 @@ def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
 
 
 def test_probe_features_keep_regions_and_pixel_blocks():
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  import pathlib  # pylint: disable=import-outside-toplevel
-  path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "linear_probe.py"
-  spec = importlib.util.spec_from_file_location("linear_probe", path)
-  probe = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(probe)
+  from benchmarks import linear_probe as probe  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   tokens = rng.normal(size=(2, 49, 4)).astype(np.float32)
   regions = np.asarray(probe._region_means(tokens, 7)).reshape(2, 9, 4)  # pylint: disable=protected-access

@@ -111,12 +111,14 @@ def test_command_line_train_then_evaluate(cache_dir, tmp_path):
   assert len(result["validation"]["subjects"]) == 1 and result["pose_monitoring"]["gate"]["per_class"]
   assert (tmp_path / "gate_histogram.png").is_file()
   assert list((tmp_path / "tensorboard").iterdir())  # tensorboardX is a test dependency
-  (tmp_path / "eval.json").unlink()
+  trained = (tmp_path / "eval.json").read_text()
   evaluate = subprocess.run([sys.executable, "-m", "clipmg_jax.evaluate", *base, *overrides, "--checkpoint=best"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
   assert evaluate.returncode == 0, evaluate.stderr[-4000:]
-  again = json.loads((tmp_path / "eval.json").read_text())
   evals = {l["step"]: l["top1"] for l in lines if l["split"] == "validation"}  # both evaluated states were saved
   best_step = max((top1, step) for step, top1 in evals.items())[1]
+  again = json.loads((tmp_path / f"eval_best_{best_step}.json").read_text())  # beside the run's own eval.json
   assert again["step"] == best_step and again["split"] == "test"  # chosen on validation, measured on test
   assert "highest validation top-1" in again["selection"]
+  assert (tmp_path / "eval.json").read_text() == trained
+  assert (tmp_path / f"confusion_best_{best_step}.png").is_file()

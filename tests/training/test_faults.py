@@ -17,9 +17,11 @@ import pytest
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
 from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import random_shards
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
+from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -187,7 +189,6 @@ def test_a_mistyped_shards_dir_fails_instead_of_generating_data(tmp_path):
 
 
 def test_a_missing_test_shard_fails_before_training(tmp_path):
-  import random_shards  # pylint: disable=import-outside-toplevel
   shards = tmp_path / "shards"
   random_shards.write_random_shards(shards, splits={"train": 8, "test": 4}, clips_per_shard=4)
   manifest = json.loads((shards / "manifest.json").read_text())
@@ -202,9 +203,10 @@ def test_a_missing_test_shard_fails_before_training(tmp_path):
 @pytest.mark.slow
 def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_path, capsys):
   _train(tmp_path, stop_after_step=3)  # checkpoints 2 and 3 (evaluated)
-  (tmp_path / "eval.json").mkdir()  # writing the file fails
-  with pytest.raises(OSError, match="eval.json"):
-    trainer.evaluate_checkpoint(stand_ins.tiny_config(), tmp_path, stand_ins.tiny_data(), model=stand_ins.tiny_model())
+  (tmp_path / "eval_latest_3.json").mkdir()  # writing the file fails
+  with pytest.raises(OSError, match="eval_latest_3.json"):
+    runs.evaluate_checkpoint(stand_ins.tiny_config(), tmp_path, data=stand_ins.tiny_data(),
+                             model=stand_ins.tiny_model())
   out = capsys.readouterr().out
   assert "top1" in out
   saved = [line for line in out.splitlines() if "written to" in line]
@@ -220,20 +222,18 @@ def test_evaluate_reports_its_numbers_even_when_eval_json_cannot_be_written(tmp_
      "--config.data.skip_corrupt=True"),
     (manifest_lib.DataSetupError("no shards"), "DataSetupError: no shards"),
 ])
-def test_known_failures_are_one_message_without_traceback(monkeypatch, error, expected):
-  def fail(config, workdir):
-    raise error
-  monkeypatch.setattr(input_setup, "make_data_source", fail)
+def test_known_failures_are_one_message_without_traceback(error, expected):
   with pytest.raises(SystemExit) as exit_info:
-    cli_errors.train_or_exit(stand_ins.tiny_config(), "/w")
+    with cli_errors.known_failures("/w"):  # as every command's main runs (clipmg_jax/command.py)
+      raise error
   message = str(exit_info.value.code)
   assert expected in message and len(message.splitlines()) <= 3 and exit_info.value.__suppress_context__
   if isinstance(error, OSError):
     assert "--workdir=/w" in message and "resumes" in message
   other = OSError(13, "Permission denied")  # not a full disk: the real error propagates
-  monkeypatch.setattr(input_setup, "make_data_source", lambda *a: (_ for _ in ()).throw(other))
   with pytest.raises(OSError, match="Permission denied"):
-    cli_errors.train_or_exit(stand_ins.tiny_config(), "/w")
+    with cli_errors.known_failures("/w"):
+      raise other
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from clipmg_jax.data.loader import shard_source
 from clipmg_jax.data.loader import validation
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
+from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 from clipmg_jax.training.data_source import DataSource
 
@@ -128,11 +129,13 @@ def test_periodic_evaluation_and_selection_never_see_the_test_split(tmp_path):
   assert result["split"] == "test" and result["checkpoint"] == "final" and "none" in result["selection"]
   assert result["num_examples"] == 20 and result["validation"]["subjects"] == [10, 11]
 
-  best = trainer.evaluate_checkpoint(config, tmp_path, data, "best", stand_ins.tiny_model())
+  best = runs.evaluate_checkpoint(config, tmp_path, "best", data=data, model=stand_ins.tiny_model())
   chosen = max((val[s]["top1"], s) for s in val)[1]
-  result = json.loads((tmp_path / "eval.json").read_text())
+  result = json.loads((tmp_path / f"eval_best_{chosen}.json").read_text())
   assert result["step"] == chosen and result["split"] == "test" == best["split"]
   assert "highest validation top-1" in result["selection"]
+  assert json.loads((tmp_path / "eval.json").read_text())["checkpoint"] == "final"  # the run's own, kept
+  assert (tmp_path / f"confusion_best_{chosen}.png").is_file()
 
 
 def test_without_validation_there_is_no_periodic_evaluation(tmp_path):
@@ -140,5 +143,5 @@ def test_without_validation_there_is_no_periodic_evaluation(tmp_path):
   trainer.train_and_evaluate(config, tmp_path, stand_ins.tiny_data(n_val=0), stand_ins.tiny_model())
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {l["split"] for l in lines} == {"train", "test"}
-  trainer.evaluate_checkpoint(config, tmp_path, stand_ins.tiny_data(n_val=0), "best", stand_ins.tiny_model())
-  assert json.loads((tmp_path / "eval.json").read_text())["selection"].startswith("latest: no checkpoint")
+  runs.evaluate_checkpoint(config, tmp_path, "best", data=stand_ins.tiny_data(n_val=0), model=stand_ins.tiny_model())
+  assert json.loads((tmp_path / "eval_best_4.json").read_text())["selection"].startswith("latest: no checkpoint")

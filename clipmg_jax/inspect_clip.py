@@ -1,7 +1,7 @@
 r"""Writes the figures of one clip as a trained CLIP-MG model sees it, as PNGs (no Jupyter needed).
 
-  python -m clipmg_jax.inspect --config configs/synthetic.py --workdir runs/synthetic --clip_id 100002 --out /tmp/x
-  python -m clipmg_jax.inspect --config configs/synthetic.py --workdir runs/synthetic --list   # the clip ids
+  python -m clipmg_jax.inspect_clip --config configs/synthetic.py --workdir runs/synthetic --clip_id 100002 --out /tmp/x
+  python -m clipmg_jax.inspect_clip --config configs/synthetic.py --workdir runs/synthetic --list   # the clip ids
 
 Use the same --config (and overrides) as for training. Reads <workdir>/checkpoints (nothing is written there) and
 the clip from the config's shards, prepared as for evaluation (segment centres, centre crop). Writes to --out:
@@ -21,25 +21,25 @@ import pathlib
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
-import numpy as np
 
+from clipmg_jax import cli_errors
+from clipmg_jax import command
 from clipmg_jax import visualize
+from clipmg_jax.training import input_setup
 from clipmg_jax.training import inspection
-from clipmg_jax.training import logs
+from clipmg_jax.training import metrics
 from clipmg_jax.training import plots
+from clipmg_jax.training import runs
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "The training config file (e.g. configs/synthetic.py); `file.py:arg` as for training.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's folder (holds checkpoints/).")
+_CONFIG = command.config_flag(
+    "The training config file (e.g. configs/synthetic.py); `file.py:arg` as for training.")
+_WORKDIR = command.workdir_flag("The training run's folder (holds checkpoints/).")
 _CLIP_ID = flags.DEFINE_integer("clip_id", None, "The clip's id (video_id * 100000 + label_id); see --list.")
 _SPLIT = flags.DEFINE_string("split", "test", "'test', 'validation' (held-out training subjects) or a shard split.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest",
                                   "Which checkpoint: 'latest', 'best' (highest validation top-1) or a step number.")
 _OUT = flags.DEFINE_string("out", None, "Folder for the PNGs and inspect.json (created).")
 _LIST = flags.DEFINE_bool("list", False, "Print the split's clip ids with label and subject, then stop.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def write_figures(inside: dict, class_names: list[str], label: int, out: pathlib.Path) -> list[pathlib.Path]:
@@ -69,12 +69,10 @@ def write_figures(inside: dict, class_names: list[str], label: int, out: pathlib
 
 def summary(inside: dict, class_names: list[str], clip: dict, step: int) -> dict:
   """The numbers behind the figures, JSON-ready."""
-  probs = inside["probabilities"]
-  top = np.argsort(-probs)[:5]
   label = int(clip["label"][0])
   out = {"clip_id": int(clip["clip_id"][0]), "subject": int(clip["subject"][0]), "label": label,
          "label_name": class_names[label], "checkpoint_step": step,
-         "top5": [{"class": int(i), "name": class_names[i], "probability": float(probs[i])} for i in top]}
+         "top5": metrics.top_classes(inside["probabilities"], class_names, 5)}
   for key in ("gate", "reliability"):
     if key in inside:
       out[key] = inside[key].round(4).tolist()
@@ -84,12 +82,9 @@ def summary(inside: dict, class_names: list[str], clip: dict, step: int) -> dict
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logs.quiet_library_logs()
-  config = _CONFIG.value
+  del argv  # the command shell refuses positional arguments
+  config = cli_errors.config_or_exit(_CONFIG)
   if _LIST.value:
-    from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
     input_setup.make_data_source(config, _WORKDIR.value)  # resolves (and, for the synthetic config, makes) the data
     table = inspection.clip_table(config.data, _SPLIT.value)
     print("clip_id label subject")
@@ -98,7 +93,7 @@ def main(argv):
     return
   if _CLIP_ID.value is None or _OUT.value is None:
     raise app.UsageError("--clip_id and --out are required (or --list to see the clip ids)")
-  run = inspection.load_run(config, _WORKDIR.value, _CHECKPOINT.value)
+  run = runs.load_run(config, _WORKDIR.value, _CHECKPOINT.value)
   clip = inspection.read_clip(config.data, _SPLIT.value, _CLIP_ID.value)
   inside = inspection.look_inside(run, clip)
   out = pathlib.Path(_OUT.value)
@@ -111,4 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

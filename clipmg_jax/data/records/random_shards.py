@@ -1,4 +1,4 @@
-"""Small random shards in the converted layout, for tests and input-pipeline benchmarks (no raw dataset needed).
+"""Small random shards in the converted layout, for tests and benchmarks (no raw dataset needed).
 
 Frames are smooth random images with mild noise (JPEG sizes and decode costs close to camera frames, unlike pure
 noise), keypoints random inside the frame with some joints missing.

@@ -1,0 +1,50 @@
+"""The one shell of every `python -m clipmg_jax.<command>` (train, evaluate, pretrain, inspect_clip, predict).
+
+absl parses the flags (a missing or bad flag, a misspelled --config.<field> override: one short message, exit
+status 1); main then runs with the libraries' INFO logs quieted, and a failure with a known cause ends in one short
+message and exit status 1 (preemption: 143, after its checkpoint). What counts as known, and each message:
+clipmg_jax/cli_errors.py. A command defines its flags (config_flag, workdir_flag and its own), a main(argv) that
+reads top to bottom, and ends with
+
+  if __name__ == "__main__":
+    command.run(main)
+"""
+
+import functools
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from clipmg_jax import cli_errors
+from clipmg_jax.training import logs
+
+
+def config_flag(help_text: str):
+  """--config (required): a file with get_config(); `file.py:arg` passes arg to it and --config.<path>=<value>
+  overrides a field. Read it with cli_errors.config_or_exit."""
+  holder = config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+  flags.mark_flag_as_required("config")
+  return holder
+
+
+def workdir_flag(help_text: str) -> flags.FlagHolder:
+  """--workdir (required): the run's folder."""
+  holder = flags.DEFINE_string("workdir", None, help_text)
+  flags.mark_flag_as_required("workdir")
+  return holder
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """Runs main(argv) as the program (absl's app.run) inside the shell described above; does not return."""
+  app.run(functools.partial(_shell, main), flags_parser=cli_errors.parse_flags)
+
+
+def _shell(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logs.quiet_library_logs()
+  workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
+  with cli_errors.known_failures(workdir):
+    return main(argv)

@@ -1,0 +1,134 @@
+"""A trained run read back from its workdir: the config file, the checkpoint a rule picks ("latest", "best" or a
+step) restored into the trainer's Setup (model, mesh, eval step), the class names; and the stand-alone evaluation
+of such a checkpoint.
+
+The one way every reader of a trained run loads it: `python -m clipmg_jax.evaluate` (evaluate_checkpoint),
+`python -m clipmg_jax.predict`, `python -m clipmg_jax.inspect_clip` and the notebooks in notebooks/.
+"""
+
+import dataclasses
+import importlib.util
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import defaults
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import input_setup
+from clipmg_jax.training import model_setup
+from clipmg_jax.training import trainer
+from clipmg_jax.training.data_source import DataSource
+
+
+def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """A config file as `--config path[:arg]` reads it, with dotted-key overrides ({"total_steps": 10, ...})."""
+  path, _, arg = str(path).partition(":")
+  spec = importlib.util.spec_from_file_location(f"_clipmg_config_{abs(hash(path))}", path)
+  if spec is None or not pathlib.Path(path).is_file():
+    raise FileNotFoundError(f"config file {path} not found")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  defaults.override(config, overrides or {})
+  return config
+
+
+def checkpoint_steps(workdir: str | pathlib.Path) -> list[int]:
+  """The checkpoint steps kept in <workdir>/checkpoints ([] when there is none), without opening a manager."""
+  folder = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run ready to apply: its config, the trainer's Setup (model, mesh, eval step, data), the restored
+  parameters, the checkpoint's step and the rule that chose it (checkpointing.Checkpointer.choose_step's)."""
+  config: ml_collections.ConfigDict
+  setup: trainer.Setup
+  params: Any
+  step: int
+  rule: str = "latest"
+  apply: Any = None  # jitted (params, frames, keypoints) -> (logits, intermediates), made on first use (inspection)
+
+  @property
+  def model(self):
+    return self.setup.model.module
+
+  @property
+  def class_names(self) -> list[str]:
+    return list(self.setup.data.class_names)
+
+
+def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, which: str = "latest", *,
+             data: DataSource | None = None, model: model_setup.ModelBundle | None = None) -> Run:
+  """Restores the checkpoint of <workdir>/checkpoints that `which` names: "latest", "best" (the highest validation
+  top-1 among the kept ones; the latest when none carries validation metrics) or a step number.
+
+  data: the run's DataSource; by default the config's (input_setup.make_data_source: for the synthetic config
+  <workdir>/synthetic_data unless config.data.shards_dir says otherwise, made when absent); without_data(...) for a
+  caller that reads no dataset. model: another model bundle than the config's (the tests' stand-ins).
+  Nothing is written to the workdir.
+  """
+  workdir = pathlib.Path(workdir)
+  if not checkpoint_steps(workdir):  # before any data work: an empty workdir stops at once
+    raise checkpointing.NoCheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: train first "
+                                          "(python -m clipmg_jax.train)")
+  if data is None:
+    data = input_setup.make_data_source(config, workdir)
+  setup = trainer.Setup(config, data, model)
+  ckpt = setup.checkpointer(workdir)
+  try:
+    step, rule = ckpt.choose_step(which)
+    if step not in ckpt.all_steps():
+      raise checkpointing.NoCheckpointError(f"checkpoint {step} not in {ckpt.directory} (has {ckpt.all_steps()})")
+    state = ckpt.restore(setup.abstract_state, None, step=step)
+  finally:
+    ckpt.close()
+  return Run(config=config, setup=setup, params=state.params, step=int(state.step), rule=rule)
+
+
+def without_data(config: ml_collections.ConfigDict, class_names: list[str]) -> DataSource:
+  """A DataSource that reads no dataset, for a run applied to other inputs (predict): only the class names, the
+  frame size and the evaluation batch size of the config."""
+
+  def no_batches():
+    raise RuntimeError("this run reads no dataset")
+
+  return DataSource(train_iterator=no_batches, eval_batches=no_batches, class_names=list(class_names),
+                    train_class_counts=None, image_size=int(config.data.image_size),
+                    eval_batch_size=int(config.data.eval_batch_size or config.data.batch_size))
+
+
+def results_suffix(which: str, step: int) -> str:
+  """What a stand-alone evaluation's files add to the training run's names (eval.json, confusion.png, ...): the
+  rule asked for and the step it chose, "_latest_6", "_best_4" or "_step_4"."""
+  return f"_{which if which in ('latest', 'best') else 'step'}_{step}"
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, which: str = "latest", *,
+                        data: DataSource | None = None, model: model_setup.ModelBundle | None = None) -> dict:
+  """Evaluates the checkpoint `which` names (load_run) on the test split and writes
+  <workdir>/eval<results_suffix>.json and its plots beside the training run's own eval.json, never over it.
+
+  The file records the split, the checkpoint, the rule that chose it and the validation subjects it was chosen on.
+  Returns what the file holds.
+  """
+  run = load_run(config, workdir, which, data=data, model=model)
+  validation = run.setup.data.info.get("validation")
+  selection = {
+      "latest": "latest: the most recent checkpoint",
+      "best": ("best: the highest validation top-1 among the kept checkpoints (validation subjects "
+               f"{(validation or {}).get('subjects')})"),
+      "latest_fallback": "latest: no checkpoint carries validation metrics",
+      "asked": f"step {which}, as asked"}[run.rule]
+  result = run.setup.evaluate(run.params, split="test", progress=jax.process_index() == 0)
+  extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation)
+  if jax.process_index() == 0:
+    # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
+    print(f"evaluation of checkpoint {run.step}: {evaluation.summary_line(result)}", flush=True)
+    path = evaluation.write_results(result, workdir, suffix=results_suffix(which, run.step), extra=extra)
+    print(f"results written to {path}", flush=True)
+  return dict(result, **extra)
