@@ -63,6 +63,40 @@ def linear_specs(key: str, path: FlaxPath, n_in: int, n_out: int) -> list[KeySpe
           spec(f"{key}.bias", (n_out,), path + ("bias",))]
 
 
+def fields_from_shapes(vision: dict[str, np.ndarray], names: dict[str, str], proj_dim: int | None,
+                       source: str) -> dict[str, Any]:
+  """ViT fields read off a checkpoint layout's weight shapes (`names`: its keys of class_embedding, patch_embedding,
+  position_embedding, the first block's MLP input weight `fc1`, and the `blocks` prefix). Heads cannot be read from
+  shapes: width // 64, as every released CLIP ViT has 64-wide heads."""
+  width, = require(vision, names["class_embedding"], 1, source)
+  _, _, ph, pw = require(vision, names["patch_embedding"], 4, source)
+  if ph != pw:
+    raise CheckpointError(f"{source}: key {names['patch_embedding']!r} has non-square patches {ph}x{pw}")
+  positions, _ = require(vision, names["position_embedding"], 2, source)
+  mlp_dim, _ = require(vision, names["fc1"], 2, source)
+  return dict(width=width, layers=count_blocks(list(vision), names["blocks"]), heads=max(width // 64, 1),
+              patch_size=ph, image_size=grid_image_size(positions, ph, names["position_embedding"], source),
+              mlp_dim=mlp_dim, proj_dim=proj_dim)
+
+
+def check_heads(fields: dict[str, Any], source: str) -> dict[str, Any]:
+  """`fields`, after checking that the width splits into the heads."""
+  if fields["width"] % fields["heads"]:
+    raise CheckpointError(f"{source}: width {fields['width']} is not divisible by {fields['heads']} heads")
+  return fields
+
+
+def stem_specs(config: dict[str, Any], names: dict[str, str]) -> list[KeySpec]:
+  """The tower's parts outside its blocks, under a checkpoint layout's `names` for them: class_embedding,
+  patch_embedding (a torch Conv2d weight), position_embedding, ln_pre and ln_post (torch LayerNorms)."""
+  d, p = config["width"], config["patch_size"]
+  n = (config["image_size"] // p)**2 + 1
+  return [spec(names["class_embedding"], (d,), ("class_embedding",)),
+          spec(names["patch_embedding"], (d, 3, p, p), ("conv1", "kernel"), conv_to_hwio),
+          spec(names["position_embedding"], (n, d), ("positional_embedding",)),
+          *layer_norm_specs(names["ln_pre"], ("ln_pre",), d), *layer_norm_specs(names["ln_post"], ("ln_post",), d)]
+
+
 def chunk(index: int, parts: int, then: Transform = identity) -> Transform:
   """Takes part `index` of `parts` equal slices along axis 0, then applies `then`."""
 

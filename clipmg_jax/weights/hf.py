@@ -76,37 +76,21 @@ def infer_config(vision: dict[str, np.ndarray], config_json: Optional[dict[str, 
                   heads=int(cfg["num_attention_heads"]), patch_size=int(cfg["patch_size"]),
                   image_size=int(cfg["image_size"]), mlp_dim=int(cfg["intermediate_size"]), proj_dim=proj_dim)
   else:
-    width, = common.require(vision, "embeddings.class_embedding", 1, source)
-    _, _, ph, pw = common.require(vision, "embeddings.patch_embedding.weight", 4, source)
-    if ph != pw:
-      raise common.CheckpointError(
-          f"{source}: key 'embeddings.patch_embedding.weight' has non-square patches {ph}x{pw}")
-    positions, _ = common.require(vision, "embeddings.position_embedding.weight", 2, source)
-    mlp_dim, _ = common.require(vision, "encoder.layers.0.mlp.fc1.weight", 2, source)
-    fields = dict(width=width, layers=common.count_blocks(list(vision), "encoder.layers."),
-                  heads=max(width // 64, 1), patch_size=ph,
-                  image_size=common.grid_image_size(positions, ph, "embeddings.position_embedding.weight", source),
-                  mlp_dim=mlp_dim, proj_dim=proj_dim)
-  if fields["width"] % fields["heads"]:
-    raise common.CheckpointError(f"{source}: width {fields['width']} is not divisible by {fields['heads']} heads")
-  return fields
+    fields = common.fields_from_shapes(vision, dict(
+        class_embedding="embeddings.class_embedding", patch_embedding="embeddings.patch_embedding.weight",
+        position_embedding="embeddings.position_embedding.weight", fc1="encoder.layers.0.mlp.fc1.weight",
+        blocks="encoder.layers."), proj_dim, source)
+  return common.check_heads(fields, source)
 
 
 def key_specs(config: dict[str, Any]) -> list[common.KeySpec]:
   """Every key a Hugging Face vision tower of this config holds (prefix removed)."""
-  d, m, p = config["width"], config["mlp_dim"], config["patch_size"]
-  n = (config["image_size"] // p)**2 + 1
-  t, spec = common.transpose, common.spec
+  d, m = config["width"], config["mlp_dim"]
   layer_norm = lambda key, path: common.layer_norm_specs(key, path, d)
   linear = common.linear_specs
-
-  specs = [
-      spec("embeddings.class_embedding", (d,), ("class_embedding",)),
-      spec("embeddings.patch_embedding.weight", (d, 3, p, p), ("conv1", "kernel"), common.conv_to_hwio),
-      spec("embeddings.position_embedding.weight", (n, d), ("positional_embedding",)),
-      *layer_norm("pre_layrnorm", ("ln_pre",)),
-      *layer_norm("post_layernorm", ("ln_post",)),
-  ]
+  specs = common.stem_specs(config, dict(
+      class_embedding="embeddings.class_embedding", patch_embedding="embeddings.patch_embedding.weight",
+      position_embedding="embeddings.position_embedding.weight", ln_pre="pre_layrnorm", ln_post="post_layernorm"))
   for i in range(config["layers"]):
     src, dst = f"encoder.layers.{i}", (f"resblocks_{i}",)
     specs += layer_norm(f"{src}.layer_norm1", dst + ("ln_1",))
@@ -116,5 +100,5 @@ def key_specs(config: dict[str, Any]) -> list[common.KeySpec]:
     specs += linear(f"{src}.mlp.fc1", dst + ("mlp", "c_fc"), d, m)
     specs += linear(f"{src}.mlp.fc2", dst + ("mlp", "c_proj"), m, d)
   if config["proj_dim"] is not None:
-    specs.append(spec(PROJECTION_KEY, (config["proj_dim"], d), ("proj",), t))
+    specs.append(common.spec(PROJECTION_KEY, (config["proj_dim"], d), ("proj",), common.transpose))
   return specs

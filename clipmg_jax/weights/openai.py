@@ -38,39 +38,21 @@ def split_state(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], li
 
 def infer_config(vision: dict[str, np.ndarray], source: str) -> dict[str, Any]:
   """ViT fields from the weight shapes; heads = width // 64 as in OpenAI's `VisionTransformer` construction."""
-  width, = common.require(vision, "class_embedding", 1, source)
-  _, _, ph, pw = common.require(vision, "conv1.weight", 4, source)
-  if ph != pw:
-    raise common.CheckpointError(f"{source}: key 'conv1.weight' has non-square patches {ph}x{pw}")
-  positions, _ = common.require(vision, "positional_embedding", 2, source)
-  mlp_dim, _ = common.require(vision, "transformer.resblocks.0.mlp.c_fc.weight", 2, source)
-  proj_dim = None
-  if "proj" in vision:
-    proj_dim = common.require(vision, "proj", 2, source)[1]
-  fields = dict(width=width, layers=common.count_blocks(list(vision), "transformer.resblocks."),
-                heads=max(width // 64, 1), patch_size=ph,
-                image_size=common.grid_image_size(positions, ph, "positional_embedding", source), mlp_dim=mlp_dim,
-                proj_dim=proj_dim)
-  if width % fields["heads"]:
-    raise common.CheckpointError(f"{source}: width {width} is not divisible by {fields['heads']} heads")
-  return fields
-
+  proj_dim = common.require(vision, "proj", 2, source)[1] if "proj" in vision else None
+  fields = common.fields_from_shapes(vision, dict(
+      class_embedding="class_embedding", patch_embedding="conv1.weight", position_embedding="positional_embedding",
+      fc1="transformer.resblocks.0.mlp.c_fc.weight", blocks="transformer.resblocks."), proj_dim, source)
+  return common.check_heads(fields, source)
 
 def key_specs(config: dict[str, Any]) -> list[common.KeySpec]:
   """Every key an OpenAI vision tower of this config holds (prefix removed)."""
-  d, m, p = config["width"], config["mlp_dim"], config["patch_size"]
-  n = (config["image_size"] // p)**2 + 1
-  t, spec = common.transpose, common.spec
+  d, m = config["width"], config["mlp_dim"]
   layer_norm = lambda key, path: common.layer_norm_specs(key, path, d)
   linear = common.linear_specs
-
-  specs = [
-      spec("class_embedding", (d,), ("class_embedding",)),
-      spec("conv1.weight", (d, 3, p, p), ("conv1", "kernel"), common.conv_to_hwio),
-      spec("positional_embedding", (n, d), ("positional_embedding",)),
-      *layer_norm("ln_pre", ("ln_pre",)),
-      *layer_norm("ln_post", ("ln_post",)),
-  ]
+  t = common.transpose
+  specs = common.stem_specs(config, dict(class_embedding="class_embedding", patch_embedding="conv1.weight",
+                                         position_embedding="positional_embedding", ln_pre="ln_pre",
+                                         ln_post="ln_post"))
   for i in range(config["layers"]):
     src, dst = f"transformer.resblocks.{i}", (f"resblocks_{i}",)
     attn = dst + ("attn",)
@@ -86,5 +68,5 @@ def key_specs(config: dict[str, Any]) -> list[common.KeySpec]:
     specs += linear(f"{src}.mlp.c_fc", dst + ("mlp", "c_fc"), d, m)
     specs += linear(f"{src}.mlp.c_proj", dst + ("mlp", "c_proj"), m, d)
   if config["proj_dim"] is not None:
-    specs.append(spec("proj", (d, config["proj_dim"]), ("proj",)))
+    specs.append(common.spec("proj", (d, config["proj_dim"]), ("proj",)))
   return specs

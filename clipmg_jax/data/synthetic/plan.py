@@ -17,22 +17,19 @@ from clipmg_jax.data.synthetic import render
 class SizeConfig:
   """Size knobs of a synthetic dataset.
 
-  num_subjects: people, split train/test in iMiGUE's 37:35 proportion. videos_per_subject: press conferences each.
-  num_clips: labelled clips in all (before the per-class minimum). width, height: frame size in pixels (even).
-  fps: frames per second of videos and labels. clip_frames: (min, median, max) clip length in frames at 25 fps.
-  gap_frames: (min, max) idle frames before each clip, at 25 fps. tail_power: class counts follow iMiGUE's counts
-  raised to this power (1 = as long-tailed as iMiGUE, 0 = balanced). min_clips_per_class: floor on every class.
-  cue_scale: size of the render-only cues that separate classes sharing a pose program (render.py); 1 draws them
-  true to the frame's proportions, too small to survive the downscaling to ~112 px for training.
+  tail_power: class counts follow iMiGUE's counts raised to this power (1 = as long-tailed as iMiGUE, 0 = balanced).
+  min_clips_per_class: floor on every class. cue_scale: size of the render-only cues that separate classes sharing a
+  pose program (render.py); 1 draws them true to the frame's proportions, too small to survive the downscaling to
+  ~112 px for training.
   """
-  num_subjects: int = 10
-  videos_per_subject: int = 2
-  num_clips: int = 320
-  width: int = 320
+  num_subjects: int = 10  # people, split train/test in iMiGUE's 37:35 proportion
+  videos_per_subject: int = 2  # press conferences each
+  num_clips: int = 320  # labelled clips in all (before the per-class minimum)
+  width: int = 320  # frame size in pixels (even)
   height: int = 240
-  fps: int = 25
-  clip_frames: tuple = (16, 32, 64)
-  gap_frames: tuple = (6, 24)
+  fps: int = 25  # frames per second of videos and labels
+  clip_frames: tuple = (16, 32, 64)  # (min, median, max) clip length in frames at 25 fps
+  gap_frames: tuple = (6, 24)  # (min, max) idle frames before each clip, at 25 fps
   tail_power: float = 0.5
   min_clips_per_class: int = 2
   cue_scale: float = render.DEFAULT_CUE_SCALE
