@@ -126,8 +126,14 @@ def summarize(results, args):
                  tflop_per_chip_step=a["tflops_per_device"] * chip,
                  gflop_per_clip=a["tflops_per_device"] * 1e3 / small,
                  compile_seconds=a["compile_seconds"] + sum(r["compile_seconds"] for r in (b, f, e) if r))
+      per_clip = None
       if b is not None:
         per_clip = (b["memory"]["total"] - a["memory"]["total"]) / (large - small)  # per device
+      elif (twin := _single_host_twin(results, args, a["device_kind"], variant)) is not None:
+        # A multi-host slice is compiled at one batch: bytes per clip are its generation's single-host slope.
+        per_clip = twin
+        row["per_clip_from"] = "single-host slice of the same generation"
+      if per_clip is not None:
         fixed = a["memory"]["total"] - per_clip * small
         row.update(mib_per_clip=per_clip / 2**20, fixed_gib=fixed * chip / GIB)
         if hbm:
@@ -145,6 +151,18 @@ def summarize(results, args):
   return rows
 
 
+def _single_host_twin(results, args, device_kind, variant):
+  """Per-device bytes per clip of a two-batch single-host compile of the same device kind and variant, or None."""
+  small, large = (int(b) for b in args.per_device_batches.split(","))
+  for key, a in results.items():
+    topology, v, step, per_device, fsdp = key.split("|")
+    if (v, step, int(per_device), int(fsdp)) == (variant, "train", small, 0) and a["device_kind"] == device_kind:
+      b = results.get(key_of(topology, variant, "train", large, 0))
+      if b is not None:
+        return (b["memory"]["total"] - a["memory"]["total"]) / (large - small)
+  return None
+
+
 def markdown(rows, args):
   """The summary table as markdown."""
   lines = [f"| slice | chips (hosts) | variant | per chip at {int(args.per_device_batches.split(',')[0])} clip(s)/device: "
@@ -156,9 +174,12 @@ def markdown(rows, args):
     lines.append(
         f"| {r['topology']} | {r['chips']} ({r['hosts']}) | `{r['variant']}` | {r['chip_memory_gib']:.2f} "
         f"({r['chip_arguments_gib']:.2f} / {r['chip_temporaries_gib']:.2f} / {r['chip_outputs_gib']:.2f} − "
-        f"{r['chip_aliased_gib']:.2f}) | {fmt('mib_per_clip', '.0f')} | {fmt('fixed_gib', '.2f')} | "
+        f"{r['chip_aliased_gib']:.2f}) | {fmt('mib_per_clip', '.0f')}{'*' if 'per_clip_from' in r else ''} | "
+        f"{fmt('fixed_gib', '.2f')} | "
         f"{fmt('largest_clips_per_chip', 'd')} ({r['hbm_gib']} GiB) | {fmt('fsdp_largest_clips_per_chip', 'd')} | "
         f"{fmt('largest_global_batch', 'd')} | {r['tflop_per_chip_step']:.2f} | {r['compile_seconds']:.0f} |")
+  if any("per_clip_from" in r for r in rows):
+    lines.append("\n\\* compiled at one batch; bytes per clip from the single-host slice of the same generation.")
   return "\n".join(lines) + "\n"
 
 
