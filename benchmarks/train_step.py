@@ -154,7 +154,7 @@ def breakdown(config, batch):
   """Seconds of the step's main parts, each jitted alone on the step's shapes."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg_config  # pylint: disable=import-outside-toplevel
   from clipmg_jax.models import vit as vit_lib  # pylint: disable=import-outside-toplevel
   m = config.model
   image_size = int(config.data.image_size)
@@ -162,8 +162,8 @@ def breakdown(config, batch):
   parts = {}
   block = lambda x: jax.block_until_ready(x)
   if m.variant != "pose_only":
-    fields = clipmg.vit_fields(m)
-    tower = vit_lib.VisionTransformer(**fields, dtype=clipmg.compute_dtype(m))
+    fields = clipmg_config.vit_fields(m)
+    tower = vit_lib.VisionTransformer(**fields, dtype=clipmg_config.compute_dtype(m))
     frozen = fields["layers"] - m.trainable_blocks
     images = jnp.asarray(host["frames"].reshape(-1, image_size, image_size, 3), jnp.float32)
     params = jax.jit(tower.init)(jax.random.key(0), images[:1])["params"]
@@ -178,7 +178,7 @@ def breakdown(config, batch):
     suffix = jax.jit(jax.grad(suffix_loss))
     parts["trainable ViT suffix forward + backward"] = median_seconds(lambda: block(suffix(params, tokens)), 3, 1)
   if m.variant != "visual_only":
-    encoder = clipmg.skeleton_encoder(m)
+    encoder = clipmg_config.skeleton_encoder(m)
     keypoints = jnp.asarray(host["keypoints"])
     frame = (image_size, image_size)
     eparams = jax.jit(lambda k: encoder.init(jax.random.key(0), k, frame))(keypoints)["params"]

@@ -30,14 +30,14 @@ STEPS = 60
 def worker(workdir: str, poison_step: int) -> None:
   """One training run of the stand-ins (slowed to ~0.05 s per step so that signals land mid-run)."""
   from tests.training import training_stand_ins as stand_ins  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import preemption, trainer  # pylint: disable=import-outside-toplevel
-  prefetch = trainer._prefetch  # pylint: disable=protected-access
+  from clipmg_jax.training import loop, preemption, trainer  # pylint: disable=import-outside-toplevel
+  prefetch = loop._prefetch  # pylint: disable=protected-access
 
   def slow(*args, **kwargs):
     for item in prefetch(*args, **kwargs):
       time.sleep(0.05)
       yield item
-  trainer._prefetch = slow  # pylint: disable=protected-access
+  loop._prefetch = slow  # pylint: disable=protected-access
   config = stand_ins.tiny_config(**{"total_steps": STEPS, "checkpoint.every_steps": 7, "eval_every_steps": 20,
                                     "log_every_steps": 5})
   data = stand_ins.tiny_data(poison_step=poison_step or None)

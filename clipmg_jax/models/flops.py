@@ -13,6 +13,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from clipmg_jax.models import clipmg as clipmg_lib
+from clipmg_jax.models import clipmg_config
+from clipmg_jax.models import pose_guidance
+from clipmg_jax.models import readout
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.models import variants
 from clipmg_jax.models import vit as vit_lib
@@ -71,7 +74,7 @@ def reference_formulation(config: ml_collections.ConfigDict) -> ml_collections.C
 def skeleton_encoder_flops(config: ml_collections.ConfigDict) -> tuple[float, int]:
   """(forward FLOPs, parameters) of the 3D-CNN of `config` for one clip (heatmap rendering not included)."""
   config = reference_formulation(config)
-  encoder = clipmg_lib.skeleton_encoder(config)
+  encoder = clipmg_config.skeleton_encoder(config)
   frame = (config.num_pose_frames * 8, config.num_pose_frames * 8)  # any frame size; the heatmaps do not depend on it
   keypoints = _spec((1, config.num_pose_frames, config.num_joints, 3))
   params = jax.eval_shape(lambda k: encoder.init(jax.random.key(0), k, frame), keypoints)["params"]
@@ -90,7 +93,7 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
   """
   config = reference_formulation(config)
   b, t, tp, j = 1, config.num_frames, config.num_pose_frames, config.num_joints
-  fields = clipmg_lib.vit_fields(config)
+  fields = clipmg_config.vit_fields(config)
   d, patch = fields["width"], fields["patch_size"]
   num_patches = (image_size // patch) ** 2
   frames = _spec((b, t, image_size, image_size, 3))
@@ -138,20 +141,20 @@ def component_table(config: ml_collections.ConfigDict, image_size: int = 224) ->
         count_flops(embed, params["skeleton_embed"], params["skeleton_norm"], skel))
   if variants.uses(variant).guidance:
     tokens = _spec((b, t, num_patches, d))
-    pw = lambda k, v: jnp.einsum("btp,btpd->btd", clipmg_lib.patch_weights(
+    pw = lambda k, v: jnp.einsum("btp,btpd->btd", pose_guidance.patch_weights(
         k, (image_size, image_size), patch, t, sigma=config.patch_weights.sigma,
         uniform_mass=config.patch_weights.uniform_mass), v)
     add("patch weights + semantic query", 0, count_flops(pw, keypoints, tokens))
   if "gate" in params:
-    gate = lambda p, x, r: clipmg_lib.PoseGate().apply({"params": p}, x, r)
+    gate = lambda p, x, r: pose_guidance.PoseGate().apply({"params": p}, x, r)
     add("gate", count_params(params["gate"]), count_flops(gate, params["gate"], skel, _spec((b, t))))
   if "cross_attention" in params:
-    pool = clipmg_lib.CrossAttentionPool(fields["heads"] if not config.cross_attention.num_heads
-                                         else config.cross_attention.num_heads)
+    pool = readout.CrossAttentionPool(fields["heads"] if not config.cross_attention.num_heads
+                                      else config.cross_attention.num_heads)
     q, kv = _spec((b, d)), _spec((b, t * num_patches, d))
     add(f"cross-attention (1 query over {t * num_patches} tokens)", count_params(params["cross_attention"]),
         count_flops(lambda p, x, y: pool.apply({"params": p}, x, y), params["cross_attention"], q, kv))
-  head = clipmg_lib.ClassifierHead(config.num_classes, config.head.hidden_dim)
+  head = readout.ClassifierHead(config.num_classes, config.head.hidden_dim)
   feat = _spec((b, jax.tree.leaves(params["head"]["norm"])[0].shape[0]))
   if "context" in params["head"]:  # the gated pose context (B, S) enters the hidden layer too
     context = _spec((b, params["head"]["context"]["kernel"].shape[0]))

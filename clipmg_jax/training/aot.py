@@ -6,7 +6,7 @@ processes' worth for a multi-host one, and the TPU compiler itself compiles for 
 compiled step's memory and cost analyses then give per-chip bytes and FLOPs of a pod slice before one is rented, and
 compiling over a multi-process device set checks the mesh, the state shardings and the batch layout of that slice.
 
-The steps are the trainer's own (`trainer.Setup` over a mesh of the given devices); the data is replaced by its
+The steps are the trainer's own (`setup.Setup` over a mesh of the given devices); the data is replaced by its
 shapes (`shapes_only_data`).
 """
 
@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 
 from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import sharding as sharding_lib
-from clipmg_jax.training import trainer
 from clipmg_jax.training.data_source import DataSource
 
 # HBM per chip in GiB, from the Cloud TPU system-architecture pages (v4, v5e, v5p, v6e). The topologies' devices
@@ -68,7 +68,7 @@ def shapes_only_data(config: ml_collections.ConfigDict) -> DataSource:
                     eval_batch_size=int(config.eval_batch_size))
 
 
-def batch_spec(setup: trainer.Setup, batch_size: int, *, train: bool) -> dict[str, jax.ShapeDtypeStruct]:
+def batch_spec(setup: setup_lib.Setup, batch_size: int, *, train: bool) -> dict[str, jax.ShapeDtypeStruct]:
   """The global batch the step receives, as shapes with the batch sharding: the pipeline's layout (every device
   leaf of batch.padding_example), with the mask as the pipeline gives it (bool) to the train step and as
   batch.pad_batch gives it (float32) to the eval step."""
@@ -117,18 +117,18 @@ def _compile(name: str, fn, args, batch_size: int) -> Compiled:
   return Compiled(name, batch_size, memory_of(executable), flops_of(executable), seconds, executable)
 
 
-def make_setup(config: ml_collections.ConfigDict, devices: list | None = None) -> trainer.Setup:
+def make_setup(config: ml_collections.ConfigDict, devices: list | None = None) -> setup_lib.Setup:
   """The trainer's Setup for `config` over a mesh of `devices` (default: this machine's), with shapes-only data."""
-  return trainer.Setup(config, shapes_only_data(config), devices=devices)
+  return setup_lib.Setup(config, shapes_only_data(config), devices=devices)
 
 
-def compile_train_step(setup: trainer.Setup, batch_size: int) -> Compiled:
+def compile_train_step(setup: setup_lib.Setup, batch_size: int) -> Compiled:
   """The train step for a global batch of `batch_size`, compiled for the setup's mesh."""
   return _compile("train", setup.train_step, (setup.abstract_state, batch_spec(setup, batch_size, train=True)),
                   batch_size)
 
 
-def compile_eval_step(setup: trainer.Setup, batch_size: int) -> Compiled:
+def compile_eval_step(setup: setup_lib.Setup, batch_size: int) -> Compiled:
   """The eval step for a global batch of `batch_size`, compiled for the setup's mesh."""
   return _compile("eval", setup.eval_step, (setup.abstract_state.params, batch_spec(setup, batch_size, train=False)),
                   batch_size)

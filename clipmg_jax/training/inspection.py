@@ -20,7 +20,7 @@ import numpy as np
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
-from clipmg_jax.models import clipmg
+from clipmg_jax.models import clipmg_config
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.models import variants
 from clipmg_jax.models import vit
@@ -133,7 +133,7 @@ def look_inside(run: runs.Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
          "frames": np.asarray(clip["frames"][0]), "keypoints": np.asarray(clip["keypoints"][0]),
          "heatmaps": render_heatmaps(cfg, keypoints[0], (size, size))}
   if variants.uses(cfg.variant).vision:
-    patch = clipmg.vit_fields(cfg)["patch_size"]
+    patch = clipmg_config.vit_fields(cfg)["patch_size"]
     out["grid"] = (size // patch, size // patch)
   first = lambda key: np.asarray(sown[key][0][0])
   if "reliability" in sown:

@@ -36,9 +36,10 @@ class ModelBundle:
 def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
   """The CLIP-MG model (clipmg_jax.models.clipmg) for a `model` config block from get_model_config()."""
   from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg_params  # pylint: disable=import-outside-toplevel
   module = clipmg.ClipMG(config=model_config)
   return ModelBundle(module=module,
-                     trainable_mask=lambda params: clipmg.trainable_mask(params, model_config),
+                     trainable_mask=lambda params: clipmg_params.trainable_mask(params, model_config),
                      num_frames=int(model_config.num_frames), num_pose_frames=int(model_config.num_pose_frames),
                      num_classes=int(model_config.num_classes),
                      pose_aux_weight=float(model_config.head.get("pose_aux_weight", 0.0)))
@@ -78,13 +79,13 @@ def check_vision_init(config: ml_collections.ConfigDict) -> None:
   it hours later. config.init.allow_random_vit=True (smoke tests) or config.train_all_params=True lets it start.
   Configs whose blocks are all trainable (configs/synthetic.py) pass.
   """
-  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg_config  # pylint: disable=import-outside-toplevel
   model, init = config.model, config.get("init") or ml_collections.ConfigDict()
   if not variants.uses(model.variant).vision or init.get("vit_checkpoint") or init.get("allow_random_vit", False):
     return
   if config.get("train_all_params", False):
     return
-  layers = clipmg.vit_fields(model)["layers"]
+  layers = clipmg_config.vit_fields(model)["layers"]
   frozen = layers - int(model.trainable_blocks)
   if frozen > 0:
     raise RandomVisionTowerError(
@@ -105,9 +106,9 @@ def load_pretrained_vision(params: Any, init_config: ml_collections.ConfigDict) 
   if not path:
     return params
   from clipmg_jax import weights  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.models import clipmg  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import clipmg_params  # pylint: disable=import-outside-toplevel
   ported = weights.port_checkpoint(path)
   shardings = jax.tree.map(lambda x: x.sharding, params)
-  params = clipmg.with_pretrained_vit(params, ported.params)  # checks every leaf's name and shape
+  params = clipmg_params.with_pretrained_vit(params, ported.params)  # checks every leaf's name and shape
   logging.info("loaded pretrained vision tower (%s layout) from %s", ported.layout, path)
   return jax.device_put(params, shardings)

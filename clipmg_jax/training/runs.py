@@ -19,7 +19,7 @@ from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import trainer
+from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training.data_source import DataSource
 
 
@@ -47,7 +47,7 @@ class Run:
   """A trained run ready to apply: its config, the trainer's Setup (model, mesh, eval step, data), the restored
   parameters, the checkpoint's step and the rule that chose it (checkpointing.Checkpointer.choose_step's)."""
   config: ml_collections.ConfigDict
-  setup: trainer.Setup
+  setup: setup_lib.Setup
   params: Any
   step: int
   rule: str = "latest"
@@ -78,7 +78,7 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
                                           "(python -m clipmg_jax.train)")
   if data is None:
     data = input_setup.make_data_source(config, workdir)
-  setup = trainer.Setup(config, data, model)
+  setup = setup_lib.Setup(config, data, model)
   ckpt = setup.checkpointer(workdir)
   try:
     step, rule = ckpt.choose_step(which)

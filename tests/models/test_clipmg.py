@@ -11,6 +11,8 @@ import optax
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import clipmg_params
+from clipmg_jax.models import pose_guidance
 from clipmg_jax.models import variants
 
 B, T, TP, J, SIZE = 2, 8, 32, 18, 224
@@ -107,7 +109,7 @@ def test_every_parameter_is_used_and_frozen_ones_get_no_gradient(variant):
   model, params = model_and_params(variant)
   frames, keypoints = make_batch(2)
   _, grads = forward_backward(variant)(params, frames, keypoints)
-  mask = flat(clipmg.trainable_mask(params, model.config))
+  mask = flat(clipmg_params.trainable_mask(params, model.config))
   for path, grad in flat(grads).items():
     grad = np.asarray(grad)
     if mask[path]:
@@ -127,7 +129,7 @@ def test_gradients_reach_the_skeleton_encoder_and_the_first_conv():
 def test_trainable_mask_partition():
   config = small_config()
   _, params = model_and_params("full")
-  mask = clipmg.trainable_mask(params, config)
+  mask = clipmg_params.trainable_mask(params, config)
   vit = mask["vit"]
   assert all(jax.tree.leaves(vit["resblocks_1"])) and all(jax.tree.leaves(vit["ln_post"]))
   for frozen in ("resblocks_0", "conv1", "ln_pre", "class_embedding", "positional_embedding"):
@@ -135,12 +137,12 @@ def test_trainable_mask_partition():
   for name in set(params) - {"vit"}:
     assert all(jax.tree.leaves(mask[name])), name
   # The whole variables dict works too.
-  assert clipmg.trainable_mask({"params": params}, config)["params"]["vit"]["ln_pre"]["scale"] is False
+  assert clipmg_params.trainable_mask({"params": params}, config)["params"]["vit"]["ln_pre"]["scale"] is False
 
 
 def test_frozen_parameters_bit_identical_after_optimizer_steps():
   model, params = model_and_params("full")
-  mask = clipmg.trainable_mask(params, model.config)
+  mask = clipmg_params.trainable_mask(params, model.config)
   labels = jax.tree.map(lambda m: "train" if m else "frozen", mask)
   tx = optax.multi_transform({"train": optax.adamw(1e-2), "frozen": optax.set_to_zero()}, labels)
   opt_state = tx.init(params)
@@ -172,7 +174,7 @@ def test_patch_weights_peak_at_the_patch_holding_a_confident_joint():
   keypoints = np.zeros((1, TP, J, 3), np.float32)
   keypoints[:, :, 4] = [5 * 16 + 3, 9 * 16 + 12, 0.9]  # right wrist in patch (row 9, column 5)
   keypoints[:, :, 7] = [200.0, 30.0, 0.2]  # a weak joint elsewhere, in patch (row 1, column 12)
-  weights = np.asarray(clipmg.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
+  weights = np.asarray(pose_guidance.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
   assert weights.shape == (1, T, 196)
   np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
   assert np.all(weights.argmax(-1) == 9 * 14 + 5)
@@ -183,14 +185,14 @@ def test_patch_weights_uniform_without_valid_joints():
   keypoints = np.zeros((1, TP, J, 3), np.float32)
   keypoints[..., 0, :] = [300.0, 100.0, 1.0]  # confident but outside the frame
   keypoints[..., 1, :] = [100.0, 100.0, 0.05]  # inside but below the threshold
-  weights = np.asarray(clipmg.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
+  weights = np.asarray(pose_guidance.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
   np.testing.assert_allclose(weights, 1 / 196, rtol=1e-6)
 
 
 def test_patch_weights_windows_map_pose_frames_to_rgb_frames():
   keypoints = np.zeros((1, TP, J, 3), np.float32)
   keypoints[0, 4:8, 0] = [8.0, 8.0, 1.0]  # only the pose frames of window 1 see a joint (patch 0)
-  weights = np.asarray(clipmg.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
+  weights = np.asarray(pose_guidance.patch_weights(jnp.asarray(keypoints), (SIZE, SIZE), 16, T))
   assert weights[0, 1].argmax() == 0
   np.testing.assert_allclose(np.delete(weights[0], 1, axis=0), 1 / 196, rtol=1e-6)
 
@@ -204,7 +206,7 @@ def test_a_zero_confidence_joint_changes_nothing(variant):
   base = logits_of(variant, params, frames, keypoints)
   np.testing.assert_array_equal(logits_of(variant, params, frames, moved), base)
   np.testing.assert_array_equal(logits_of(variant, params, frames, weak), base)
-  w = lambda k: np.asarray(clipmg.patch_weights(k, (SIZE, SIZE), 16, T))
+  w = lambda k: np.asarray(pose_guidance.patch_weights(k, (SIZE, SIZE), 16, T))
   np.testing.assert_array_equal(w(moved), w(keypoints))
   # ...while a confident joint does change the output.
   confident = keypoints.at[:, :, 12].set(jnp.array([57.0, 190.0, 1.0]))
@@ -309,9 +311,9 @@ def test_sown_pose_values_are_those_of_the_forward_pass(variant):
   np.testing.assert_allclose(np.asarray(logits), logits_of(variant, params, frames, keypoints), atol=1e-5, rtol=0)
   # Top-level sows are tuples of one value; submodules' (e.g. cross_attention) are nested dicts, not checked here.
   sown = {k: np.asarray(v[0]) for k, v in state["intermediates"].items() if isinstance(v, tuple)}
-  reliability = np.asarray(clipmg.window_reliability(keypoints, (SIZE, SIZE), T))
+  reliability = np.asarray(pose_guidance.window_reliability(keypoints, (SIZE, SIZE), T))
   np.testing.assert_allclose(sown["reliability"], reliability, atol=1e-6)
-  np.testing.assert_allclose(sown["patch_weights"], np.asarray(clipmg.patch_weights(keypoints, (SIZE, SIZE), 16, T)),
+  np.testing.assert_allclose(sown["patch_weights"], np.asarray(pose_guidance.patch_weights(keypoints, (SIZE, SIZE), 16, T)),
                              atol=1e-6)
   if variant == "no_gate":
     assert "gate_values" not in sown
@@ -323,7 +325,7 @@ def test_sown_pose_values_are_those_of_the_forward_pass(variant):
 
 
 def test_gate_at_initialisation_follows_pose_reliability():
-  gate = clipmg.PoseGate()
+  gate = pose_guidance.PoseGate()
   features = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 24)), jnp.float32)
   reliability = jnp.array([[0.0, 0.5, 1.0]])
   params = gate.init(jax.random.key(0), features, reliability)
@@ -336,7 +338,7 @@ def test_window_reliability():
   keypoints[0, :4, :9] = [50.0, 50.0, 1.0]  # window 0: half the joints at confidence 1
   keypoints[0, 4:8, :] = [50.0, 50.0, 0.5]  # window 1: all joints at 0.5
   keypoints[0, 8:12, :] = [-5.0, 50.0, 1.0]  # window 2: outside the frame
-  r = np.asarray(clipmg.window_reliability(jnp.asarray(keypoints), (SIZE, SIZE), T))
+  r = np.asarray(pose_guidance.window_reliability(jnp.asarray(keypoints), (SIZE, SIZE), T))
   np.testing.assert_allclose(r[0, :3], [0.5, 0.5, 0.0], rtol=1e-6)
 
 
@@ -368,12 +370,12 @@ def test_dropout_uses_the_dropout_rng_in_training():
 def test_with_pretrained_vit_drops_the_projection_and_checks_shapes():
   _, params = model_and_params("visual_only")
   vit = jax.tree.map(lambda x: x + 1.0, params["vit"])
-  loaded = clipmg.with_pretrained_vit(params, {**vit, "proj": jnp.zeros((64, 32))})
+  loaded = clipmg_params.with_pretrained_vit(params, {**vit, "proj": jnp.zeros((64, 32))})
   assert "proj" not in loaded["vit"]
   np.testing.assert_array_equal(np.asarray(loaded["vit"]["ln_pre"]["scale"]), np.asarray(vit["ln_pre"]["scale"]))
   bad = {**vit, "class_embedding": jnp.zeros((65,))}
   with pytest.raises(ValueError, match="class_embedding"):
-    clipmg.with_pretrained_vit(params, bad)
+    clipmg_params.with_pretrained_vit(params, bad)
 
 
 def test_config_overrides_and_validation():

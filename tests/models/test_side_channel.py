@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import pose_guidance
+from clipmg_jax.models import readout
 
 B, T, TP, SIZE = 2, 8, 32, 64  # 64 x 64 frames: 4 x 4 patches of 16 px, 128 tokens per clip
 
@@ -75,7 +77,7 @@ def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
     w = sown["patch_weights"]  # (B, T, P)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)
     # The sown w is the pose-guided weighting: recomputed from the keypoints, independently of the model.
-    np.testing.assert_allclose(w, np.asarray(clipmg.patch_weights(keypoints, (SIZE, SIZE), 16, T)), atol=1e-7)
+    np.testing.assert_allclose(w, np.asarray(pose_guidance.patch_weights(keypoints, (SIZE, SIZE), 16, T)), atol=1e-7)
     g = sown["gate_values"][..., None] if variant == "full" else np.ones((b, t, 1))
     e = sown["skeleton_embedding"]
     query = query_vision + g * (np.einsum("btp,btpd->btd", w, tokens) - query_vision + e)
@@ -100,7 +102,7 @@ def test_logits_recomputed_from_the_sown_values_equal_the_models(variant):
   # The pooled output from the sown weights and values, then the model's head: the model's logits.
   pooled = query + dense(np.einsum("bhn,bhnd->bhd", a, sown["cross_attention"]["values"]).reshape(b, d),
                          attn["out"])
-  head = clipmg.ClassifierHead(config.num_classes, config.head.hidden_dim)
+  head = readout.ClassifierHead(config.num_classes, config.head.hidden_dim)
   recomputed = np.asarray(head.apply({"params": params["head"]}, np.asarray(pooled, np.float32)))
   np.testing.assert_allclose(recomputed, logits, atol=2e-5, rtol=0)
   # The check has teeth: attention weights of another head order, or uniform ones, give other logits.

@@ -8,6 +8,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import training_stand_ins as stand_ins  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax import cli_errors  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax.training import loop  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import preemption  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import trainer  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -20,8 +21,8 @@ def slow(batches):
 
 def main():
   workdir, steps = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-  prefetch = trainer._prefetch  # pylint: disable=protected-access
-  trainer._prefetch = lambda *a, **k: slow(prefetch(*a, **k))  # pylint: disable=protected-access
+  prefetch = loop._prefetch  # pylint: disable=protected-access
+  loop._prefetch = lambda *a, **k: slow(prefetch(*a, **k))  # pylint: disable=protected-access
   config = stand_ins.tiny_config(**{"total_steps": steps, "checkpoint.every_steps": 1000, "eval_every_steps": 0})
   try:
     trainer.train_and_evaluate(config, workdir, stand_ins.tiny_data(), stand_ins.tiny_model())

@@ -22,6 +22,7 @@ from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import runs
+from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -259,4 +260,4 @@ def test_a_batch_not_divisible_by_the_devices_is_named_before_step_one():
   config.batch_size, config.eval_batch_size = 6, 8
   with pytest.raises(trainer.ConfigError, match=r"config.batch_size=6 is not divisible by the 4 devices.*"
                                                 r"--config.batch_size=8 or 4"):
-    trainer._check_batch_sizes(config, FourDevices())  # pylint: disable=protected-access
+    setup_lib._check_batch_sizes(config, FourDevices())  # pylint: disable=protected-access

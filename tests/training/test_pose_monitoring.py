@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import pose_guidance
 from clipmg_jax.models import vit
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import pose_monitoring
@@ -69,7 +70,7 @@ def test_evaluation_reports_the_models_own_gate(tmp_path):
   predictions = evaluation.predict(params, eval_step, [batch], mesh, 8, progress=False)
   result = evaluation.compute_metrics(predictions, ["x", "y", "z"])
 
-  r = np.asarray(clipmg.window_reliability(jnp.asarray(batch["keypoints"]), (size, size), 2))
+  r = np.asarray(pose_guidance.window_reliability(jnp.asarray(batch["keypoints"]), (size, size), 2))
   g = np.asarray(jax.nn.sigmoid(params["gate"]["confidence_scale"] * r + params["gate"]["bias"]))
   monitoring = result["pose_monitoring"]
   assert monitoring["windows"] == 12 and monitoring["no_valid_joint_fraction"] == pytest.approx(2 / 12)

@@ -10,6 +10,7 @@ import tqdm
 
 import training_stand_ins as stand_ins
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import loop
 from clipmg_jax.training import trainer
 
 # Logs at steps 4 and 6 only; checkpoints at 2 and 4.
@@ -113,8 +114,8 @@ def test_interrupted_run_saves_the_position_of_its_state_and_resumes_exactly(tmp
 
 def test_metrics_reach_the_host_only_at_log_steps(tmp_path, monkeypatch):
   fetches = []
-  fetch = trainer._fetch  # pylint: disable=protected-access
-  monkeypatch.setattr(trainer, "_fetch", lambda tree: fetches.append(tree) or fetch(tree))
+  fetch = loop._fetch  # pylint: disable=protected-access
+  monkeypatch.setattr(loop, "_fetch", lambda tree: fetches.append(tree) or fetch(tree))
   _run(tmp_path, log_every_steps=3, **{"checkpoint.every_steps": 0})
   assert len(fetches) == 2  # steps 3 and 6, each with the losses of its 3 steps
   assert [len(losses) for _, losses in fetches] == [3, 3]
