@@ -28,17 +28,19 @@ import json
 import logging
 import os
 
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import layouts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  defaults = convert.ConvertOptions()
+  defaults = clip_record.ConvertOptions()
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--raw_root", required=True, help="dataset root (imigue: the release layout Label/"
                       "labels_20200831.csv + Data/skeleton/raw/, or the flat one labels.csv + skeleton/; videos/, "
                       "optional split.json and classes.json; miga: <split>/<sample>/ folders)")
   parser.add_argument("--out_dir", required=True, help="output folder for shards and manifest.json")
-  parser.add_argument("--layout", choices=("imigue", "miga"), default="imigue", help="raw layout (default imigue)")
+  parser.add_argument("--layout", choices=tuple(layouts.LAYOUTS), default="imigue", help="raw layout (default imigue)")
   parser.add_argument("--labels_csv", default=None, help="labels table (default: the layout's, "
                       "<raw_root>/Label/labels_20200831.csv or <raw_root>/labels.csv)")
   parser.add_argument("--skeleton_dir", default=None, help="OpenPose JSON root holding <video>/ folders (default: the "
@@ -68,9 +70,9 @@ def main(argv=None):
     height, width = (int(v) for v in args.skeleton_frame_size.lower().split("x"))
   except ValueError:
     raise SystemExit(f"--skeleton_frame_size: expected HEIGHTxWIDTH such as 720x1280, got {args.skeleton_frame_size!r}")
-  options = convert.ConvertOptions(max_stored_frames=args.max_stored_frames, short_side=args.short_side,
-                                   jpeg_quality=args.jpeg_quality, skeleton_only=args.skeleton_only,
-                                   skeleton_frame_size=(height, width), clips_per_shard=args.clips_per_shard)
+  options = clip_record.ConvertOptions(max_stored_frames=args.max_stored_frames, short_side=args.short_side,
+                                       jpeg_quality=args.jpeg_quality, skeleton_only=args.skeleton_only,
+                                       skeleton_frame_size=(height, width), clips_per_shard=args.clips_per_shard)
   manifest = convert.convert(args.raw_root, args.out_dir, layout=args.layout, labels_csv=args.labels_csv,
                              skeleton_dir=args.skeleton_dir, videos_dir=args.videos_dir, options=options,
                              num_workers=args.num_workers)

@@ -19,8 +19,10 @@ from clipmg_jax.data import synthetic
 from clipmg_jax.data.loader import shard_source
 from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import layouts
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
 
@@ -56,8 +58,8 @@ def test_real_skeleton_sample(imigue_shared, tmp_path):
   assert all(s["reason"] and s["kind"] for s in manifest["skipped"])
   # Video 298 has OpenPose files around clips 2, 5 and 55 only; every other clip of it has no skeleton frame.
   rows_298 = [r for r in rows if r["video_id"] == "298"]
-  assert manifest["skipped_by_kind"][convert.SKIP_NO_SKELETON_FRAMES] == len(rows_298) - 3
-  assert manifest["skipped_by_kind"][convert.SKIP_NO_SKELETON_FOLDER] == len(rows) - len(rows_298)
+  assert manifest["skipped_by_kind"][layouts.SKIP_NO_SKELETON_FRAMES] == len(rows_298) - 3
+  assert manifest["skipped_by_kind"][layouts.SKIP_NO_SKELETON_FOLDER] == len(rows) - len(rows_298)
   assert manifest["skeleton_report"]["multi_person_frames"] == 4  # 19415, 19417, 19420, 19448.
   per_class = manifest["splits"]["train"]["per_class"]
   assert per_class[7] == per_class[10] == per_class[30] == 1 and sum(per_class) == 3  # C8, C11, C31.
@@ -111,7 +113,7 @@ def test_release_layout_from_raw_root_alone(imigue_shared, tmp_path):
 @pytest.fixture(scope="module")
 def synthetic_shards(synthetic_root, tmp_path_factory):
   out = tmp_path_factory.mktemp("synthetic_shards")
-  options = convert.ConvertOptions(clips_per_shard=20, max_stored_frames=6, short_side=96)
+  options = clip_record.ConvertOptions(clips_per_shard=20, max_stored_frames=6, short_side=96)
   manifest = convert.convert(synthetic_root, out, options=options, num_workers=0, progress=False)
   return out, manifest
 
@@ -164,7 +166,7 @@ def test_synthetic_record_content(synthetic_root, synthetic_shards):
   # Keypoints: the OpenPose reader's, scaled to the stored frame.
   keypoints, _ = imigue.read_openpose_clip(synthetic_root / "skeleton", clip.video_id, clip.start_frame,
                                            clip.end_frame)
-  scaled = convert.scale_keypoints(keypoints, src_hw, (record.frame_height, record.frame_width))
+  scaled = clip_record.scale_keypoints(keypoints, src_hw, (record.frame_height, record.frame_width))
   np.testing.assert_allclose(record.keypoints, scaled)
   visible = keypoints[..., 2] > 0
   sx = record.frame_width / src_hw[1]
@@ -175,7 +177,7 @@ def test_synthetic_record_content(synthetic_root, synthetic_shards):
 @pytest.mark.slow
 def test_parallel_conversion_equals_serial(synthetic_root, synthetic_shards, tmp_path):
   out, manifest = synthetic_shards
-  parallel = convert.convert(synthetic_root, tmp_path, options=convert.ConvertOptions(
+  parallel = convert.convert(synthetic_root, tmp_path, options=clip_record.ConvertOptions(
       clips_per_shard=20, max_stored_frames=6, short_side=96), num_workers=2, progress=False)
   assert parallel == manifest
   for entry in manifest["splits"]["train"]["shards"] + manifest["splits"]["test"]["shards"]:
@@ -188,7 +190,7 @@ def test_parallel_conversion_equals_serial(synthetic_root, synthetic_shards, tmp
 
 def test_interrupted_conversion_resumes(synthetic_root, synthetic_shards, tmp_path, monkeypatch):
   reference_dir, reference = synthetic_shards
-  options = convert.ConvertOptions(clips_per_shard=20, max_stored_frames=6, short_side=96)
+  options = clip_record.ConvertOptions(clips_per_shard=20, max_stored_frames=6, short_side=96)
   real = convert.convert_shard
   calls = []
 
@@ -221,7 +223,7 @@ def test_interrupted_conversion_resumes(synthetic_root, synthetic_shards, tmp_pa
 
   # Other options: nothing finished can be reused.
   calls.clear()
-  convert.convert(synthetic_root, tmp_path, options=convert.ConvertOptions(clips_per_shard=20, max_stored_frames=5,
+  convert.convert(synthetic_root, tmp_path, options=clip_record.ConvertOptions(clips_per_shard=20, max_stored_frames=5,
                                                                            short_side=96), progress=False)
   assert sorted(calls) == sorted(all_shards)
 
@@ -246,7 +248,7 @@ def test_miga_layout(tmp_path):
   assert (first.clip_id, first.label, first.num_frames, first.subject) == (700001, 4, 10, -1)
   assert (second.clip_id, second.label) == (700002, 31)
   expected = np.round(joints[3:13, _BODY25_TO_COCO18], 3).astype(np.float32)
-  np.testing.assert_allclose(first.keypoints, convert.scale_keypoints(expected, (720, 1280), (256, 455)),
+  np.testing.assert_allclose(first.keypoints, clip_record.scale_keypoints(expected, (720, 1280), (256, 455)),
                              rtol=1e-5, atol=1e-3)
 
 

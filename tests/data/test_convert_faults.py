@@ -9,8 +9,10 @@ import pathlib
 import numpy as np
 
 from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import layouts
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
 
@@ -45,7 +47,7 @@ def _raw_root(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 def _convert(root, out):
-  return convert.convert(root, out, options=convert.ConvertOptions(clips_per_shard=1, skeleton_only=True),
+  return convert.convert(root, out, options=clip_record.ConvertOptions(clips_per_shard=1, skeleton_only=True),
                          progress=False)
 
 
@@ -61,7 +63,7 @@ def test_repaired_raw_file_is_reconverted_and_only_its_shard(tmp_path, caplog):
   _write_frame(root, "1", 7, '{"people": [{"pose_keypoints_2d": [1, 2')  # truncated JSON
   out = tmp_path / "shards"
   first = _convert(root, out)
-  assert _label_ids(out, "train") == [1] and first["skipped_by_kind"] == {convert.SKIP_READ_ERROR: 1}
+  assert _label_ids(out, "train") == [1] and first["skipped_by_kind"] == {layouts.SKIP_READ_ERROR: 1}
   assert "1_000000000007_keypoints.json" in first["skipped"][0]["reason"]
   progress = {p.name: p.stat().st_mtime_ns for p in (out / convert.PROGRESS_DIR).iterdir()}
 
@@ -87,8 +89,8 @@ def test_keypoint_anomalies_are_counted_or_skipped_with_reasons(tmp_path):
   assert manifest["skeleton_report"]["nonfinite_frames"] == 1
   assert manifest["skeleton_report"]["clips_with_nonfinite_keypoints"] == 1
   kinds = {(s["video_id"], s["label_id"]): s for s in manifest["skipped"]}
-  assert kinds[("1", 2)]["kind"] == convert.SKIP_NO_PERSON
-  assert kinds[("2", 1)]["kind"] == convert.SKIP_READ_ERROR and str(bad) in kinds[("2", 1)]["reason"]
+  assert kinds[("1", 2)]["kind"] == layouts.SKIP_NO_PERSON
+  assert kinds[("2", 1)]["kind"] == layouts.SKIP_READ_ERROR and str(bad) in kinds[("2", 1)]["reason"]
   shard = manifest["splits"]["train"]["shards"][0]["path"]
   (_, data), = list(tfrecord.iter_records(out / shard))
   record = example_codec.decode(data)

@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from clipmg_jax.data import synthetic
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
@@ -52,7 +53,7 @@ def test_skeleton_only_from_the_real_sample(imigue_shared, tmp_path):
   (manual / "skeleton").symlink_to(imigue_shared / "skeleton_sample")
   builder = _build(manual, tmp_path / "tfds", "skeleton_only")
   assert builder.info.splits["train"].num_examples == 3 and "test" not in builder.info.splits
-  convert.convert(manual, tmp_path / "shards", options=convert.ConvertOptions(skeleton_only=True), progress=False)
+  convert.convert(manual, tmp_path / "shards", options=clip_record.ConvertOptions(skeleton_only=True), progress=False)
   _assert_same_records(_raw_records(tmp_path / "tfds", "skeleton_only", "train"), _converted(tmp_path / "shards",
                                                                                               "train"))
   example = builder.as_data_source()["train"][0]  # TFDS's own NumPy decoding.

@@ -1,10 +1,12 @@
-"""manifest.json of a shards folder: the one place that finds, reads and writes it.
+"""manifest.json of a shards folder: the one place that builds, finds, reads and writes it.
 
 The converter (convert.py) writes it last, so its presence means the conversion finished. Its keys are in
 docs/data.md: "splits" (per split: num_clips, per_class, and the shard entries with each record's subject and
 label), "classes", "skipped", "split" (the dataset's split.json choices), "source".
 """
 
+import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,6 +15,7 @@ from clipmg_jax.data.records import shard_writer
 from clipmg_jax.data.records import tfrecord
 
 FILENAME = "manifest.json"
+VERSION = 2  # 2: shard entries list their records' subjects and labels; "split"
 
 
 class DataSetupError(ValueError):
@@ -41,6 +44,51 @@ def read(shards_dir: str | os.PathLike) -> dict:
 def write(shards_dir: str | os.PathLike, document: dict) -> None:
   """Writes the manifest atomically (a reader sees the old one or the new one, never a partial file)."""
   shard_writer.write_json_atomic(path(shards_dir), document)
+
+
+def _record_columns(shard, summary: dict) -> dict[str, list[int]]:
+  """Subject and label of each record of a shard, in record order: its clips minus the skipped ones."""
+  skipped = {entry["clip_id"] for entry in summary["skipped"]}
+  kept = [clip for clip in shard.clips if clip.clip_id not in skipped]
+  if len(kept) != summary["num_records"]:
+    raise ValueError(f"shard {shard.name}: {summary['num_records']} records but {len(kept)} clips not skipped")
+  return {"subjects": [clip.subject for clip in kept], "labels": [clip.label for clip in kept]}
+
+
+def build(shards: list, summaries: dict, skipped: list, classes, options, source: dict, split: dict | None = None
+          ) -> dict:
+  """The manifest document of a conversion: its shards (convert.ShardTask: name, split, clips) with their
+  completion summaries by name, the clips skipped before conversion, the classes, the options (a dataclass), the
+  source and the subject split. Each shard entry lists its records' subjects and labels (the pipeline selects
+  validation and training records by subject from them); `split` (subjects per split, and split.json's
+  validation_subjects) is recorded as given."""
+  num_classes = len(classes)
+  splits = {}
+  report = collections.Counter()
+  all_skipped = list(skipped)
+  for shard in shards:
+    summary = summaries[shard.name]
+    entry = splits.setdefault(shard.split, {"num_clips": 0, "per_class": [0] * num_classes, "shards": []})
+    entry["num_clips"] += summary["num_records"]
+    for label, count in summary["per_class"].items():
+      entry["per_class"][int(label)] += count
+    entry["shards"].append({"path": shard.name, "index": shard.name + ".index", "num_records": summary["num_records"],
+                            **_record_columns(shard, summary)})
+    report.update(summary["skeleton_report"])
+    all_skipped.extend(summary["skipped"])
+  kinds = collections.Counter(s["kind"] for s in all_skipped)
+  return {
+      "version": VERSION,
+      "source": source,
+      "options": dataclasses.asdict(options),
+      "classes": [c.name for c in classes],
+      **({"split": split} if split is not None else {}),
+      "splits": splits,
+      "skeleton_report": dict(report),
+      "num_skipped": len(all_skipped),
+      "skipped_by_kind": dict(kinds.most_common()),
+      "skipped": all_skipped,
+  }
 
 
 def split_shards(document: dict, split: str, shards_dir: str | os.PathLike) -> list[dict]:

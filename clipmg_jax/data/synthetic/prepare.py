@@ -16,6 +16,7 @@ import time
 import jax
 import ml_collections
 
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert as convert_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import plan
@@ -78,7 +79,7 @@ def ensure_shards(data_config: ml_collections.ConfigDict) -> None:
                  time.time() - start)
   logging.info("converting %s to shards in %s", raw, shards)
   start = time.time()
-  options = convert_lib.ConvertOptions(**dict(synth.get("convert_options", {}) or {}))
+  options = clip_record.ConvertOptions(**dict(synth.get("convert_options", {}) or {}))
   manifest = convert_lib.convert(raw, shards, options=options, num_workers=int(synth.get("convert_workers", 2)))
   logging.info("converted %s clips (%d skipped) in %.0f s",
                {s: v["num_clips"] for s, v in manifest["splits"].items()}, manifest["num_skipped"],

@@ -27,7 +27,8 @@ from etils import epath
 import tensorflow_datasets as tfds
 
 from clipmg_jax.data.raw import imigue
-from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import clip_record
+from clipmg_jax.data.records import layouts
 from clipmg_jax.data.tfds_imigue import features as features_lib
 
 _DESCRIPTION = """
@@ -85,10 +86,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         description=_DESCRIPTION, features=features_lib.features(), homepage="https://github.com/linuxsino/iMiGUE",
         citation=_CITATION)
 
-  def _options(self) -> convert.ConvertOptions:
-    return convert.ConvertOptions(max_stored_frames=self.builder_config.max_stored_frames,
-                                  short_side=self.builder_config.short_side,
-                                  skeleton_only=self.builder_config.skeleton_only)
+  def _options(self) -> clip_record.ConvertOptions:
+    return clip_record.ConvertOptions(max_stored_frames=self.builder_config.max_stored_frames,
+                                      short_side=self.builder_config.short_side,
+                                      skeleton_only=self.builder_config.skeleton_only)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = pathlib.Path(dl_manager.manual_dir)
@@ -96,7 +97,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if not labels.is_file():
       raise FileNotFoundError(f"{labels} not found. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     train, test = imigue.load_split(root)
-    tasks, skipped = convert.plan_imigue(labels, root / "skeleton", root / "videos", {"train": train, "test": test},
+    tasks, skipped = layouts.plan_imigue(labels, root / "skeleton", root / "videos", {"train": train, "test": test},
                                          skeleton_only=self.builder_config.skeleton_only)
     if skipped:
       logging.warning("iMiGUE: %d clips skipped before conversion (e.g. %s)", len(skipped), skipped[0])
@@ -107,8 +108,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     options = self._options()
     for clip in clips:
       try:
-        record, _ = convert.make_record(clip, options)
-      except (convert.SkipClip, OSError, ValueError, IndexError, KeyError) as e:
+        record, _ = clip_record.make_record(clip, options)
+      except (layouts.SkipClip, OSError, ValueError, IndexError, KeyError) as e:
         logging.warning("iMiGUE: skipping clip %d: %s", clip.clip_id, e)
         continue
       yield clip.clip_id, features_lib.to_tfds_example(record)
