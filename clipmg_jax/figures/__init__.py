@@ -1,0 +1,11 @@
+"""Every figure of the project, drawn in one place.
+
+  canvas.py      pyplot as it is (notebooks show figures inline) or on Agg (files only); save-and-close; a figure
+                 as an RGB array
+  clip_views.py  one clip as the model sees it: skeleton, joint confidence, heatmaps, patch weights, gate,
+                 attention, top classes, a strip of frames (inspect_clip and the notebooks)
+  results.py     an evaluation: confusion matrix, accuracy per class or subject, the gate's histogram and its
+                 relation to pose reliability (training's PNGs, evaluate and the notebooks)
+
+Figures return matplotlib Figures made with pyplot; code that only writes files calls canvas.files_only() first.
+"""
