@@ -24,11 +24,11 @@ from absl import flags
 
 from clipmg_jax import cli_errors
 from clipmg_jax import command
-from clipmg_jax import visualize
+from clipmg_jax.figures import canvas
+from clipmg_jax.figures import clip_views
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import inspection
 from clipmg_jax.training import metrics
-from clipmg_jax.training import plots
 from clipmg_jax.training import runs
 
 _CONFIG = command.config_flag(
@@ -44,27 +44,21 @@ _LIST = flags.DEFINE_bool("list", False, "Print the split's clip ids with label 
 
 def write_figures(inside: dict, class_names: list[str], label: int, out: pathlib.Path) -> list[pathlib.Path]:
   """Saves the figures of `inspection.look_inside` output into `out`; returns the paths written."""
-  plt = plots._pyplot()  # pylint: disable=protected-access  (Agg: files only)
+  canvas.files_only()
   frames, keypoints = inside["frames"], inside["keypoints"]
   figures = {
-      "skeleton": visualize.skeleton_overlay(frames, keypoints),
-      "joint_confidence": visualize.joint_confidence(keypoints),
-      "heatmaps": visualize.heatmaps(frames, inside["heatmaps"]),
-      "prediction": visualize.top_classes(inside["probabilities"], class_names, label=label),
+      "skeleton": clip_views.skeleton_overlay(frames, keypoints),
+      "joint_confidence": clip_views.joint_confidence(keypoints),
+      "heatmaps": clip_views.heatmaps(frames, inside["heatmaps"]),
+      "prediction": clip_views.top_classes(inside["probabilities"], class_names, label=label),
   }
   if "patch_weights" in inside:
-    figures["patch_weights"] = visualize.patch_weights(frames, inside["patch_weights"], keypoints)
+    figures["patch_weights"] = clip_views.patch_weights(frames, inside["patch_weights"], keypoints)
   if "reliability" in inside:
-    figures["gate"] = visualize.gate(inside.get("gate"), inside["reliability"])
+    figures["gate"] = clip_views.gate(inside.get("gate"), inside["reliability"])
   if "attention" in inside:
-    figures["attention"] = visualize.attention(frames, inside["attention"])
-  out.mkdir(parents=True, exist_ok=True)
-  paths = []
-  for name, fig in figures.items():
-    paths.append(out / f"{name}.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-  return paths
+    figures["attention"] = clip_views.attention(frames, inside["attention"])
+  return canvas.save_all(figures, out, dpi=110)
 
 
 def summary(inside: dict, class_names: list[str], clip: dict, step: int) -> dict:

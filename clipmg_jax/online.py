@@ -2,7 +2,9 @@
 
 Windows: length L frames, stride S; window w covers frames [w S, w S + L - 1], and one more window ends on the last
 frame when the strides do not reach it (a video shorter than L is one window over all of it). Each window is
-classified as one clip by the evaluation transform (clipmg_jax/predict.py), giving class probabilities.
+classified as one clip by the evaluation transform (clipmg_jax/prediction/recognize.py), giving class probabilities;
+a window the converter cannot make a record of (no person in any of its frames) has NaN probabilities and is never
+active.
 
 No-gesture decision: a score threshold. The model has no background class (iMiGUE's labels cover gestures only,
 and training a background class would change the model's output layer); a window belongs to class c when its
@@ -18,11 +20,12 @@ non-maximum suppression keeps the highest-scoring segment of any overlapping gro
 Evaluation (detection precision/recall/F1): predictions are taken in decreasing score; each is a true positive when
 an unmatched ground-truth gesture of the same class overlaps it with temporal IoU >= iou_threshold (the unmatched
 one of highest IoU is taken). precision = TP / predictions, recall = TP / ground-truth gestures, F1 their harmonic
-mean. With class_agnostic=True the class is ignored (localisation alone).
+mean. With class_agnostic=True the class is ignored (localisation alone). `matched` says which predictions are true
+positives (the timelines colour them), `score_videos` adds the counts over videos.
 """
 
 import dataclasses
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -69,6 +72,12 @@ def window_cores(starts: np.ndarray, length: int, stride: int, num_frames: int) 
   return first, last
 
 
+def frame_windows(starts: np.ndarray, length: int, stride: int, num_frames: int) -> np.ndarray:
+  """int64 (num_frames,): the window whose core holds each frame (the window that speaks for the frame)."""
+  first, _ = window_cores(starts, length, stride, num_frames)
+  return np.searchsorted(first, np.arange(num_frames), side="right").astype(np.int64) - 1
+
+
 def temporal_iou(a: Segment, b: Segment) -> float:
   """Intersection over union of two inclusive frame ranges."""
   inter = min(a.end, b.end) - max(a.start, b.start) + 1
@@ -97,7 +106,7 @@ def segments_from_windows(starts: np.ndarray, probs: np.ndarray, *, length: int,
   first, last = window_cores(starts, length, stride, num_frames)
   candidates = []
   for c in range(probs.shape[1]):
-    active = probs[:, c] >= threshold
+    active = probs[:, c] >= threshold  # NaN (an unclassified window) is never active
     if not active.any():
       continue
     # Runs of consecutive active windows: [begin, finish) index ranges.
@@ -107,6 +116,24 @@ def segments_from_windows(starts: np.ndarray, probs: np.ndarray, *, length: int,
       if seg.num_frames >= min_frames:
         candidates.append(seg)
   return nms(candidates, nms_iou)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How window probabilities become segments: window length and stride (frames), the class threshold, the NMS IoU
+  and the shortest segment kept (frames)."""
+  window: int = 32
+  stride: int = 8
+  threshold: float = 0.3
+  nms_iou: float = 0.3
+  min_frames: int = 1
+
+  def segments(self, starts: np.ndarray, probs: np.ndarray, num_frames: int, threshold: float | None = None
+               ) -> list[Segment]:
+    """segments_from_windows with these settings (`threshold` replaces the settings' one, for a sweep)."""
+    return segments_from_windows(starts, probs, length=self.window, stride=self.stride, num_frames=num_frames,
+                                 threshold=self.threshold if threshold is None else threshold, nms_iou=self.nms_iou,
+                                 min_frames=self.min_frames)
 
 
 @dataclasses.dataclass
@@ -128,20 +155,38 @@ class Counts:
             "predictions": self.predictions, "ground_truth": self.ground_truth}
 
 
-def match(predicted: Sequence[Segment], truth: Sequence[Segment], iou_threshold: float = 0.5, *,
-          class_agnostic: bool = False) -> Counts:
-  """Greedy one-to-one matching of predictions (by decreasing score) to ground truth (see the module doc)."""
+def matched(predicted: Sequence[Segment], truth: Sequence[Segment], iou_threshold: float = 0.5, *,
+            class_agnostic: bool = False) -> list[bool]:
+  """Greedy one-to-one matching of predictions (by decreasing score) to ground truth (see the module doc): whether
+  each prediction, in the order given, is a true positive."""
   used = np.zeros(len(truth), bool)
-  tp = 0
-  for seg in sorted(predicted, key=lambda s: -s.score):
+  result = [False] * len(predicted)
+  for p in sorted(range(len(predicted)), key=lambda i: -predicted[i].score):
     best, best_iou = -1, iou_threshold
     for i, gt in enumerate(truth):
-      if used[i] or (not class_agnostic and gt.label != seg.label):
+      if used[i] or (not class_agnostic and gt.label != predicted[p].label):
         continue
-      value = temporal_iou(seg, gt)
+      value = temporal_iou(predicted[p], gt)
       if value >= best_iou:
         best, best_iou = i, value
     if best >= 0:
       used[best] = True
-      tp += 1
-  return Counts(tp, len(predicted), len(truth))
+      result[p] = True
+  return result
+
+
+def match(predicted: Sequence[Segment], truth: Sequence[Segment], iou_threshold: float = 0.5, *,
+          class_agnostic: bool = False) -> Counts:
+  """The detection counts of `matched`."""
+  return Counts(sum(matched(predicted, truth, iou_threshold, class_agnostic=class_agnostic)), len(predicted),
+                len(truth))
+
+
+def score_videos(predicted: Mapping[str, Sequence[Segment]], truth: Mapping[str, Sequence[Segment]],
+                 iou_threshold: float = 0.5) -> tuple[dict, dict]:
+  """(Counts.scores with classes, class-agnostic Counts.scores) of the videos of `predicted`, added over them."""
+  counts, agnostic = Counts(), Counts()
+  for video_id, segments in predicted.items():
+    counts += match(segments, truth[video_id], iou_threshold)
+    agnostic += match(segments, truth[video_id], iou_threshold, class_agnostic=True)
+  return counts.scores(), agnostic.scores()

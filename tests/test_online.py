@@ -93,3 +93,27 @@ def test_perfect_windows_recover_the_gestures():
   segs = online.segments_from_windows(starts, probs, length=32, stride=4, num_frames=num_frames, threshold=0.5)
   scores = online.match(segs, truth, 0.5).scores()
   assert scores["f1"] >= 0.9, scores
+
+
+def test_matched_flags_are_the_matching_counts():
+  truth = [Segment(0, 9, 1), Segment(20, 29, 2)]
+  predicted = [Segment(0, 9, 1, 0.5), Segment(1, 10, 1, 0.9), Segment(22, 33, 2, 0.8), Segment(40, 49, 2, 0.7)]
+  # In the given order: the better-scored duplicate takes gesture 0, so the first is unmatched.
+  assert online.matched(predicted, truth, 0.5) == [False, True, True, False]
+  assert sum(online.matched(predicted, truth, 0.5)) == online.match(predicted, truth, 0.5).true_positives
+  scores, agnostic = online.score_videos({"a": predicted, "b": []}, {"a": truth, "b": [Segment(0, 5, 0)]}, 0.5)
+  assert (scores["true_positives"], scores["predictions"], scores["ground_truth"]) == (2, 4, 3)
+  assert agnostic["true_positives"] == 2
+
+
+def test_frame_windows_follow_the_cores_and_unclassified_windows_stay_inactive():
+  settings = online.Settings(window=8, stride=4, threshold=0.0)
+  starts = online.window_starts(52, 8, 4)
+  first, last = online.window_cores(starts, 8, 4, 52)
+  owner = online.frame_windows(starts, 8, 4, 52)
+  assert (owner == np.repeat(np.arange(len(starts)), last - first + 1)).all()
+  probs = np.full((len(starts), 2), 0.5)
+  probs[5:7] = np.nan  # no person in windows 5 and 6: never active, even at threshold 0
+  segs = settings.segments(starts, probs, 52)
+  assert all(not (s.start <= first[5] <= s.end or s.start <= last[6] <= s.end) for s in segs)
+  assert {s.start for s in segs} >= {0, int(first[7])}

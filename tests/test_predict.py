@@ -1,19 +1,26 @@
 """predict prepares a clip exactly as evaluation does: same example arrays, same logits; the windows of online
-recognition are the converter's records; the command line end to end on a tiny synthetic dataset."""
+recognition are the converter's records; the command line end to end on a tiny synthetic dataset, and the video
+--render writes."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
+import av
 import jax
 import numpy as np
 import pytest
 
-from clipmg_jax import predict
+from clipmg_jax import online
 from clipmg_jax.data.raw import imigue
+from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.figures import video as video_figure
+from clipmg_jax.prediction import pose
+from clipmg_jax.prediction import predictor as predictor_lib
+from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
@@ -71,7 +78,7 @@ def run(tmp_path_factory):
 @pytest.mark.slow
 def test_predict_gives_the_evaluation_examples_and_logits(run):
   config, workdir, data = run
-  predictor = predict.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
+  predictor = predictor_lib.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
   raw = pathlib.Path(config.data.synthetic.raw_dir)
   clips = {c.clip_id: c for c in imigue.read_labels(raw / "labels.csv")}
   # Evaluation: the test split through the Grain pipeline and the evaluation step.
@@ -82,7 +89,7 @@ def test_predict_gives_the_evaluation_examples_and_logits(run):
   examples = []
   for row, clip_id in enumerate(batch["clip_id"].tolist()):
     clip = clips[clip_id]
-    example = predict.clip_example(decoder, options, raw / "videos" / f"{clip.video_id}.mp4", raw / "skeleton",
+    example = records.clip_example(decoder, options, raw / "videos" / f"{clip.video_id}.mp4", raw / "skeleton",
                                    clip.video_id, clip.start_frame, clip.end_frame)
     np.testing.assert_array_equal(example["frames"], batch["frames"][row])
     np.testing.assert_array_equal(example["keypoints"], batch["keypoints"][row])
@@ -95,27 +102,62 @@ def test_predict_gives_the_evaluation_examples_and_logits(run):
 
 def test_window_records_are_the_converter_records(run):
   config, workdir, _ = run
-  predictor = predict.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
+  predictor = predictor_lib.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
   raw = pathlib.Path(config.data.synthetic.raw_dir)
   options = predictor.convert_options()
   assert options.short_side == config.data.synthetic.convert_options.short_side  # read from the manifest
   video_id = imigue.read_labels(raw / "labels.csv")[0].video_id
   video = raw / "videos" / f"{video_id}.mp4"
-  num_frames = predict.count_video_frames(video)
-  windows = predict.VideoWindows(video, raw / "skeleton", video_id, num_frames, options)
-  multi = set(windows.report.multi_person_frames)
+  num_frames = records.count_video_frames(video)
+  starts = online.window_starts(num_frames, 24, 16)
   compared = 0
-  for start in predict.online.window_starts(num_frames, 24, 16):
-    end = int(start) + 23
-    if multi & set(range(start, end + 1)):
-      continue  # several people: the subject is followed from the video's start, not the window's
+  for i, record in records.window_records(video, raw / "skeleton", video_id, starts, 24, options):
+    start = int(starts[i])
     task = convert.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
-                            start_frame=int(start), end_frame=end, layout="imigue", skeleton=str(raw / "skeleton"),
+                            start_frame=start, end_frame=start + 23, layout="imigue", skeleton=str(raw / "skeleton"),
                             video=str(video))
     expected, _ = convert.make_record(task, options)
-    assert example_codec.encode(windows.record(int(start), end)) == example_codec.encode(expected)
+    assert example_codec.encode(record) == example_codec.encode(expected)
     compared += 1
-  assert compared >= 3
+  assert compared == len(starts) >= 3
+
+
+def _decoded(path: pathlib.Path) -> tuple[int, tuple[int, int], str]:
+  """(frames, (height, width), codec) of a video, counted by decoding it (every frame has the one size)."""
+  with av.open(str(path)) as container:
+    stream = container.streams.video[0]
+    sizes = [(f.height, f.width) for f in container.decode(stream)]
+    codec = stream.codec_context.name
+  assert len(set(sizes)) == 1
+  return len(sizes), sizes[0], codec
+
+
+@pytest.mark.slow
+def test_render_writes_the_annotated_clip(run, tmp_path):
+  config, workdir, _ = run
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  clip = imigue.read_labels(raw / "labels.csv")[0]
+  video = raw / "videos" / f"{clip.video_id}.mp4"
+  out, render = tmp_path / "clip", tmp_path / "clip.mp4"
+  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
+         f"--video={video}", f"--skeleton_dir={raw / 'skeleton'}", f"--start_frame={clip.start_frame}",
+         f"--end_frame={clip.end_frame}", f"--out={out}", f"--render={render}"]
+  done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+  info = video_io.video_info(video)
+  frames, (height, width), codec = _decoded(render)
+  assert frames == clip.num_frames
+  # The frame scaled to a height in [MIN_HEIGHT, MAX_HEIGHT] (even), the panel on its right.
+  expected = min(max(info["height"], video_figure.MIN_HEIGHT), video_figure.MAX_HEIGHT)
+  assert height % 2 == 0 and abs(height - expected) <= 1
+  assert abs(width - video_figure.PANEL_WIDTH - info["width"] * height / info["height"]) <= 2
+  assert codec in ("h264", "mpeg4") and f"({video_io.first_encoder()})" in done.stdout
+  # The top class in the JSON is the one the panel shows first; the frames are not blank.
+  assert json.loads((out / f"{clip.video_id}.json").read_text())["top"][0]["probability"] > 0
+  with av.open(str(render)) as container:
+    first = next(container.decode(container.streams.video[0])).to_ndarray(format="rgb24")
+  assert first[:, -video_figure.PANEL_WIDTH:].std() > 5 and first[:, :-video_figure.PANEL_WIDTH].std() > 5
 
 
 @pytest.mark.slow
@@ -129,7 +171,8 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
          f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
          "--online", f"--raw_root={raw}", "--split=test", "--max_videos=1", "--window=16", "--stride=8",
-         "--threshold=0.0", "--sweep=0.0,1.01", f"--plot_video={first_video}", f"--out={out}"]
+         "--threshold=0.0", "--sweep=0.0,1.01", f"--plot_video={first_video}", f"--out={out}",
+         f"--render={out / 'online.mp4'}"]
   done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
   summary = json.loads((out / "online_test.json").read_text())
@@ -144,6 +187,9 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   assert by_threshold[1.01]["recall"] == 0.0 and by_threshold[1.01]["precision"] == 0.0
   assert (out / "windows" / f"{video_id}.npz").is_file()
   assert video_id == first_video and (out / f"online_{video_id}.png").stat().st_size > 1000
+  # The whole video rendered, a timeline under the frames and panel.
+  frames, (height, width), _ = _decoded(out / "online.mp4")
+  assert frames == summary["frames"] and height > video_figure.MIN_HEIGHT and width > video_figure.PANEL_WIDTH
 
 
 @pytest.mark.slow
@@ -151,8 +197,8 @@ def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
   videos = sorted((REPO_ROOT.parent / "shared" / "videos").glob("*.mp4"))
   if not videos:
     pytest.skip(f"no real clips in {REPO_ROOT.parent / 'shared' / 'videos'} (shared material, not in a clone)")
-  if not predict.POSE_PYTHON.is_file():
-    pytest.skip(f"pose environment absent ({predict.POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (not "
+  if not pose.POSE_PYTHON.is_file():
+    pytest.skip(f"pose environment absent ({pose.POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (not "
                 f"installed by scripts/test.sh: mediapipe pins numpy<2)")
   _, workdir, _ = run
   video = videos[0]

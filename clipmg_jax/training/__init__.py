@@ -9,8 +9,8 @@
   step           the jitted train and eval steps; losses, optimizer, train_state, sharding are their parts.
   checkpointing  Orbax checkpoints of the train state with the input position (data_position for another
                  process count or batch size); preemption, distributed for long and multi-host runs.
-  evaluation     predictions over a split -> metrics (metrics, pose_monitoring) -> eval.json and plots (plots);
-                 metrics also holds the one softmax and top-k (top_classes).
+  evaluation     predictions over a split -> metrics (metrics, pose_monitoring) -> eval.json and its plots (drawn
+                 by clipmg_jax/figures/results.py); metrics also holds the one softmax and top-k (top_classes).
   writers, logs  metrics.jsonl / TensorBoard, log set-up. defaults: the trainer's config fields.
   inspection     one clip's internals from a checkpoint (clipmg_jax/inspect_clip.py, notebooks).
 """

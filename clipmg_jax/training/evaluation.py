@@ -11,8 +11,8 @@ import numpy as np
 import tqdm
 
 from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.figures import results as result_figures
 from clipmg_jax.training import metrics as metrics_lib
-from clipmg_jax.training import plots
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
 
@@ -97,10 +97,7 @@ def write_results(result: dict, workdir: str | pathlib.Path, *, suffix: str = ""
     print(f"could not write {path}; the full results were written to {fallback}", flush=True)
     raise ResultsNotWrittenError(f"could not write {path} ({e}); the full results are in {fallback}") from e
   try:
-    plots.plot_confusion(result, workdir / f"confusion{suffix}.png")
-    plots.plot_per_class_accuracy(result, workdir / f"per_class_accuracy{suffix}.png")
-    if (result.get("pose_monitoring") or {}).get("gate"):
-      plots.plot_gate_histogram(result, workdir / f"gate_histogram{suffix}.png")
+    result_figures.write_evaluation_plots(result, workdir, suffix)
   except Exception as e:  # pylint: disable=broad-except
     # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
     logging.warning("could not write the evaluation plots: %s", e)

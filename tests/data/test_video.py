@@ -59,3 +59,16 @@ def test_bad_indices_and_frames(clip_path, tmp_path):
     video.write_video(tmp_path / "odd.mp4", iter(np.zeros((2, 9, 10, 3), np.uint8)))
   with pytest.raises(ValueError, match=r"frame 0 must be uint8 \(H, W, 3\)"):
     video.write_video(tmp_path / "f.mp4", iter(np.zeros((2, 8, 10, 3), np.float32)))
+
+
+def test_mpeg4_stands_in_for_a_missing_encoder(tmp_path):
+  assert video.first_encoder() in video.ENCODERS
+  assert video.first_encoder(("no_such_encoder", "mpeg4")) == "mpeg4"
+  with pytest.raises(ValueError, match="none of the video encoders"):
+    video.first_encoder(("no_such_encoder",))
+  frames = _frames(30)
+  path = tmp_path / "m.mp4"
+  assert video.write_video(path, iter(frames), fps=29.97, codec="mpeg4") == 30
+  decoded = video.read_video_frames(path, range(30))
+  assert decoded.shape == frames.shape and np.abs(decoded.astype(np.int32) - frames).mean() < 6.0
+  assert video.video_info(path)["fps"] == pytest.approx(29.97, abs=0.01)

@@ -1,25 +1,49 @@
-"""H.264 video files through PyAV: writing RGB frames, and reading selected frames by 0-based index.
+"""Video files through PyAV: writing RGB frames (H.264, or MPEG-4 part 2 where libx264 is missing), and reading
+frames by 0-based index, selected or in order.
 
 Frame index k is the k-th decoded frame of the first video stream (the numbering of iMiGUE's labels and OpenPose
 files, see imigue.py). Constant frame rate is assumed, as in iMiGUE's 25 fps videos: the index of a decoded frame
 is round((pts - start_pts) * time_base * fps).
 """
 
+import fractions
+import itertools
 import os
 import pathlib
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import av
 import numpy as np
 
+# Encoders in order of preference: H.264, then MPEG-4 part 2, which every FFmpeg build has (libx264 is GPL and some
+# builds leave it out).
+ENCODERS = ("libx264", "mpeg4")
+# MPEG-4 part 2 takes a bit rate instead of a quality: bits per pixel and frame, enough for a sharp picture.
+_MPEG4_BITS_PER_PIXEL = 0.2
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 25, *, crf: int = 23,
-                gop_size: int = 25, preset: str = "veryfast", threads: int = 0) -> int:
-  """Writes RGB frames, each uint8 (H, W, 3) with even H and W, as an H.264 (yuv420p) mp4. Returns the frame count.
 
+def first_encoder(names: Sequence[str] = ENCODERS) -> str:
+  """The first of `names` this PyAV build can encode with; ValueError when it has none of them."""
+  for name in names:
+    try:
+      av.codec.Codec(name, "w")
+      return name
+    except ValueError:  # av.codec.codec.UnknownCodecError
+      continue
+  raise ValueError(f"this PyAV build has none of the video encoders {list(names)}")
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float | fractions.Fraction = 25, *,
+                crf: int = 23, gop_size: int = 25, preset: str = "veryfast", threads: int = 0,
+                codec: str = "libx264") -> int:
+  """Writes RGB frames, each uint8 (H, W, 3) with even H and W, as a yuv420p mp4. Returns the frame count.
+
+  codec: "libx264" (H.264) or "mpeg4" (MPEG-4 part 2, at a bit rate for the frame size); see first_encoder.
   crf, preset: libx264 quality and speed. gop_size: frames between keyframes; one keyframe a second keeps seeking
   in read_video_frames cheap. threads: encoder threads, 0 = automatic; 1 makes the bytes independent of the machine.
+  fps: frames per second, a number or a Fraction (29.97 is stored as 30000/1001).
   """
+  rate = fps if isinstance(fps, (int, fractions.Fraction)) else fractions.Fraction(fps).limit_denominator(1001)
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   count = 0
@@ -33,10 +57,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
         height, width = frame.shape[:2]
         if height % 2 or width % 2:
           raise ValueError(f"{path}: H.264 yuv420p needs even frame sizes, got {width}x{height}")
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop_size
-        stream.options = {"crf": str(crf), "preset": preset, "bf": "0", "threads": str(threads)}
+        if codec == "libx264":
+          stream.options = {"crf": str(crf), "preset": preset, "bf": "0", "threads": str(threads)}
+        else:
+          stream.bit_rate = int(_MPEG4_BITS_PER_PIXEL * width * height * float(rate))
+          stream.options = {"threads": str(threads)}
       elif frame.shape[:2] != (stream.height, stream.width):
         raise ValueError(f"{path}: frame {count} is {frame.shape[:2]}, earlier frames {(stream.height, stream.width)}")
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -61,22 +89,15 @@ def _frame_index(frame: av.VideoFrame, stream, fps: float, start_pts: int) -> in
   return int(round(float((frame.pts - start_pts) * stream.time_base) * fps))
 
 
-def read_video_frames(path: str | os.PathLike, frame_indices: Sequence[int]) -> np.ndarray:
-  """Decodes the frames at 0-based `frame_indices` (any order, repeats allowed) -> uint8 (K, H, W, 3) RGB.
+def iter_video_frames(path: str | os.PathLike, first: int, last: int | None = None
+                      ) -> Iterator[tuple[int, av.VideoFrame]]:
+  """(0-based index, decoded frame) of frames first..last (inclusive; None = to the end), in order.
 
-  Seeks to the keyframe before the smallest index and decodes forward once, up to the largest index, so a clip of a
-  long video costs about one GOP plus the clip's own span. Raises IndexError naming the file if an index is past the
-  end of the video, ValueError if an index is negative.
+  Seeks to the keyframe at or before `first` and decodes forward (from the start when the seek overshoots), so a
+  clip of a long video costs about one GOP plus the clip's own span. The frames are PyAV's: `to_ndarray(format=
+  "rgb24")` gives uint8 (H, W, 3), `to_image(width=..., height=...)` a resized PIL image.
   """
   path = pathlib.Path(path)
-  wanted = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
-  if wanted.size == 0:
-    raise ValueError(f"{path}: no frame indices given")
-  if wanted.min() < 0:
-    raise ValueError(f"{path}: negative frame index {int(wanted.min())}")
-  targets = sorted(set(wanted.tolist()))
-  first, last = targets[0], targets[-1]
-  found = {}
   with av.open(str(path)) as container:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
@@ -87,30 +108,45 @@ def read_video_frames(path: str | os.PathLike, frame_indices: Sequence[int]) -> 
       for frame in container.decode(stream):
         if frame.pts is None:
           continue
-        index = _frame_index(frame, stream, fps, start_pts)
-        yield index, frame
+        yield _frame_index(frame, stream, fps, start_pts), frame
 
-    restarted = False
     if first > 0:
       # Seek to the keyframe at or before the first wanted frame (pts of frame k = k / fps seconds).
       container.seek(start_pts + int(round(first / fps / stream.time_base)), stream=stream, backward=True,
                      any_frame=False)
-    for index, frame in decode_from_here():
-      if not found and not restarted and index > first:
-        restarted = True  # The seek overshot (imprecise index): decode from the start instead.
-        break
-      if index in targets and index not in found:
-        found[index] = frame.to_ndarray(format="rgb24")
-      if index >= last:
-        break
-    if restarted:
+    frames = decode_from_here()
+    head = next(frames, None)
+    if head is not None and head[0] > first:
+      # The seek overshot (imprecise index): decode from the start instead.
       container.seek(start_pts, stream=stream, backward=True, any_frame=False)
-      for index, frame in decode_from_here():
-        if index in targets and index not in found:
-          found[index] = frame.to_ndarray(format="rgb24")
-        if index >= last:
-          break
-  missing = [i for i in targets if i not in found]
+      frames = decode_from_here()
+    elif head is not None:
+      frames = itertools.chain([head], frames)
+    for index, frame in frames:
+      if index >= first:
+        yield index, frame
+      if last is not None and index >= last:
+        break
+
+
+def read_video_frames(path: str | os.PathLike, frame_indices: Sequence[int]) -> np.ndarray:
+  """Decodes the frames at 0-based `frame_indices` (any order, repeats allowed) -> uint8 (K, H, W, 3) RGB.
+
+  Decodes once from the smallest index to the largest (iter_video_frames). Raises IndexError naming the file if an
+  index is past the end of the video, ValueError if an index is negative.
+  """
+  path = pathlib.Path(path)
+  wanted = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+  if wanted.size == 0:
+    raise ValueError(f"{path}: no frame indices given")
+  if wanted.min() < 0:
+    raise ValueError(f"{path}: negative frame index {int(wanted.min())}")
+  targets = set(wanted.tolist())
+  found = {}
+  for index, frame in iter_video_frames(path, min(targets), max(targets)):
+    if index in targets and index not in found:
+      found[index] = frame.to_ndarray(format="rgb24")
+  missing = sorted(targets - set(found))
   if missing:
     raise IndexError(f"{path}: frame(s) {missing[:5]}{'...' if len(missing) > 5 else ''} not in the video "
                      f"(decoded up to frame {max(found) if found else -1})")

@@ -1,7 +1,7 @@
-"""Figures of one clip and of a model's errors, shared by `python -m clipmg_jax.inspect_clip` and notebooks/.
+"""Figures of one clip as the model sees it, shared by `python -m clipmg_jax.inspect_clip` and notebooks/.
 
 Every function returns a matplotlib Figure made with pyplot (so a notebook shows it inline); a script that only
-writes files selects the Agg backend first (clipmg_jax.training.plots._pyplot) and closes the figures it saved.
+writes files selects the Agg backend first (canvas.files_only) and closes the figures it saved (canvas.save).
 Inputs are the numpy arrays of clipmg_jax.training.inspection.look_inside (one clip, no batch axis): frames uint8
 (T, S, S, 3), keypoints (T_p, 18, 3) in pixels of the S x S frames, maps (T, rows, cols) over the ViT's patches.
 """
@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from clipmg_jax.data import keypoints as kp
+from clipmg_jax.figures import canvas
 from clipmg_jax.training import metrics
 
 # COCO-18 bones (pairs of joint indexes), the OpenPose drawing of the upper body, legs and face.
@@ -18,11 +19,6 @@ BONES = ((1, 0), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9),
          (12, 13), (0, 14), (14, 16), (0, 15), (15, 17))
 CONFIDENCE_CMAP = "viridis"
 MAP_CMAP = "magma"
-
-
-def _plt():
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  return plt
 
 
 def window_centre(num_rgb: int, num_pose: int) -> np.ndarray:
@@ -43,7 +39,7 @@ def draw_skeleton(ax, points: np.ndarray, *, threshold: float = 0.1, size: float
 
 
 def _strip(num: int, title: str, *, rows: int = 1, width: float = 1.9, extra: float = 1.0):
-  plt = _plt()
+  plt = canvas.pyplot()
   cols = -(-num // rows)
   fig, axes = plt.subplots(rows, cols, figsize=(width * cols + extra, width * rows + 0.8), squeeze=False)
   for ax in axes.flat:
@@ -72,7 +68,7 @@ def skeleton_overlay(frames: np.ndarray, keypoints: np.ndarray, *, title: str = 
 
 def joint_confidence(keypoints: np.ndarray, *, title: str = ""):
   """Confidence of every joint over the pose frames (0 = missing), joint names on the rows."""
-  plt = _plt()
+  plt = canvas.pyplot()
   fig, ax = plt.subplots(figsize=(8, 4.2))
   im = ax.imshow(keypoints[:, :, 2].T, aspect="auto", cmap=CONFIDENCE_CMAP, vmin=0, vmax=1, interpolation="nearest")
   ax.set_yticks(range(kp.NUM_JOINTS), kp.COCO18_NAMES, fontsize=7)
@@ -94,7 +90,7 @@ def _overlay(ax, frame: np.ndarray, values: np.ndarray, vmax: float, alpha: floa
 def heatmaps(frames: np.ndarray, heat: np.ndarray, *, joint_frame: int = 0, title: str = ""):
   """Row 1: each frame under the maximum over joints of its window-centre pose frame's heatmaps, as the skeleton
   tower renders them. Row 2: the 18 joint heatmaps of pose frame `joint_frame` (an empty one: joint missing)."""
-  plt = _plt()
+  plt = canvas.pyplot()
   t = len(frames)
   centre = window_centre(t, len(heat))
   cols = max(t, 9)
@@ -157,7 +153,7 @@ def attention(frames: np.ndarray, weights: np.ndarray):
 
 def gate(gate_values: np.ndarray | None, reliability: np.ndarray, *, title: str = ""):
   """Gate g and pose reliability r per RGB frame (both in [0, 1])."""
-  plt = _plt()
+  plt = canvas.pyplot()
   t = np.arange(len(reliability))
   fig, ax = plt.subplots(figsize=(6, 3.2))
   ax.bar(t - 0.2, reliability, width=0.4, color="tab:gray", label="pose reliability r (mean joint confidence)")
@@ -175,30 +171,10 @@ def gate(gate_values: np.ndarray | None, reliability: np.ndarray, *, title: str 
   return fig
 
 
-def gate_vs_reliability(gate_values: np.ndarray, reliability: np.ndarray, *, title: str = ""):
-  """Every window (clip x frame) of a split: gate against reliability, with the binned mean."""
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(5, 4))
-  g, r = gate_values.reshape(-1), reliability.reshape(-1)
-  ax.scatter(r, g, s=4, alpha=0.3, color="tab:orange", label="windows")
-  edges = np.linspace(0, 1, 11)
-  which = np.clip(np.digitize(r, edges) - 1, 0, 9)
-  means = [g[which == i].mean() if np.any(which == i) else np.nan for i in range(10)]
-  ax.plot((edges[:-1] + edges[1:]) / 2, means, "o-", color="black", label="mean per reliability bin")
-  ax.set_xlim(0, 1)
-  ax.set_ylim(0, 1)
-  ax.set_xlabel("pose reliability r of the window")
-  ax.set_ylabel("gate g")
-  ax.set_title(title or f"gate against pose reliability ({len(g)} windows)", fontsize=10)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  return fig
-
-
 def top_classes(probabilities: np.ndarray, class_names: Sequence[str], *, label: int | None = None, k: int = 5,
                 title: str = ""):
   """Horizontal bars of the k most probable classes; the true class (if given) in green, others in blue."""
-  plt = _plt()
+  plt = canvas.pyplot()
   order = metrics.ranked(probabilities, k)
   fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1.2))
   colours = ["tab:green" if i == label else "tab:blue" for i in order]
@@ -223,47 +199,4 @@ def frame_strip(frames: np.ndarray, title: str, *, keypoints: np.ndarray | None 
       draw_skeleton(ax, keypoints[centre[t]], size=5, lw=0.8)
       ax.set_xlim(-0.5, frames.shape[2] - 0.5)
       ax.set_ylim(frames.shape[1] - 0.5, -0.5)
-  return fig
-
-
-def confusion(matrix: np.ndarray, class_names: Sequence[str], *, title: str = ""):
-  """Row-normalised confusion matrix (each row: where the clips of a true class go), counts in the cells."""
-  plt = _plt()
-  cm = np.asarray(matrix, np.float64)
-  rows = cm.sum(axis=1, keepdims=True)
-  norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-  n = len(class_names)
-  fig, ax = plt.subplots(figsize=(0.3 * n + 3.5, 0.3 * n + 2))
-  im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-  ax.set_xticks(range(n), range(n), fontsize=6)
-  ax.set_yticks(range(n), [f"{name[:26]} ({i})" for i, name in enumerate(class_names)], fontsize=6)
-  for i, j in zip(*np.nonzero(cm)):
-    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=5, color="white" if norm[i, j] > 0.5 else "black")
-  ax.set_xlabel("predicted class index")
-  ax.set_ylabel("true class")
-  ax.set_title(title or "confusion matrix (colour: row-normalised; numbers: clips)", fontsize=10)
-  fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-  fig.tight_layout()
-  return fig
-
-
-def accuracy_bars(names: Sequence[str], accuracy: Sequence[float], counts: Sequence[int], *, title: str,
-                  xlabel: str, mean: float | None = None):
-  """Bars of accuracy per group (class or subject), the group's clip count under each bar; NaN = no clips."""
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(names) + 2), 4.2))
-  acc = np.nan_to_num(np.asarray(accuracy, np.float64))
-  ax.bar(range(len(names)), acc, color="tab:blue")
-  for i, c in enumerate(counts):
-    ax.text(i, 0.01, str(c), ha="center", va="bottom", fontsize=6, rotation=90, color="white" if acc[i] > 0.12
-            else "black")
-  if mean is not None:
-    ax.axhline(mean, color="tab:red", ls="--", lw=1, label=f"mean {mean:.3f}")
-    ax.legend(fontsize=8, loc="upper right")
-  ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-  ax.set_ylim(0, 1.05)
-  ax.set_ylabel("accuracy (number: clips)")
-  ax.set_xlabel(xlabel)
-  ax.set_title(title, fontsize=10)
-  fig.tight_layout()
   return fig

@@ -1,0 +1,24 @@
+"""Skeletons of one's own video: data_prep/extract_pose.py (MediaPipe BlazePose, written as OpenPose JSON) run in
+its own environment, ./.venv-pose (mediapipe pins numpy<2 and an old jax; `bash scripts/pose_env.sh` makes it)."""
+
+import os
+import pathlib
+import subprocess
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXTRACT_SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"
+POSE_PYTHON = REPO_ROOT / ".venv-pose" / "bin" / "python"
+
+
+def extract_pose(video: str | os.PathLike, out: str | os.PathLike, video_id: str, start: int = 0,
+                 end: int | None = None, python: str | os.PathLike = POSE_PYTHON) -> None:
+  """Writes <out>/<video_id>/<video_id>_<frame:012d>_keypoints.json for frames start..end (None: to the last);
+  frames already extracted are kept."""
+  if not pathlib.Path(python).is_file():
+    raise FileNotFoundError(f"no pose environment at {python}: run `bash scripts/pose_env.sh` first "
+                            f"(or pass --pose_python, or give OpenPose JSON with --skeleton_dir)")
+  cmd = [str(python), str(EXTRACT_SCRIPT), "--video", str(video), "--out", str(out), "--video_id", video_id,
+         "--start_frame", str(start)]
+  if end is not None:
+    cmd += ["--end_frame", str(end)]
+  subprocess.run(cmd, check=True)

@@ -1,0 +1,94 @@
+"""Class probabilities of one clip, of every sliding window of a video (cached on disk), and a video's online
+segments (online.py turns window probabilities into segments)."""
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import numpy as np
+
+from clipmg_jax import online
+from clipmg_jax.data.records import example_codec
+from clipmg_jax.prediction import predictor as predictor_lib
+from clipmg_jax.prediction import records
+from clipmg_jax.training import metrics
+
+
+def clip_probabilities(predictor: predictor_lib.Predictor, video: str | os.PathLike,
+                       skeleton_dir: str | os.PathLike, video_id: str, start: int, end: int) -> np.ndarray:
+  """float (C,) class probabilities of frames start..end (inclusive) of a video."""
+  example = records.clip_example(predictor.decoder(), predictor.convert_options(), video, skeleton_dir, video_id,
+                                 start, end)
+  return metrics.softmax(predictor.logits([example], progress=False)[0])
+
+
+def window_probabilities(predictor: predictor_lib.Predictor, video: str | os.PathLike,
+                         skeleton_dir: str | os.PathLike, video_id: str, *, length: int, stride: int,
+                         progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+  """(window starts int64 (N,), class probabilities float32 (N, C), number of frames) of one video; a window the
+  converter skips (no person in any of its frames) has a row of NaN."""
+  num_frames = records.count_video_frames(video)
+  starts = online.window_starts(num_frames, length, stride)
+  made = np.zeros(len(starts), bool)
+  decoder = predictor.decoder()
+
+  def examples():
+    for i, record in records.window_records(video, skeleton_dir, video_id, starts, min(length, num_frames),
+                                            predictor.convert_options()):
+      if record is not None:
+        made[i] = True
+        yield decoder.decode(example_codec.encode(record), None)
+
+  logits = predictor.logits(examples(), progress=progress)  # consumes every window: `made` is complete after it
+  probs = np.full((len(starts), len(predictor.class_names)), np.nan, np.float32)
+  probs[made] = metrics.softmax(logits)
+  return starts, probs, num_frames
+
+
+def cached_window_probabilities(predictor: predictor_lib.Predictor, video: str | os.PathLike,
+                                skeleton_dir: str | os.PathLike, video_id: str, cache_dir: str | os.PathLike, *,
+                                length: int, stride: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+  """window_probabilities, kept in <cache_dir>/<video_id>.npz for this run, checkpoint, video and windows (so that
+  another threshold is quick to try)."""
+  cache = pathlib.Path(cache_dir) / f"{video_id}.npz"
+  key = json.dumps({"step": predictor.step, "window": length, "stride": stride, "workdir": str(predictor.workdir),
+                    "video": str(pathlib.Path(video).absolute())})
+  if cache.is_file():
+    with np.load(cache) as saved:
+      if str(saved["key"]) == key:
+        return saved["starts"], saved["probs"], int(saved["num_frames"])
+  starts, probs, num_frames = window_probabilities(predictor, video, skeleton_dir, video_id, length=length,
+                                                   stride=stride, progress=progress)
+  cache.parent.mkdir(parents=True, exist_ok=True)
+  np.savez(cache, starts=starts, probs=probs, num_frames=num_frames, key=key)
+  return starts, probs, num_frames
+
+
+@dataclasses.dataclass
+class OnlineVideo:
+  """Online recognition of one video: its windows' starts (N,) and probabilities (N, C), frame count, segments."""
+  video_id: str
+  starts: np.ndarray
+  probs: np.ndarray
+  num_frames: int
+  segments: list[online.Segment]
+
+  @property
+  def unclassified(self) -> int:
+    """Windows without a person in any frame (NaN probabilities)."""
+    return int(np.isnan(self.probs).any(axis=1).sum())
+
+  def frame_probabilities(self, settings: online.Settings) -> np.ndarray:
+    """float (num_frames, C): the probabilities of the window that speaks for each frame (online.frame_windows)."""
+    return self.probs[online.frame_windows(self.starts, settings.window, settings.stride, self.num_frames)]
+
+
+def online_video(predictor: predictor_lib.Predictor, video: str | os.PathLike, skeleton_dir: str | os.PathLike,
+                 video_id: str, settings: online.Settings, cache_dir: str | os.PathLike, *,
+                 progress: bool = True) -> OnlineVideo:
+  """A video's windows (cached in cache_dir) and its segments under `settings`."""
+  starts, probs, num_frames = cached_window_probabilities(predictor, video, skeleton_dir, video_id, cache_dir,
+                                                          length=settings.window, stride=settings.stride,
+                                                          progress=progress)
+  return OnlineVideo(video_id, starts, probs, num_frames, settings.segments(starts, probs, num_frames))
