@@ -18,7 +18,7 @@ writes the annotated video to show.
       --raw_root runs/synthetic/synthetic_data/raw --split test [--plot_video 4 --render video4.mp4]
 
 A clip, and every window of online recognition, is prepared exactly as evaluation prepares a converted clip: the
-record is made by the converter (convert.make_record, with the conversion options of the checkpoint's dataset
+record is made by the converter (clip_record.make_record, with the conversion options of the checkpoint's dataset
 manifest) and read by the evaluation pipeline's decoder (segment-centre sampling, centre crop), and the logits come
 from the evaluation step (clipmg_jax/prediction/). Use the --config (and overrides) the checkpoint was trained with.
 

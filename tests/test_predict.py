@@ -15,8 +15,9 @@ import pytest
 from clipmg_jax import online
 from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.raw import video as video_io
-from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import layouts
 from clipmg_jax.figures import video as video_figure
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import predictor as predictor_lib
@@ -113,10 +114,10 @@ def test_window_records_are_the_converter_records(run):
   compared = 0
   for i, record in records.window_records(video, raw / "skeleton", video_id, starts, 24, options):
     start = int(starts[i])
-    task = convert.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
+    task = layouts.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
                             start_frame=start, end_frame=start + 23, layout="imigue", skeleton=str(raw / "skeleton"),
                             video=str(video))
-    expected, _ = convert.make_record(task, options)
+    expected, _ = clip_record.make_record(task, options)
     assert example_codec.encode(record) == example_codec.encode(expected)
     compared += 1
   assert compared == len(starts) >= 3

@@ -9,7 +9,7 @@ import numpy as np
 
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.raw import imigue
-from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.training import evaluation
@@ -34,16 +34,16 @@ class Predictor:
     self.class_names = self.run.class_names
     self.batch_size = self.setup.data.eval_batch_size
 
-  def convert_options(self) -> convert.ConvertOptions:
+  def convert_options(self) -> clip_record.ConvertOptions:
     """The conversion options the checkpoint's dataset was made with (its manifest), so that frames are stored at
     the same size and quality; without a manifest, the synthetic config's or the converter's defaults."""
     if self.manifest is not None:
       opts = dict(self.manifest["options"])
       opts["skeleton_frame_size"] = tuple(opts["skeleton_frame_size"])
       opts["skeleton_only"] = False
-      return convert.ConvertOptions(**opts)
+      return clip_record.ConvertOptions(**opts)
     synth = self.config.data.get("synthetic")
-    return convert.ConvertOptions(**dict((synth or {}).get("convert_options", {}) or {}))
+    return clip_record.ConvertOptions(**dict((synth or {}).get("convert_options", {}) or {}))
 
   def decoder(self) -> pipeline.ClipDecoder:
     """The evaluation pipeline's decoder: segment-centre sampling, centre crop."""

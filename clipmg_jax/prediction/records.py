@@ -1,6 +1,6 @@
 """Clips of one's own video as the converter's records and as the examples evaluation feeds the model.
 
-Every clip, and every window of online recognition, is made by the converter's own code (convert.make_record, with
+Every clip, and every window of online recognition, is made by the converter's own code (clip_record.make_record, with
 the conversion options of the checkpoint's dataset: the same stored frames, size, quality and keypoint scaling) and
 read by the evaluation pipeline's decoder (Predictor.decoder), so its logits are those evaluation would give.
 """
@@ -8,39 +8,73 @@ read by the evaluation pipeline's decoder (Predictor.decoder), so its logits are
 import os
 from typing import Iterator, Sequence
 
+import numpy as np
+
+from clipmg_jax.data import sampling
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.raw import video as video_io
-from clipmg_jax.data.records import convert
+from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.data.records import layouts
 
 
 def clip_task(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_id: str, start: int,
-              end: int) -> convert.ClipTask:
+              end: int) -> layouts.ClipTask:
   """The converter's description of frames start..end (inclusive) of a video with OpenPose JSON in
   <skeleton_dir>/<video_id>/; label and subject unknown (0, -1)."""
-  return convert.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
+  return layouts.ClipTask(split="predict", video_id=video_id, label_id=0, clip_id=0, label=0, subject=-1,
                           start_frame=start, end_frame=end, layout="imigue", skeleton=str(skeleton_dir),
                           video=str(video))
 
 
-def clip_example(decoder: pipeline.ClipDecoder, options: convert.ConvertOptions, video: str | os.PathLike,
+def clip_example(decoder: pipeline.ClipDecoder, options: clip_record.ConvertOptions, video: str | os.PathLike,
                  skeleton_dir: str | os.PathLike, video_id: str, start: int, end: int) -> dict:
-  """One clip as evaluation sees it: the converter's record (convert.make_record) read by the evaluation decoder.
-  Raises convert.SkipClip when the converter would skip the clip (no skeleton file, or no person, in any frame)."""
-  record, _ = convert.make_record(clip_task(video, skeleton_dir, video_id, start, end), options)
+  """One clip as evaluation sees it: the converter's record (clip_record.make_record) read by the evaluation decoder.
+  Raises layouts.SkipClip when the converter would skip the clip (no skeleton file, or no person, in any frame)."""
+  record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, start, end), options)
   return decoder.decode(example_codec.encode(record), None)
 
 
+class EncodedFrames:
+  """The stored frames (as clip_record.decode_frames makes them) of every frame that some window of a video needs,
+  decoded in one pass and each resized and encoded once: overlapping windows share them instead of each decoding
+  its frames again (a seek and a GOP per window)."""
+
+  def __init__(self, video: str | os.PathLike, frame_indices: np.ndarray, options: clip_record.ConvertOptions):
+    wanted = set(np.asarray(frame_indices).reshape(-1).tolist())
+    self.jpegs, self.src_hw, self.dst_hw = {}, None, None
+    if not wanted:
+      return
+    for index, frame in video_io.iter_video_frames(video, min(wanted), max(wanted)):
+      if index in wanted and index not in self.jpegs:
+        raw = frame.to_ndarray(format="rgb24")
+        self.src_hw = tuple(raw.shape[:2])
+        self.dst_hw = clip_record.stored_size(*self.src_hw, options.short_side)
+        self.jpegs[index] = clip_record.encode_frames(raw[None], self.dst_hw, options.jpeg_quality)[0]
+    self.video = video
+
+  def __call__(self, task: layouts.ClipTask, frame_indices: np.ndarray, options: clip_record.ConvertOptions):
+    missing = [int(i) for i in frame_indices if int(i) not in self.jpegs]
+    if missing:  # past the end of the video: the converter's own reader says so
+      return clip_record.decode_frames(task, frame_indices, options)
+    return self.src_hw, self.dst_hw, [self.jpegs[int(i)] for i in frame_indices]
+
+
 def window_records(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_id: str, starts: Sequence[int],
-                   length: int, options: convert.ConvertOptions
+                   length: int, options: clip_record.ConvertOptions
                    ) -> Iterator[tuple[int, example_codec.ClipRecord | None]]:
   """(window index, record) of the windows of `length` frames at `starts`, each made as the converter makes a
-  clip's record; the record is None for a window the converter skips (no person in any of its frames)."""
+  clip's record (its frames decoded once for all windows, EncodedFrames); the record is None for a window the
+  converter skips (no person in any of its frames)."""
+  frames = clip_record.decode_frames
+  if not options.skeleton_only and len(starts):
+    offsets = sampling.presample_indices(length, options.max_stored_frames)
+    frames = EncodedFrames(video, np.asarray(starts, np.int64)[:, None] + offsets[None], options)
   for i, start in enumerate(starts):
     try:
-      record, _ = convert.make_record(clip_task(video, skeleton_dir, video_id, int(start), int(start) + length - 1),
-                                      options)
-    except convert.SkipClip:
+      record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, int(start), int(start) + length - 1),
+                                          options, frames=frames)
+    except layouts.SkipClip:
       record = None
     yield i, record
 

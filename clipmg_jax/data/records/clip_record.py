@@ -9,6 +9,7 @@ are in the same units either way.
 
 import dataclasses
 import io
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -58,26 +59,35 @@ def encode_frames(frames: np.ndarray, size_hw: tuple[int, int], quality: int) ->
   return out
 
 
-def make_record(task: layouts.ClipTask, options: ConvertOptions, cache: dict | None = None
-                ) -> tuple[example_codec.ClipRecord, dict]:
-  """Reads one clip's raw data and builds its record; `cache` (optional) lets consecutive clips share raw reads.
+def decode_frames(task: layouts.ClipTask, frame_indices: np.ndarray, options: ConvertOptions
+                  ) -> tuple[tuple[int, int], tuple[int, int], list[bytes]]:
+  """(source (H, W), stored (H, W), JPEGs) of a clip's stored frames, the video's frames at 0-based `frame_indices`
+  decoded from task.video, resized and encoded: what make_record stores by default."""
+  raw = video_io.read_video_frames(task.video, frame_indices)
+  src_hw = tuple(raw.shape[1:3])
+  dst_hw = stored_size(*src_hw, options.short_side)
+  return src_hw, dst_hw, encode_frames(raw, dst_hw, options.jpeg_quality)
+
+
+def make_record(task: layouts.ClipTask, options: ConvertOptions, cache: dict | None = None,
+                frames: Callable = decode_frames) -> tuple[example_codec.ClipRecord, dict]:
+  """Reads one clip's raw data and builds its record; `cache` (optional) lets consecutive clips share raw reads;
+  `frames` gives the stored frames (signature and result of decode_frames; overlapping windows of one video share
+  encoded frames through it, prediction/records.py).
 
   Returns (record, skeleton report counts). Raises layouts.SkipClip (or any reader error) to skip the clip.
   """
   keypoints, counts = layouts.get(task.layout).read_keypoints(task, {} if cache is None else cache)
-  frames, indices = [], np.zeros((0,), np.int64)
+  jpegs, indices = [], np.zeros((0,), np.int64)
   if options.skeleton_only or not task.video:
     src_hw = tuple(options.skeleton_frame_size)
     dst_hw = stored_size(*src_hw, options.short_side)
   else:
     indices = sampling.presample_indices(task.num_frames, options.max_stored_frames)
-    raw = video_io.read_video_frames(task.video, task.start_frame + indices)
-    src_hw = raw.shape[1:3]
-    dst_hw = stored_size(*src_hw, options.short_side)
-    frames = encode_frames(raw, dst_hw, options.jpeg_quality)
+    src_hw, dst_hw, jpegs = frames(task, task.start_frame + indices, options)
   record = example_codec.ClipRecord(
       video_id=task.video_id, clip_id=task.clip_id, label_id=task.label_id, label=task.label, subject=task.subject,
       start_frame=task.start_frame, frame_height=dst_hw[0], frame_width=dst_hw[1], video_height=src_hw[0],
-      video_width=src_hw[1], keypoints=scale_keypoints(keypoints, src_hw, dst_hw), frames=frames,
+      video_width=src_hw[1], keypoints=scale_keypoints(keypoints, src_hw, dst_hw), frames=jpegs,
       frame_indices=indices)
   return record, counts

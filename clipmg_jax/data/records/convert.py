@@ -38,15 +38,6 @@ from clipmg_jax.data.records import shard_writer
 
 PROGRESS_DIR = ".progress"
 
-# predict.py makes single clips through these names; their home is clip_record.py (and layouts.py for ClipTask).
-ClipTask = layouts.ClipTask
-ConvertOptions = clip_record.ConvertOptions
-make_record = clip_record.make_record
-stored_size = clip_record.stored_size
-encode_frames = clip_record.encode_frames
-scale_keypoints = clip_record.scale_keypoints
-
-
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
   """One shard to write: its clips (all of one split) and the options to make their records with."""
