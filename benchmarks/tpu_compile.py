@@ -1,11 +1,13 @@
 r"""Compiles the real train and eval steps for TPU slices with the TPU compiler, on any machine (no TPU needed).
 
-For each topology and model variant, the trainer's own steps (clipmg_jax.training.aot: trainer.Setup over a mesh of
+For each topology and model variant, the trainer's own steps (clipmg_jax.training.aot: setup.Setup over a mesh of
 the slice's abstract devices) are compiled at paper size (default configs/imigue.py, bfloat16, skeleton.conv="xla"
 as on accelerators) and the compiled programs' memory and cost analyses are read: nothing runs. Reported per chip:
 memory (arguments, outputs, aliased = outputs written into the donated state, temporaries), compiled TFLOP per
-step, compile seconds; and from two per-device batches on each single-host topology, bytes per clip and fixed
-bytes, hence the largest batch that fits the chip's HBM, without and with FSDP (--fsdp_min_size). Multi-host
+step, compile seconds; and from two per-device batches (--per_device_batches) on each single-host topology, bytes
+per clip and fixed bytes, hence the largest batch that fits the chip's HBM, without and with FSDP (--fsdp_min_size).
+The fit is linear: batches far below the largest overstate the bytes per clip (compile at the batch you plan to
+run to check it, e.g. --per_device_batches 80,84). Multi-host
 topologies are compiled once per variant, at the smaller batch: that checks the mesh, the state shardings and the
 batch layout of a pod slice, and that its per-chip memory is that of a single host of the same generation.
 
@@ -17,6 +19,7 @@ looking for a local TPU. Results are appended to --json as they come, and a reru
 is there, so an interrupted report continues.
 
   JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --json tpu.json --markdown tpu.md
+  JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --per_device_batches 2,4 --json tpu.json   # the committed table
   JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --topologies v5e:2x2 --variants full --per_device_batches 4,8
   JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --topologies v5e:2x2 --variants full --dtype float32 --json f32.json
 """
@@ -39,7 +42,9 @@ def parse_args(argv):
                       help="TPU slices, e.g. v5e:2x2,v4:2x2x2 (default: %(default)s)")
   parser.add_argument("--variants", default="full,pose_only,visual_only", help="model variants (default: %(default)s)")
   parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="compute dtype")
-  parser.add_argument("--per_device_batches", default="2,4",
+  # At 2 and 4 clips per device the compiler's temporaries grow faster than at tens of clips, so a fit there
+  # overstates the memory per clip about twofold (docs/performance.md): fit on larger batches.
+  parser.add_argument("--per_device_batches", default="8,16",
                       help="two clips-per-device batches for the per-clip memory fit (default: %(default)s)")
   parser.add_argument("--fsdp_min_size", type=int, default=1 << 20,
                       help="FSDP threshold for the sharded-state rows (0: skip them; default 2^20 elements)")

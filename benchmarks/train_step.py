@@ -127,7 +127,7 @@ def random_batch(batch, config, image_size, seed=0):
 
 
 def build_step(config):
-  """(train_step jitted, fresh state, mesh) for the config: the trainer's own (trainer.Setup, via aot.make_setup)."""
+  """(train_step jitted, fresh state, mesh) for the config: the trainer's own (setup.Setup, via aot.make_setup)."""
   from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
   setup = aot.make_setup(config)
   return setup.train_step, setup.fresh_state, setup.mesh
