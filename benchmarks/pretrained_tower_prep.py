@@ -25,8 +25,7 @@ def corpus(path: str, people: str, probe: str) -> None:
 def data(cache_dir: str, workers: str) -> None:
   config = synthetic.get_config()
   config.data.synthetic.cache_dir, config.data.synthetic.convert_workers = cache_dir, int(workers)
-  prepare.make_shards(config.data, cache_dir)
-  print(f"shards: {config.data.shards_dir}")
+  print(f"shards: {prepare.make_shards(config.data, cache_dir).shards_dir}")
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def main(argv):
   del argv  # the command shell refuses positional arguments
   config = cli_errors.config_or_exit(_CONFIG)
   if _LIST.value:
-    input_setup.make_data_source(config, _WORKDIR.value)  # resolves (and, for the synthetic config, makes) the data
-    table = inspection.clip_table(config.data, _SPLIT.value)
+    data = input_setup.make_data_source(config, _WORKDIR.value)  # resolves (for the synthetic config, makes) the data
+    table = inspection.clip_table(data.data_config, _SPLIT.value)
     print("clip_id label subject")
     for row in zip(table["clip_id"], table["label"], table["subject"]):
       print(*row)
@@ -88,7 +88,7 @@ def main(argv):
   if _CLIP_ID.value is None or _OUT.value is None:
     raise app.UsageError("--clip_id and --out are required (or --list to see the clip ids)")
   run = runs.load_run(config, _WORKDIR.value, _CHECKPOINT.value)
-  clip = inspection.read_clip(config.data, _SPLIT.value, _CLIP_ID.value)
+  clip = inspection.read_clip(run.config.data, _SPLIT.value, _CLIP_ID.value)
   inside = inspection.look_inside(run, clip)
   out = pathlib.Path(_OUT.value)
   paths = write_figures(inside, run.class_names, int(clip["label"][0]), out)

@@ -73,7 +73,7 @@ def run(tmp_path_factory):
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
   ckpt.save(1, jax.tree.map(draw, setup.abstract_state), None)
   ckpt.close()
-  return config, workdir, data
+  return input_setup.run_config(config, data), workdir, data  # the config with the data block the run resolved
 
 
 @pytest.mark.slow

@@ -21,15 +21,16 @@ class Predictor:
   shards are on this machine) with the evaluation step: examples of the batch layout -> logits."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | os.PathLike, which: str = "latest"):
-    self.config = config
     self.workdir = pathlib.Path(workdir).absolute()
-    synthetic_prepare.resolve_paths(config.data, workdir)
+    # The config with its data block resolved as training resolved it (where the shards are on this machine).
+    self.config = config.copy_and_resolve_references()
+    self.config.data = synthetic_prepare.resolve_paths(config.data, workdir)
     self.manifest = None
-    if manifest_lib.exists(config.data.shards_dir):
-      self.manifest = manifest_lib.read(config.data.shards_dir)
+    if manifest_lib.exists(self.config.data.shards_dir):
+      self.manifest = manifest_lib.read(self.config.data.shards_dir)
     num_classes = int(config.model.num_classes)
     names = list((self.manifest or {}).get("classes") or [c.name for c in imigue.CLASSES][:num_classes])
-    self.run = runs.load_run(config, workdir, which, data=runs.without_data(config, names))
+    self.run = runs.load_run(self.config, workdir, which, data=runs.without_data(self.config, names))
     self.setup, self.params, self.step = self.run.setup, self.run.params, self.run.step
     self.class_names = self.run.class_names
     self.batch_size = self.setup.data.eval_batch_size

@@ -18,6 +18,9 @@ class DataSource:
   class_names: C names, index = class index.
   train_class_counts: int (C,) training examples per class (for class-balanced losses), or None.
   image_size: side of the square frames in pixels.
+  data_config: the config's data block as resolved by the data set-up (paths of the synthetic dataset filled in,
+    the validation subjects chosen): what the run read, and what its config.json records (input_setup.run_config);
+    None for a source that reads no dataset.
   """
   train_iterator: Callable[[], Iterator[dict[str, np.ndarray]]]
   eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]]
@@ -27,3 +30,4 @@ class DataSource:
   eval_batch_size: int
   info: dict[str, Any] = dataclasses.field(default_factory=dict)
   validation_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None
+  data_config: Any = None

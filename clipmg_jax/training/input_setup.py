@@ -44,12 +44,11 @@ def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
 def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> DataSource:
   """The DataSource for `config` (generating the synthetic dataset first if configured and absent).
 
-  The train split's records are divided by subject into training and validation (split_validation); the chosen
-  validation subjects are written back to config.data.validation.subjects, so that the run's config.json
-  records them.
+  The train split's records are divided by subject into training and validation (split_validation). `config` is
+  not written to: the resolved data block (the synthetic dataset's paths, the chosen validation subjects) is the
+  DataSource's data_config, which run_config puts into the run's config.json.
   """
-  data = config.data
-  synthetic_prepare.make_shards(data, workdir)
+  data = synthetic_prepare.make_shards(config.data, workdir)
   manifest = manifest_lib.read(data.shards_dir)
   manifest_lib.check_splits(data.shards_dir, manifest, (data.train_split, data.eval_split))
   splits = manifest["splits"]
@@ -57,6 +56,7 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   class_names = list(manifest.get("classes") or [f"class_{i}" for i in range(num_classes)])
   val, train_records, val_records, counts = split_validation(data, manifest)
   if val.subjects and "validation" in data:
+    data = data.copy_and_resolve_references()
     data.validation.subjects = tuple(val.subjects)
   pc, pi = jax.process_count(), jax.process_index()
   eval_batch = int(data.eval_batch_size or data.batch_size)
@@ -83,4 +83,14 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
                list(val.subjects), val.rule, num_train)
   return DataSource(train_iterator=train_iterator, eval_batches=eval_batches, class_names=class_names,
                     train_class_counts=counts, image_size=int(data.image_size), eval_batch_size=eval_batch // pc,
-                    info=info, validation_batches=validation_batches if val_records is not None else None)
+                    info=info, validation_batches=validation_batches if val_records is not None else None,
+                    data_config=data)
+
+
+def run_config(config: ml_collections.ConfigDict, data: DataSource) -> ml_collections.ConfigDict:
+  """`config` as the run used it: a copy whose data block is the data source's resolved one (when it has one)."""
+  if data.data_config is None:
+    return config
+  resolved = config.copy_and_resolve_references()
+  resolved.data = data.data_config
+  return resolved

@@ -55,7 +55,7 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
 
   Returns (state, stopped_early)."""
   config, ckpt, writer, bar, train_iter = setup.config, io.ckpt, io.writer, io.bar, io.train_iter
-  stop_after = int(config.get("stop_after_step", 0) or 0)
+  stop_after = int(config.stop_after_step)
   last_saved = ckpt.latest_step()
   start = int(state.step)
   batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start)

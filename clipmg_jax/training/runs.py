@@ -87,7 +87,8 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()
-  return Run(config=config, setup=setup, params=state.params, step=int(state.step), rule=rule)
+  return Run(config=input_setup.run_config(config, data), setup=setup, params=state.params, step=int(state.step),
+             rule=rule)
 
 
 def without_data(config: ml_collections.ConfigDict, class_names: list[str]) -> DataSource:

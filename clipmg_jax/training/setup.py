@@ -51,14 +51,14 @@ class Setup:
     abstract_params = jax.eval_shape(
         lambda r: model_setup.init_params(self.model, r, data.image_size), init_rng)
     self.trainable = self.model.trainable_mask(abstract_params)
-    if config.get("train_all_params", False):
+    if config.train_all_params:
       # From random initialisation nothing is worth freezing, including the ViT stem the mask keeps frozen.
       self.trainable = jax.tree.map(lambda _: True, self.trainable)
     self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable)
     # --- shardings of the train state; the real arrays are created in place by fresh_state()
     abstract_state = jax.eval_shape(
         lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng), abstract_params)
-    self.state_sharding = sharding_lib.state_shardings(abstract_state, self.mesh, config.get("fsdp_min_size", 0))
+    self.state_sharding = sharding_lib.state_shardings(abstract_state, self.mesh, config.fsdp_min_size)
     self.abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                        abstract_state, self.state_sharding)
 
@@ -123,4 +123,4 @@ def _check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mes
 
 def nonfinite_skips(config: ml_collections.ConfigDict) -> int:
   """config.nonfinite_skips: consecutive non-finite steps skipped before the run stops (0 = stop at the first)."""
-  return int(config.get("nonfinite_skips", 0) or 0)
+  return int(config.nonfinite_skips)

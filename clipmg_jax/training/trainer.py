@@ -18,6 +18,7 @@ import tqdm
 
 from clipmg_jax.models import flops
 from clipmg_jax.training import evaluation
+from clipmg_jax.training import input_setup
 from clipmg_jax.training import loop as loop_lib
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
@@ -72,7 +73,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state = setup.fresh_state()
   if is_main:
     # Only once the checkpoints were found compatible: a resume that fails keeps the config that wrote them.
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    (workdir / "config.json").write_text(input_setup.run_config(config, data).to_json_best_effort(indent=1))
 
   # --- the loop, then the final evaluation
   writer = writers.MetricWriter(workdir, enabled=is_main)

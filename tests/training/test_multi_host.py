@@ -143,10 +143,10 @@ def epoch_coverage_problems(process_batches: list[list[list[int]]], expected: li
 def training_clip_ids(cache_dir: pathlib.Path) -> list[int]:
   """The clip ids of the records trained on (training subjects less the validation ones), from the shards."""
   config = worker.tiny_config(cache_dir)
-  synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
-  manifest = manifest_lib.read(config.data.shards_dir)
-  _, records, _, _ = input_setup.split_validation(config.data, manifest)
-  source = pipeline.make_source(config.data, config.data.train_split)
+  data = synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
+  manifest = manifest_lib.read(data.shards_dir)
+  _, records, _, _ = input_setup.split_validation(data, manifest)
+  source = pipeline.make_source(data, data.train_split)
   return [example_codec.decode(source[int(i)]).clip_id for i in records]
 
 
@@ -168,14 +168,14 @@ def test_coverage_check_flags_duplicates_and_misses():
 def test_coverage_check_catches_a_process_reading_the_wrong_share(cache_dir):
   """Two real pipelines that both believe they are process 0 of 2: the check must reject their reads."""
   config = worker.tiny_config(cache_dir)
-  synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
+  data = synthetic_prepare.resolve_paths(config.data, cache_dir / "unused_workdir")
   expected = training_clip_ids(cache_dir)
-  manifest = manifest_lib.read(config.data.shards_dir)
-  records = input_setup.split_validation(config.data, manifest)[1]
+  manifest = manifest_lib.read(data.shards_dir)
+  records = input_setup.split_validation(data, manifest)[1]
   steps = -(-len(expected) // config.batch_size)
 
   def reads(process_index):
-    it = iter(pipeline.make_dataset(config.data, "train", seed=config.seed, process_index=process_index,
+    it = iter(pipeline.make_dataset(data, "train", seed=config.seed, process_index=process_index,
                                     process_count=2, records=records))
     return [next(it)["clip_id"].tolist() for _ in range(steps)]
 

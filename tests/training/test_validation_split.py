@@ -71,10 +71,12 @@ def _clips(batches) -> tuple[set, set]:
 
 def test_validation_is_whole_training_subjects_never_trained_on(synthetic):
   config, data = synthetic
-  manifest = json.loads((pathlib.Path(config.data.shards_dir) / "manifest.json").read_text())
+  manifest = json.loads((pathlib.Path(data.data_config.shards_dir) / "manifest.json").read_text())
   split = manifest["split"]
   val_subjects = set(data.info["validation"]["subjects"])
-  assert tuple(config.data.validation.subjects) == tuple(sorted(val_subjects))  # recorded in the run's config
+  # recorded in the run's config (input_setup.run_config, what config.json holds), the config given left as it was
+  assert tuple(input_setup.run_config(config, data).data.validation.subjects) == tuple(sorted(val_subjects))
+  assert not config.data.validation.subjects
   assert len(val_subjects) == 1 and val_subjects <= set(split["train_subjects"])
 
   val_ids, val_seen = _clips(data.validation_batches())
@@ -82,7 +84,7 @@ def test_validation_is_whole_training_subjects_never_trained_on(synthetic):
   assert val_seen == val_subjects
   assert not val_ids & test_ids and not val_seen & test_seen  # no test clip reaches validation
 
-  table = shard_source.record_table(config.data.shards_dir, config.data.train_split)
+  table = shard_source.record_table(data.data_config.shards_dir, config.data.train_split)
   n_train = int(np.sum(~np.isin(table["subject"], list(val_subjects))))
   assert len(val_ids) == data.info["validation"]["num_clips"] == len(table["subject"]) - n_train
   it = data.train_iterator()

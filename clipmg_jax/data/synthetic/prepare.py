@@ -4,7 +4,7 @@
 config.data.synthetic (configs/synthetic.py) holds:
   preset, seed, size (plan.SizeConfig overrides): what generate() makes;
   cache_dir: where; "" = <workdir>/synthetic_data. The raw dataset goes to <cache_dir>/raw (raw_dir overrides it),
-    the shards to <cache_dir>/shards, which becomes config.data.shards_dir;
+    the shards to <cache_dir>/shards, the resolved data config's shards_dir (resolve_paths);
   convert_options, convert_workers: the conversion's ConvertOptions and worker count.
 """
 
@@ -25,24 +25,27 @@ from clipmg_jax.data.synthetic import writer
 _DONE = ".generated.json"  # written after a complete generation, so a killed one is redone, not trusted
 
 
-def make_shards(data_config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
-  """When data_config.synthetic is set: fills the paths (resolve_paths), then generates and converts the dataset
-  unless its shards exist (ensure_shards). Nothing to do otherwise."""
+def make_shards(data_config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """When data_config.synthetic is set: the data config with its paths filled (resolve_paths), after generating and
+  converting the dataset unless its shards exist (ensure_shards). Otherwise `data_config` itself. The config given
+  is never written to."""
   if not data_config.get("synthetic"):
-    return
-  resolve_paths(data_config, workdir)
-  ensure_shards(data_config)
+    return data_config
+  resolved = resolve_paths(data_config, workdir)
+  ensure_shards(resolved)
+  return resolved
 
 
-def resolve_paths(data_config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
-  """Fills data.shards_dir and data.synthetic.raw_dir from data.synthetic.cache_dir (default <workdir>/...).
+def resolve_paths(data_config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """A copy of the data config with data.shards_dir and data.synthetic.raw_dir filled from data.synthetic.cache_dir
+  (default <workdir>/...); `data_config` itself when it is not synthetic.
 
   The synthetic dataset is only ever generated into <cache_dir>/shards: a shards_dir given explicitly must already
   hold converted shards (a mistyped path fails here instead of generating a new dataset there).
   """
   synth = data_config.get("synthetic")
   if not synth:
-    return
+    return data_config
   cache = pathlib.Path(synth.cache_dir or pathlib.Path(workdir) / "synthetic_data").absolute()
   if data_config.shards_dir and pathlib.Path(data_config.shards_dir).absolute() != cache / "shards":
     if not manifest_lib.exists(data_config.shards_dir):
@@ -50,10 +53,12 @@ def resolve_paths(data_config: ml_collections.ConfigDict, workdir: str | pathlib
           f"config.data.shards_dir={data_config.shards_dir} holds no {manifest_lib.FILENAME}. Point it at converted "
           "shards, or leave it empty to generate the synthetic dataset in <data.synthetic.cache_dir>/shards "
           "(default <workdir>/synthetic_data/shards).")
-  if not synth.raw_dir:
-    synth.raw_dir = str(cache / "raw")
-  if not data_config.shards_dir:
-    data_config.shards_dir = str(cache / "shards")
+  resolved = data_config.copy_and_resolve_references()
+  if not resolved.synthetic.raw_dir:
+    resolved.synthetic.raw_dir = str(cache / "raw")
+  if not resolved.shards_dir:
+    resolved.shards_dir = str(cache / "shards")
+  return resolved
 
 
 def ensure_shards(data_config: ml_collections.ConfigDict) -> None:
