@@ -7,7 +7,7 @@ compiled step's memory and cost analyses then give per-chip bytes and FLOPs of a
 compiling over a multi-process device set checks the mesh, the state shardings and the batch layout of that slice.
 
 The steps are the trainer's own (`setup.Setup` over a mesh of the given devices); the data is replaced by its
-shapes (`shapes_only_data`).
+shapes (`runs.without_data`).
 """
 
 import dataclasses
@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 
 from clipmg_jax.data.loader import batch as batch_lib
+from clipmg_jax.training import runs
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import sharding as sharding_lib
-from clipmg_jax.training.data_source import DataSource
 
 # HBM per chip in GiB, from the Cloud TPU system-architecture pages (v4, v5e, v5p, v6e). The topologies' devices
 # are per chip, except v4's, which are per TensorCore (2 per chip, sharing the chip's HBM): see devices_per_chip.
@@ -53,19 +53,6 @@ def devices_per_chip(devices: list) -> int:
   """How many of `devices` share one chip: 2 for v4's per-TensorCore devices (megacore chips), else 1."""
   cores = {getattr(d, "core_on_chip", 0) for d in devices}
   return len(cores)
-
-
-def shapes_only_data(config: ml_collections.ConfigDict) -> DataSource:
-  """A DataSource with the class count, image size and batch sizes of `config` and no examples: what Setup needs
-  to build the steps. Uniform class counts stand in for the manifest's (they only scale class-weighted losses)."""
-  num_classes = int(config.model.num_classes)
-
-  def no_data():
-    raise RuntimeError("a shapes-only data source has no examples (it is for compiling the steps)")
-
-  return DataSource(train_iterator=no_data, eval_batches=no_data, class_names=[f"class {i}" for i in range(num_classes)],
-                    train_class_counts=np.ones(num_classes, np.int64), image_size=int(config.data.image_size),
-                    eval_batch_size=int(config.eval_batch_size))
 
 
 def batch_spec(setup: setup_lib.Setup, batch_size: int, *, train: bool) -> dict[str, jax.ShapeDtypeStruct]:
@@ -119,7 +106,10 @@ def _compile(name: str, fn, args, batch_size: int) -> Compiled:
 
 def make_setup(config: ml_collections.ConfigDict, devices: list | None = None) -> setup_lib.Setup:
   """The trainer's Setup for `config` over a mesh of `devices` (default: this machine's), with shapes-only data."""
-  return setup_lib.Setup(config, shapes_only_data(config), devices=devices)
+  # Uniform class counts stand in for the manifest's: they only scale class-weighted losses.
+  num_classes = int(config.model.num_classes)
+  data = runs.without_data(config, [f"class {i}" for i in range(num_classes)], np.ones(num_classes, np.int64))
+  return setup_lib.Setup(config, data, devices=devices)
 
 
 def compile_train_step(setup: setup_lib.Setup, batch_size: int) -> Compiled:

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
@@ -91,16 +92,18 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
              rule=rule)
 
 
-def without_data(config: ml_collections.ConfigDict, class_names: list[str]) -> DataSource:
-  """A DataSource that reads no dataset, for a run applied to other inputs (predict): only the class names, the
-  frame size and the evaluation batch size of the config."""
+def without_data(config: ml_collections.ConfigDict, class_names: list[str],
+                 class_counts: np.ndarray | None = None) -> DataSource:
+  """A DataSource that reads no dataset, for a run applied to other inputs (predict) or only compiled
+  (aot.make_setup): the class names, optionally training class counts (class-weighted losses need some), the frame
+  size and the evaluation batch size of the config."""
 
   def no_batches():
     raise RuntimeError("this run reads no dataset")
 
   return DataSource(train_iterator=no_batches, eval_batches=no_batches, class_names=list(class_names),
-                    train_class_counts=None, image_size=int(config.data.image_size),
-                    eval_batch_size=int(config.data.eval_batch_size or config.data.batch_size))
+                    train_class_counts=class_counts, image_size=int(config.data.image_size),
+                    eval_batch_size=int(config.eval_batch_size))
 
 
 def results_suffix(which: str, step: int) -> str:
