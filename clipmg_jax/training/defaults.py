@@ -5,6 +5,7 @@ import ast
 import ml_collections
 
 from clipmg_jax.training import distributed
+from clipmg_jax.training import pose_corruption
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -34,6 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
   # vit_checkpoint: a ported CLIP tower (data_prep/port_clip.py). allow_random_vit: start even though frozen ViT
   # blocks would keep their random initialisation (smoke tests only; model_setup.check_vision_init).
   config.init = ml_collections.ConfigDict(dict(vit_checkpoint="", allow_random_vit=False))
+  # Keypoints corrupted at evaluation time (python -m clipmg_jax.evaluate; off at level 0): pose_corruption.py.
+  config.eval_corruption = pose_corruption.default_config()
   config.model = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict()
   return config

@@ -27,6 +27,7 @@ from clipmg_jax.models import vit
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import metrics
+from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 
@@ -149,14 +150,16 @@ def look_inside(run: runs.Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def predict_split(run: runs.Run, split: str = "test", *, without_keypoints: bool = False,
-                  progress: bool = True) -> dict[str, np.ndarray]:
+                  corruption: ml_collections.ConfigDict | None = None, progress: bool = True) -> dict[str, np.ndarray]:
   """logits (N, C), label, subject, clip_id (N,) and the per-window pose values (N, T) of every clip of `split`
   ("test", "validation" or a shard split), by the trainer's eval step; with `without_keypoints`, every joint of
-  every clip is dropped first (drop_keypoints)."""
+  every clip is dropped first (drop_keypoints); with `corruption` (a config.eval_corruption), the keypoints are
+  corrupted first (pose_corruption.py)."""
   data_config = run.config.data
   shard_split, records = _split_records(data_config, split)
   batches = pipeline.make_dataset(data_config, shard_split, train=False, records=records)
   if without_keypoints:
     batches = map(drop_keypoints, batches)
+  batches = pose_corruption.corrupted(batches, corruption)
   return evaluation.predict(run.params, run.setup.eval_step, batches, run.setup.mesh,
                             run.setup.data.eval_batch_size, progress=progress)

@@ -20,6 +20,7 @@ from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training.data_source import DataSource
 
@@ -128,11 +129,16 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
                f"{(validation or {}).get('subjects')})"),
       "latest_fallback": "latest: no checkpoint carries validation metrics",
       "asked": f"step {which}, as asked"}[run.rule]
-  result = run.setup.evaluate(run.params, split="test", progress=jax.process_index() == 0)
+  corruption = config.get("eval_corruption")
+  result = run.setup.evaluate(run.params, split="test", progress=jax.process_index() == 0, corruption=corruption)
   extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation)
+  described = pose_corruption.describe(corruption)
+  if described:  # a corrupted evaluation gets files of its own: eval_latest_250_pose50.json
+    extra["pose_corruption"] = described
   if jax.process_index() == 0:
     # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
     print(f"evaluation of checkpoint {run.step}: {evaluation.summary_line(result)}", flush=True)
-    path = evaluation.write_results(result, workdir, suffix=results_suffix(which, run.step), extra=extra)
+    suffix = results_suffix(which, run.step) + (f"_pose{round(100 * described['level'])}" if described else "")
+    path = evaluation.write_results(result, workdir, suffix=suffix, extra=extra)
     print(f"results written to {path}", flush=True)
   return dict(result, **extra)

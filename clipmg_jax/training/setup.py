@@ -17,6 +17,7 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import optimizer as optimizer_lib
+from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state as train_state_lib
@@ -99,12 +100,15 @@ class Setup:
   def has_validation(self) -> bool:
     return self.data.validation_batches is not None
 
-  def evaluate(self, params: Any, *, split: str = "test", progress: bool = True) -> dict:
-    """Metrics on split "test" (the final figures only) or "validation" (periodic evaluation, selection)."""
+  def evaluate(self, params: Any, *, split: str = "test", progress: bool = True,
+               corruption: ml_collections.ConfigDict | None = None) -> dict:
+    """Metrics on split "test" (the final figures only) or "validation" (periodic evaluation, selection); with
+    `corruption` (a config.eval_corruption), the keypoints corrupted first (pose_corruption.py)."""
     batches = {"test": self.data.eval_batches, "validation": self.data.validation_batches}[split]
     if batches is None:
       raise ValueError(f"no {split} split: set config.data.validation (clipmg_jax/data/loader/validation.py)")
-    predictions = evaluation.predict(params, self.eval_step, batches(), self.mesh, self.data.eval_batch_size,
+    batches = pose_corruption.corrupted(batches(), corruption)
+    predictions = evaluation.predict(params, self.eval_step, batches, self.mesh, self.data.eval_batch_size,
                                      progress=progress)
     return dict(evaluation.compute_metrics(predictions, self.data.class_names), split=split)
 
