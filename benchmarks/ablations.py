@@ -6,7 +6,7 @@ one synthetic dataset, generated and converted once before the runs start. The t
 seeds, then each seed's value) is printed and written to --output.
 
   python -m benchmarks.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
-  python -m benchmarks.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper model
+  python -m benchmarks.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper's architecture
   python -m benchmarks.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
   python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --pretrain_workdir runs/pretrain_synthetic --variants full+extras,full,visual_only,pose_only \
@@ -122,6 +122,45 @@ def table(results: dict[str, list[dict]], args) -> str:
   return "\n".join(lines)
 
 
+# The paper's top-1 on iMiGUE (CLIP-MG, arXiv 2506.16385, ablation table; docs/results.md "The paper's table").
+PAPER_TOP1 = {"full": 61.82, "no_guidance": 45.30, "no_cross_attention": 53.17, "no_gate": 60.08,
+              "visual_only": 45.30, "pose_only": 45.30}
+
+
+def paired_differences(results: dict[str, list[dict]], seeds: list[int], reference: str = "full") -> str:
+  """Markdown: each variant's top-1 minus the reference's, seed by seed (same data, same initialisation seed), its
+  mean with a 95 % t interval over the seeds, beside the paper's difference on iMiGUE."""
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+  base = [100 * r["top1"] for r in results[reference]]
+  lines = [f"| variant | top-1 − `{reference}` (mean over {len(seeds)} seeds) | 95 % interval | per seed "
+           f"({', '.join(map(str, seeds))}) | paper (iMiGUE) | sign reproduced |",
+           "|---|---:|---|---|---:|---|"]
+  for variant, runs in results.items():
+    if variant == reference:
+      continue
+    diffs = [100 * r["top1"] - b for r, b in zip(runs, base)]
+    mean = statistics.mean(diffs)
+    if len(diffs) > 1:
+      half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+      interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+      below, above = mean + half < 0, mean - half > 0
+    else:
+      interval, below, above = "—", False, False
+    paper = PAPER_TOP1.get(variant.split("+")[0])
+    paper_delta = None if paper is None else paper - PAPER_TOP1[reference.split("+")[0]]
+    if paper_delta is None:
+      verdict = "—"
+    elif below and paper_delta < 0:
+      verdict = "yes (interval below 0)"
+    elif above and paper_delta < 0:
+      verdict = "no: opposite sign (interval above 0)"
+    else:
+      verdict = "not resolved (interval contains 0)"
+    lines.append(f"| {variant} | {mean:+.1f} | {interval} | {', '.join(f'{d:+.1f}' for d in diffs)} | "
+                 + (f"{paper_delta:+.2f}" if paper_delta is not None else "—") + f" | {verdict} |")
+  return "\n".join(lines)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--variants", default="full+extras,visual_only,pose_only",
@@ -152,11 +191,15 @@ def main(argv=None):
   args.vit_checkpoint = pretrain(args) if args.pretrain_workdir else ""
   variants = args.variants.split(",")
   seeds = [int(s) for s in args.seeds.split(",")]
-  jobs = [(v, s) for v in variants for s in seeds]
+  jobs = [(v, s) for s in seeds for v in variants]  # seed by seed: an interrupted sweep leaves paired seeds
   with concurrent.futures.ThreadPoolExecutor(max(args.jobs, 1)) as pool:
     done = dict(zip(jobs, pool.map(lambda job: run_one(*job, args), jobs)))
   results = {v: [done[(v, s)] for s in seeds] for v in variants}
   text = table(results, args)
+  reference = next((v for v in ("full", "full+extras") if v in results), None)
+  if reference and len(results) > 1:
+    text += "\n\nPaired differences (each seed's run against the same seed's `" + reference + "`):\n\n"
+    text += paired_differences(results, seeds, reference)
   print(text)
   write_into(pathlib.Path(args.output), text, args.marker)
 

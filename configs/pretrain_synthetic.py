@@ -52,7 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   # (docs/results.md).
   config.data = ml_collections.ConfigDict(dict(image_size=synthetic.IMAGE_SIZE, shuffle_seed=0, balance_power=0.5,
                                                balance_attributes=("right_hand", "left_hand"), colour_jitter=0.4))
-  # 408 people x 24 clips x (3 frames in the clip + 1 between clips): 42,032 frames; the last 24 people (2,888
+  # 408 people, 10,508 clips (24 per person on average: the plan gives 2-67 per video, median 21, of 2-26 classes)
+  # x (3 frames in the clip + 1 between clips): 42,032 frames; the last 24 people (2,888
   # frames) are held out of pretraining for the linear probe, 39,144 frames of 384 people remain. With 40 people
   # the tower learnt the pretraining people's frames (in-batch accuracy 0.90) and nothing that carried to others.
   # The captions name what the body does (captions.GESTURE_ATTRIBUTES), not the person's clothes, hair or backdrop:

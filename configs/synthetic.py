@@ -8,7 +8,8 @@ not accuracy on iMiGUE (configs/imigue.py is the paper setup).
 What works best here, not the paper's setup: by default (no argument) the model is `full+extras` — the paper's
 model plus the head's gated pose context and the auxiliary pose-only loss (docs/method.md section 8; with them the
 full model beats pose_only here, docs/results.md) — trained with square-root inverse-frequency class weights and
-label smoothing 0.1. `configs/synthetic.py:full` is the paper's model on this data.
+label smoothing 0.1. `configs/synthetic.py:full` is the paper's architecture on this data, trained with this same
+loss (every variant here is): the paper's plain cross-entropy is configs/imigue.py's.
 
   python -m clipmg_jax.train --config configs/synthetic.py --workdir runs/synthetic
   python -m clipmg_jax.train --config configs/synthetic.py:visual_only --workdir runs/visual_only   # an ablation

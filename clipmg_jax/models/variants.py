@@ -4,7 +4,9 @@ USES is the one table of the variants: the model builds only the parts a variant
 counter measures only those (flops.py), and docs/method.md section 9 lists the same table.
 
 The config argument:
-  <variant>          the paper's model (or one of its ablations): plain cross-entropy, no additions.
+  <variant>          the paper's model (or one of its ablations): no additions. The loss is the config's: plain
+                     cross-entropy in configs/imigue.py (the paper's); configs/synthetic.py trains every variant
+                     with square-root class weights and label smoothing 0.1.
   <variant>+extras   the same with the two additions beyond the paper, EXTRAS below (docs/method.md section 8).
 The extras change nothing in `visual_only` and `pose_only` (both need the two towers), so `+extras` is accepted
 there and is a no-op.
