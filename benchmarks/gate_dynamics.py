@@ -1,0 +1,142 @@
+r"""How the gate g = sigmoid(u · LN(s) + a·r + β) behaves, and how much of it is learned rather than built in.
+
+For every finished run with a gate (full, no_guidance, no_cross_attention): its mean over the validation split at
+each periodic evaluation (metrics.jsonl's gate_mean), its mean per class on the test split at the end (eval.json),
+and, on the test split's windows at the final state, the two terms inside the sigmoid: the learned feature term
+u · LN(s) (u starts at 0) against the reliability term a·r (a starts at 4, β at −2, docs/method.md §6) — their
+mean absolute size and each one's share of the variance of the logit — and how far a and β moved. Writes a
+figure (gate over training; per class at the end), a Markdown table into --output and the figures in --json.
+
+  python -m benchmarks.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+import numpy as np
+
+from benchmarks import ablations
+from benchmarks import trained_runs
+from clipmg_jax.figures import canvas
+
+
+def gate_terms(run) -> dict:
+  """The final state's gate, term by term, over the test split's windows."""
+  out = trained_runs.capture(run, ("feature",))
+  feature = out["feature"][..., 0].astype(np.float64)  # (N, T) u . LN(s)
+  a = float(run.params["gate"]["confidence_scale"])
+  beta = float(run.params["gate"]["bias"])
+  reliability_term = a * out["reliability"].astype(np.float64)
+  logit = feature + reliability_term + beta
+  var = np.var(logit)
+  init = run.config.model.gate
+  return {"a": a, "beta": beta, "a_init": float(init.confidence_scale_init), "beta_init": float(init.bias_init),
+          "u_norm": float(np.linalg.norm(run.params["gate"]["feature"]["kernel"])),
+          "mean_abs_feature_term": float(np.mean(np.abs(feature))),
+          "mean_abs_reliability_term": float(np.mean(np.abs(reliability_term))),
+          "feature_variance_share": float(np.var(feature) / var) if var > 0 else None,
+          "reliability_variance_share": float(np.var(reliability_term) / var) if var > 0 else None,
+          "gate_mean": float(np.mean(out["gate_values"])),
+          "gate_if_feature_term_removed": float(np.mean(1 / (1 + np.exp(-(reliability_term + beta)))))}
+
+
+def validation_curve(workdir: pathlib.Path) -> dict[str, float]:
+  """{"step": mean gate on the validation split} of the run's periodic evaluations (string keys, as in JSON)."""
+  lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+  return {str(m["step"]): m["gate_mean"] for m in lines if m.get("split") == "validation" and "gate_mean" in m}
+
+
+def per_class(workdir: pathlib.Path) -> dict[str, float]:
+  result = json.loads((workdir / "eval.json").read_text())
+  return {k: v for k, v in result["pose_monitoring"]["gate"]["per_class"].items() if v is not None}
+
+
+def figure(saved: dict, variants: list[str], path: str) -> None:
+  plt = canvas.pyplot()
+  fig, (ax_curve, ax_class) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [1, 2]})
+  for variant in variants:
+    curves = [v["validation_curve"] for k, v in saved.items() if k.startswith(variant + "/")]
+    if not curves:
+      continue
+    steps = sorted(set.intersection(*(set(map(int, c)) for c in curves)))  # JSON keys are strings
+    ax_curve.plot(steps, [statistics.mean(c[str(s)] for c in curves) for s in steps],
+                  marker="o", label=f"{variant} ({len(curves)} seeds)")
+  ax_curve.set(xlabel="training step", ylabel="mean gate, validation split", ylim=(0, 1), title="the gate over training")
+  ax_curve.legend()
+  full = [v["per_class"] for k, v in saved.items() if k.startswith("full/")]
+  if full:
+    names = sorted(full[0], key=lambda n: statistics.mean(c[n] for c in full if n in c))
+    means = [statistics.mean(c[n] for c in full if n in c) for n in names]
+    ax_class.bar(range(len(names)), means)
+    ax_class.set_xticks(range(len(names)), [n[:22] for n in names], rotation=70, ha="right", fontsize=7)
+    ax_class.set(ylabel="mean gate, test split", ylim=(0, 1),
+                 title=f"`full`: the gate per class at the end (mean of {len(full)} seeds)")
+  fig.tight_layout()
+  canvas.save(fig, path)
+  print(f"wrote {path}")
+
+
+def table(saved: dict, variants: list[str]) -> str:
+  lines = ["| variant | seeds | gate, validation: first → last evaluation | gate, test | a (init 4) | β (init −2) "
+           "| \\|u·LN(s)\\| | \\|a·r\\| | variance share of u·LN(s) / a·r | gate without u·LN(s) | per class, "
+           "lowest → highest |", "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|"]
+  for variant in variants:
+    runs = [v for k, v in saved.items() if k.startswith(variant + "/")]
+    if not runs:
+      continue
+    def f(key, fmt="{:.3f}"):
+      return fmt.format(statistics.mean(r["terms"][key] for r in runs))
+    first = statistics.mean(list(r["validation_curve"].values())[0] for r in runs)
+    last = statistics.mean(list(r["validation_curve"].values())[-1] for r in runs)
+    classes = {n: statistics.mean(r["per_class"][n] for r in runs if n in r["per_class"]) for n in runs[0]["per_class"]}
+    low, high = min(classes.values()), max(classes.values())
+    lines.append(
+        f"| {variant} | {len(runs)} | {first:.3f} → {last:.3f} | {f('gate_mean')} | {f('a', '{:.4f}')} | "
+        f"{f('beta', '{:.4f}')} | {f('mean_abs_feature_term')} | {f('mean_abs_reliability_term')} | "
+        f"{f('feature_variance_share', '{:.2f}')} / {f('reliability_variance_share', '{:.2f}')} | "
+        f"{f('gate_if_feature_term_removed')} | {low:.2f} → {high:.2f} |")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", default="runs/ablations_pretrained")
+  parser.add_argument("--config", default="configs/synthetic_pretrained.py")
+  parser.add_argument("--data_dir", default="")
+  parser.add_argument("--variants", default="full,no_guidance,no_cross_attention")
+  parser.add_argument("--seeds", default="0,1,2,3,4")
+  parser.add_argument("--steps", type=int, default=250)
+  parser.add_argument("--figure", default="docs/figures/gate_dynamics.png")
+  parser.add_argument("--json", default="benchmarks/results/gate_dynamics.json")
+  parser.add_argument("--output", default="docs/results.md")
+  parser.add_argument("--marker", default="gate_dynamics")
+  args = parser.parse_args(argv)
+  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
+  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+  trained_runs.use_compilation_cache()
+  path = pathlib.Path(args.json)
+  saved = json.loads(path.read_text()) if path.is_file() else {}
+  for (variant, seed), workdir in trained_runs.finished(args.root, variants, seeds, args.steps).items():
+    key = f"{variant}/seed{seed}"
+    if key in saved:
+      continue
+    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
+    saved[key] = {"terms": gate_terms(run), "validation_curve": validation_curve(workdir),
+                  "per_class": per_class(workdir)}
+    print(f"[{key}] {saved[key]['terms']}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+  pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+  figure(saved, variants, args.figure)
+  text = table(saved, variants) + (
+      "\n\nFinal state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
+      "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
+      "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
+  print(text)
+  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,134 @@
+r"""Pose that fails: the test split of every finished ablation run evaluated with its keypoints corrupted at 0, 25,
+50, 75 and 100 % (clipmg_jax/training/pose_corruption.py: joints dropped, jitter, confidences scaled down, whole
+pose frames lost, all at the same level; seeded per clip, so every variant sees the same corrupted keypoints).
+
+The paper's claim (the gate "falls back on vision when pose is unreliable") holds if `full` degrades towards
+`visual_only` and no lower while `no_gate` falls below it. Writes a Markdown table (top-1 mean ± sd over the seeds,
+and the mean gate) into --output between the markers, the plot --plot, and every figure in --json (rerunning
+reuses what it holds).
+
+  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+from benchmarks import ablations
+from benchmarks import trained_runs
+from clipmg_jax.figures import canvas
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import inspection
+from clipmg_jax.training import pose_corruption
+
+
+def evaluate_runs(args, found: dict, levels: list[float], results: dict, save) -> None:
+  """Fills results["<variant>/seed<k>/<level>"] = {top1, mean_class_accuracy, gate_mean} for what is missing."""
+  for (variant, seed), workdir in found.items():
+    keys = {level: f"{variant}/seed{seed}/{args.kinds}/{level:g}" for level in levels}
+    if all(k in results for k in keys.values()):
+      continue
+    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
+    for level, key in keys.items():
+      if key in results:
+        continue
+      corruption = pose_corruption.default_config()
+      corruption.update(dict(level=level, kinds=args.kinds, jitter_px=args.jitter_px, seed=args.corruption_seed))
+      predictions = inspection.predict_split(run, "test", corruption=corruption, progress=False)
+      result = evaluation.compute_metrics(predictions, run.class_names)
+      gate = (result.get("pose_monitoring") or {}).get("gate") or {}
+      results[key] = {"top1": result["top1"], "mean_class_accuracy": result["mean_class_accuracy"],
+                      "gate_mean": gate.get("mean"), "num_examples": result["num_examples"]}
+      print(f"[{variant} seed {seed}] {args.kinds} {100 * level:.0f} %: top-1 {100 * result['top1']:.1f}"
+            + (f", gate {gate['mean']:.3f}" if gate.get("mean") is not None else ""), flush=True)
+      save()
+
+
+def _values(results, variant, seeds, kinds, level, key):
+  out = [results.get(f"{variant}/seed{s}/{kinds}/{level:g}", {}).get(key) for s in seeds]
+  return [100 * v if key != "gate_mean" else v for v in out if v is not None]
+
+
+def table(results: dict, variants: list[str], seeds: list[int], levels: list[float], args) -> str:
+  head = " | ".join(f"{100 * level:.0f} %" for level in levels)
+  lines = [f"| variant | {head} |", "|---|" + "---:|" * len(levels)]
+  for variant in variants:
+    cells = []
+    for level in levels:
+      top1 = _values(results, variant, seeds, args.kinds, level, "top1")
+      gate = _values(results, variant, seeds, args.kinds, level, "gate_mean")
+      cells.append(trained_runs.mean_and_spread(top1) + (f" (g {statistics.mean(gate):.2f})" if gate else ""))
+    n = len(_values(results, variant, seeds, args.kinds, levels[0], "top1"))
+    lines.append(f"| {variant} ({n} seeds) | " + " | ".join(cells) + " |")
+  lines += ["", f"Top-1 % on the test split (mean ± sd over the seeds), g = mean gate over the windows, for "
+            f"keypoints corrupted by `{args.kinds}` at each level (jitter {args.jitter_px:g} px at 100 %, "
+            f"corruption seed {args.corruption_seed}); the final state of each run of `benchmarks/ablations.py` "
+            f"({args.config}, {args.steps} steps)."]
+  return "\n".join(lines)
+
+
+def plot(results: dict, variants: list[str], seeds: list[int], levels: list[float], args) -> None:
+  plt = canvas.pyplot()
+  fig, (ax_acc, ax_gate) = plt.subplots(1, 2, figsize=(10, 4))
+  x = [100 * level for level in levels]
+  for variant in variants:
+    per_level = [_values(results, variant, seeds, args.kinds, level, "top1") for level in levels]
+    if not all(per_level):
+      continue
+    mean = [statistics.mean(v) for v in per_level]
+    ax_acc.plot(x, mean, marker="o", label=variant)
+    ax_acc.fill_between(x, [min(v) for v in per_level], [max(v) for v in per_level], alpha=0.15)
+    gates = [_values(results, variant, seeds, args.kinds, level, "gate_mean") for level in levels]
+    if all(gates):
+      ax_gate.plot(x, [statistics.mean(g) for g in gates], marker="o", label=variant)
+  ax_acc.set(xlabel=f"keypoints corrupted ({args.kinds}), %", ylabel="test top-1, % (band: min-max over seeds)",
+             title="accuracy as pose fails")
+  ax_gate.set(xlabel=f"keypoints corrupted ({args.kinds}), %", ylabel="mean gate g", ylim=(0, 1),
+              title="the gate as pose fails")
+  ax_acc.legend()
+  ax_gate.legend()
+  fig.tight_layout()
+  canvas.save(fig, args.plot)
+  print(f"wrote {args.plot}")
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", default="runs/ablations_pretrained", help="the ablation sweep's folder")
+  parser.add_argument("--config", default="configs/synthetic_pretrained.py", help="the sweep's config file")
+  parser.add_argument("--data_dir", default="", help="the sweep's dataset (default <root>/synthetic_data)")
+  parser.add_argument("--variants", default="full,no_gate,pose_only,visual_only")
+  parser.add_argument("--seeds", default="0,1,2,3,4")
+  parser.add_argument("--steps", type=int, default=250, help="the sweep's training steps (finished runs only)")
+  parser.add_argument("--levels", default="0,0.25,0.5,0.75,1")
+  parser.add_argument("--kinds", default=",".join(pose_corruption.KINDS),
+                      help=f"comma-separated subset of {pose_corruption.KINDS}, all applied at each level")
+  parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
+  parser.add_argument("--corruption_seed", type=int, default=0)
+  parser.add_argument("--json", default="benchmarks/results/pose_corruption.json")
+  parser.add_argument("--plot", default="docs/figures/pose_corruption.png")
+  parser.add_argument("--output", default="docs/results.md")
+  parser.add_argument("--marker", default="pose_corruption")
+  args = parser.parse_args(argv)
+  pose_corruption.parse_kinds(args.kinds)
+  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
+  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+  levels = [float(v) for v in args.levels.split(",")]
+  trained_runs.use_compilation_cache()
+  path = pathlib.Path(args.json)
+  results = json.loads(path.read_text()) if path.is_file() else {}
+  path.parent.mkdir(parents=True, exist_ok=True)
+  save = lambda: path.write_text(json.dumps(results, indent=1, sort_keys=True))
+  found = trained_runs.finished(args.root, variants, seeds, args.steps)
+  evaluate_runs(args, found, levels, results, save)
+  text = table(results, variants, seeds, levels, args)
+  print(text)
+  pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+  plot(results, variants, seeds, levels, args)
+  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,120 @@
+r"""Per subject: how evenly each variant does across the test subjects, and how much of the subject's identity the
+pooled clip feature carries.
+
+Spread: each run's per-subject top-1 on the test split (eval.json's per_subject), its standard deviation and range
+over the subjects, averaged over the seeds. Identity probe (for --probe_variants, default `full` against
+`visual_only`): the pooled clip feature the head classifies (the cross-attention output) of every test clip; each
+subject's clips are split alternately into a fitting half and a held-out half, a softmax regression predicts the
+subject, and its held-out accuracy is compared with chance (1 / subjects). A feature that knows less of who it is
+looking at is the hope of pose guidance in cross-subject recognition. Writes a figure (per-subject top-1 by
+variant), a Markdown table into --output and the figures in --json.
+
+  python -m benchmarks.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+import numpy as np
+
+from benchmarks import ablations
+from benchmarks import linear_probe
+from benchmarks import trained_runs
+from clipmg_jax.figures import canvas
+
+
+def per_subject(workdir: pathlib.Path) -> dict[str, float]:
+  result = json.loads((workdir / "eval.json").read_text())
+  return {str(k): v["accuracy"] for k, v in result["per_subject"].items()}
+
+
+def identity_probe(run) -> dict:
+  out = trained_runs.capture(run, ("cross_attention",))
+  features, subjects = out["cross_attention"].astype(np.float32), out["subject"]
+  _, index = np.unique(subjects, return_inverse=True)
+  fit = np.zeros(len(index), bool)
+  for s in np.unique(index):
+    rows = np.flatnonzero(index == s)
+    fit[rows[::2]] = True  # alternate clips of each subject: both halves see every subject
+  result = linear_probe.probe(features[fit], index[fit], features[~fit], index[~fit])
+  return dict(result, subjects=int(index.max() + 1), chance=1.0 / (index.max() + 1))
+
+
+def figure(saved: dict, variants: list[str], path: str) -> None:
+  plt = canvas.pyplot()
+  fig, ax = plt.subplots(figsize=(10, 4))
+  for i, variant in enumerate(variants):
+    runs = [v["per_subject"] for k, v in saved.items() if k.startswith(variant + "/")]
+    if not runs:
+      continue
+    subjects = sorted(runs[0], key=int)
+    means = [100 * statistics.mean(r[s] for r in runs) for s in subjects]
+    ax.plot(range(len(subjects)), means, marker="o", label=f"{variant} ({len(runs)} seeds)")
+    ax.set_xticks(range(len(subjects)), [f"subject {s}" for s in subjects], rotation=45, ha="right", fontsize=8)
+  ax.set(ylabel="test top-1, % (mean over seeds)", title="per-subject accuracy on the cross-subject test split")
+  ax.legend(fontsize=8, ncol=2)
+  fig.tight_layout()
+  canvas.save(fig, path)
+  print(f"wrote {path}")
+
+
+def table(saved: dict, variants: list[str]) -> str:
+  lines = ["| variant | seeds | top-1 over subjects: sd | range (min - max) | identity probe: held-out accuracy | "
+           "chance |", "|---|---:|---:|---|---:|---:|"]
+  for variant in variants:
+    runs = [v for k, v in saved.items() if k.startswith(variant + "/")]
+    if not runs:
+      continue
+    sds = [100 * statistics.pstdev(r["per_subject"].values()) for r in runs]
+    lows = [100 * min(r["per_subject"].values()) for r in runs]
+    highs = [100 * max(r["per_subject"].values()) for r in runs]
+    probes = [100 * r["probe"]["accuracy"] for r in runs if r.get("probe")]
+    chance = next((100 * r["probe"]["chance"] for r in runs if r.get("probe")), None)
+    lines.append(f"| {variant} | {len(runs)} | {statistics.mean(sds):.1f} | {statistics.mean(lows):.1f} - "
+                 f"{statistics.mean(highs):.1f} | " + (trained_runs.mean_and_spread(probes) if probes else "—")
+                 + " | " + (f"{chance:.1f}" if chance else "—") + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", default="runs/ablations_pretrained")
+  parser.add_argument("--config", default="configs/synthetic_pretrained.py")
+  parser.add_argument("--data_dir", default="")
+  parser.add_argument("--variants", default="full,visual_only,pose_only,no_guidance,no_cross_attention,no_gate")
+  parser.add_argument("--probe_variants", default="full,visual_only")
+  parser.add_argument("--seeds", default="0,1,2,3,4")
+  parser.add_argument("--steps", type=int, default=250)
+  parser.add_argument("--figure", default="docs/figures/per_subject.png")
+  parser.add_argument("--json", default="benchmarks/results/subject_checks.json")
+  parser.add_argument("--output", default="docs/results.md")
+  parser.add_argument("--marker", default="subject_checks")
+  args = parser.parse_args(argv)
+  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
+  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+  probe_variants = set(args.probe_variants.split(","))
+  trained_runs.use_compilation_cache()
+  path = pathlib.Path(args.json)
+  saved = json.loads(path.read_text()) if path.is_file() else {}
+  for (variant, seed), workdir in trained_runs.finished(args.root, variants, seeds, args.steps).items():
+    key = f"{variant}/seed{seed}"
+    entry = saved.setdefault(key, {"per_subject": per_subject(workdir)})
+    if variant in probe_variants and "probe" not in entry:
+      entry["probe"] = identity_probe(trained_runs.load(args.config, variant, seed, workdir, args.data_dir))
+      print(f"[{key}] identity probe: {entry['probe']}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+  pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+  figure(saved, variants, args.figure)
+  text = table(saved, variants) + (
+      "\n\nTest split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax "
+      "regression on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test "
+      "subject and scored on the others.")
+  print(text)
+  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+
+
+if __name__ == "__main__":
+  main()

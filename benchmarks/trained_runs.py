@@ -1,0 +1,92 @@
+"""The finished runs of an ablation sweep (benchmarks/ablations.py: <root>/<variant>/seed<k>), read back for the
+analyses that need their final state: pose corruption, query alignment, gate dynamics, per-subject checks.
+
+A run counts as finished when its eval.json is of the sweep's last step; it is loaded with the config it was trained
+with (the config file's variant, its seed and the sweep's dataset) through runs.load_run, like every other reader of
+a trained run. XLA's compilation cache is on (the runs of one variant compile the same programs).
+"""
+
+import json
+import os
+import pathlib
+import statistics
+
+import jax
+
+from clipmg_jax.training import runs
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def use_compilation_cache(folder: str | None = None) -> None:
+  folder = folder or os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(pathlib.Path.home() / ".cache" / "clipmg_bench_xla")
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def finished(root: str | pathlib.Path, variants: list[str], seeds: list[int], steps: int) -> dict:
+  """{(variant, seed): workdir} of the runs whose eval.json is of step `steps`; the others are listed on stdout."""
+  out, missing = {}, []
+  for variant in variants:
+    for seed in seeds:
+      workdir = pathlib.Path(root) / variant / f"seed{seed}"
+      eval_json = workdir / "eval.json"
+      if eval_json.is_file() and json.loads(eval_json.read_text()).get("step") == steps:
+        out[(variant, seed)] = workdir
+      else:
+        missing.append(f"{variant}/seed{seed}")
+  if missing:
+    print(f"not finished (left out): {', '.join(missing)}", flush=True)
+  return out
+
+
+def load(config_file: str, variant: str, seed: int, workdir: pathlib.Path, data_dir: str,
+         which: str = "latest") -> runs.Run:
+  """The run's checkpoint `which` (default: the final state), with the config it was trained with."""
+  config = runs.load_config(str(REPO / config_file) + f":{variant}",
+                            {"seed": seed, "data.synthetic.cache_dir": str(data_dir)})
+  return runs.load_run(config, workdir, which)
+
+
+def mean_and_spread(values: list[float]) -> str:
+  """"54.3 ± 1.2" (mean ± standard deviation over the seeds; a lone value without a spread)."""
+  if not values:
+    return "—"
+  if len(values) == 1:
+    return f"{values[0]:.1f}"
+  return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def capture(run: runs.Run, module_names: tuple[str, ...], split: str = "test") -> dict:
+  """One pass of the model over `split` (evaluation transform) that keeps, per clip: label, subject, the logits,
+  the values ClipMG sows ("reliability", "gate_values", ...) and the outputs of the submodules named in
+  `module_names` (flax capture_intermediates; e.g. "feature" = u . LN(s) inside the gate, "cross_attention" = the
+  pooled clip feature). Arrays stacked over the split's clips, padding rows removed."""
+  import flax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data.loader import pipeline  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.models import vit  # pylint: disable=import-outside-toplevel
+
+  def apply(params, frames, keypoints):
+    logits, state = run.model.apply(
+        {"params": params}, vit.normalize_images(frames), keypoints, train=False, mutable=["intermediates"],
+        capture_intermediates=lambda module, _: module.name in module_names)
+    flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
+    out = {"logits": logits}
+    for key, value in flat.items():
+      parts = key.split("/")
+      name = parts[-2] if parts[-1] == "__call__" else parts[-1]
+      if parts[-1] == "__call__" and name not in module_names:
+        continue
+      out[name] = value[0]
+    return out
+
+  apply = jax.jit(apply)
+  data_config = run.config.data
+  rows: dict[str, list] = {}
+  for batch in pipeline.make_dataset(data_config, split, train=False):
+    keep = np.asarray(batch["mask"]) > 0
+    out = apply(run.params, batch["frames"], np.asarray(batch["keypoints"], np.float32))
+    for key, value in dict(out, label=batch["label"], subject=batch["subject"]).items():
+      rows.setdefault(key, []).append(np.asarray(value)[keep])
+  return {k: np.concatenate(v) for k, v in rows.items()}
