@@ -9,6 +9,10 @@ eval_step_4.json for --checkpoint=latest, best or 4, with the step the rule chos
 macro_f1, num_examples, majority_rate, per_class, per_subject, confusion, class_names, step, checkpoint, selection),
 plus confusion_<rule>_<step>.png and per_class_accuracy_<rule>_<step>.png, with the class names of the dataset's
 manifest.
+
+  --config.eval_corruption.level=0.5   keypoints corrupted at evaluation (dropped joints, jitter, lower
+                                       confidences, lost pose frames; docs/training.md "Pose that fails"):
+                                       eval_<rule>_<step>_pose50.json
 """
 
 from absl import flags
