@@ -138,6 +138,11 @@ def test_periodic_evaluation_and_selection_never_see_the_test_split(tmp_path):
   assert "highest validation top-1" in result["selection"]
   assert json.loads((tmp_path / "eval.json").read_text())["checkpoint"] == "final"  # the run's own, kept
   assert (tmp_path / f"confusion_best_{chosen}.png").is_file()
+  # A corrupted-pose evaluation has files of its own and says what it did to the keypoints.
+  config.eval_corruption.level = 0.5
+  runs.evaluate_checkpoint(config, tmp_path, "best", data=data, model=stand_ins.tiny_model())
+  corrupted = json.loads((tmp_path / f"eval_best_{chosen}_pose50.json").read_text())
+  assert corrupted["pose_corruption"]["level"] == 0.5 and "pose_corruption" not in result
 
 
 def test_without_validation_there_is_no_periodic_evaluation(tmp_path):
