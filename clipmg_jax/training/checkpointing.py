@@ -60,6 +60,7 @@ class Checkpointer:
     """global_batch_size: recorded with the input position, so that a restore with another batch size or process
     count can carry the position over (data_position.py); None = not recorded (then assumed unchanged)."""
     self.global_batch_size = global_batch_size
+    self.keep_last, self.keep_best = keep_last, keep_best
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     policy = checkpoint_managers.AnyPreservationPolicy([
@@ -110,6 +111,21 @@ class Checkpointer:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
       multihost_utils.sync_global_devices(f"attach_metrics_{step}")
     self.manager.reload()
+    self._prune()
+
+  def _prune(self) -> None:
+    """Applies the keep rule again (the last keep_last, plus the keep_best with the best metric): Orbax applies it
+    when it saves, and a checkpoint given its metrics after saving may now outrank one kept then."""
+    steps = sorted(self.all_steps())
+    keep = set(steps[-self.keep_last:]) if self.keep_last > 0 else set()
+    scored = [(float(m[self.best_metric]), s) for s in steps
+              if (m := self.manager.metrics(s)) and self.best_metric in m]
+    keep |= {s for _, s in sorted(scored, reverse=True)[:self.keep_best]}
+    for step in steps:
+      if step not in keep:
+        self.manager.delete(step)
+        logging.info("deleted checkpoint %d (neither among the last %d nor the best %d)", step, self.keep_last,
+                     self.keep_best)
 
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())

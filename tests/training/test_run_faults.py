@@ -221,6 +221,24 @@ def saved_run(tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
+def test_metrics_attached_after_saving_rank_and_prune_as_if_saved_with_it(tmp_path):
+  # The trainer saves the final state before evaluating it and attaches its validation metrics after.
+  setup = setup_lib.Setup(stand_ins.tiny_config(), stand_ins.tiny_data(), stand_ins.tiny_model())
+  state = setup.fresh_state()
+  ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints", keep_last=2, keep_best=1)
+  ckpt.save(1, state, None, metrics={"top1": 0.5, checkpointing.VALIDATION_MARK: 1.0})
+  ckpt.save(2, state, None)
+  ckpt.save(3, state, None)
+  assert ckpt.all_steps() == [1, 2, 3] and not ckpt.has_metrics(3, checkpointing.VALIDATION_MARK)
+  ckpt.attach_metrics(3, {"top1": 0.9, checkpointing.VALIDATION_MARK: 1.0})
+  assert ckpt.has_metrics(3, checkpointing.VALIDATION_MARK) and ckpt.best_step() == 3
+  assert ckpt.all_steps() == [2, 3]  # 1 is no longer the best: pruned as Orbax would have at saving 3 with it
+  ckpt.close()
+  reopened = checkpointing.Checkpointer(tmp_path / "checkpoints")
+  assert reopened.best_step(require=checkpointing.VALIDATION_MARK) == 3
+  reopened.close()
+
+
 def test_a_checkpoint_of_other_shapes_is_named_before_any_array_is_read(saved_run, monkeypatch):
   setup = setup_lib.Setup(stand_ins.tiny_config(), stand_ins.tiny_data(), stand_ins.tiny_model())
   head = ("params", "head", "kernel")
