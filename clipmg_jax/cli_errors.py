@@ -4,7 +4,7 @@
 parse_flags: a misspelled --config.<field> override (with ml_collections' "Did you mean" hint) or a bad flag;
 config_or_exit: a config file that does not exist or does not load; known_failures: the failures of the work itself
 (non-finite loss, unreadable or missing checkpoints, missing or corrupt shards, a full disk, results that cannot be
-written, a tower left random) and preemption (exit status 143 after its checkpoint). Anything else keeps its
+written, a tower left random, a workdir another run holds) and preemption (exit status 143 after its checkpoint). Anything else keeps its
 traceback. No flags are defined here, so tests can import it next to any command.
 """
 
@@ -20,13 +20,14 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import trainer
+from clipmg_jax.training import workdir_lock
 
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143
 # Errors whose message already names what to change: printed as "<name>: <message>".
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
-                evaluation.ResultsNotWrittenError)
+                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

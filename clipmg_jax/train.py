@@ -18,6 +18,8 @@ split of the final state: top1, top5, mean_class_accuracy, macro_f1, per_class, 
 pose_monitoring, split, checkpoint and selection) with confusion.png, per_class_accuracy.png and gate_histogram.png.
 
 SIGTERM (preemption) saves a checkpoint at the next step and exits with status 143; run the same command to resume.
+During set-up it stops at once, and during the final evaluation too (the final state is saved before it begins).
+One run per --workdir: a second one stops at once, naming the host and pid of the run holding <workdir>/train.lock.
 Errors with a known cause (non-finite loss, unreadable checkpoints, missing shards) print one message naming what
 to change; docs/training.md "When things go wrong" lists them.
 
@@ -34,7 +36,9 @@ from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import preemption
 from clipmg_jax.training import trainer
+from clipmg_jax.training import workdir_lock
 
 _CONFIG = command.config_flag(
     "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); `file.py:arg` passes arg to "
@@ -49,8 +53,11 @@ def main(argv):
   logging.info("config:\n%s", config)
   workdir = _WORKDIR.value
   model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
-  data = input_setup.make_data_source(config, workdir)
-  result = trainer.train_and_evaluate(config, workdir, data)
+  # The lock and the preemption watch cover the data set-up too (it may generate the synthetic dataset).
+  with workdir_lock.hold(workdir), preemption.Watch() as watch:
+    with watch.stops_at_once(preemption.SETUP):
+      data = input_setup.make_data_source(config, workdir)
+    result = trainer.train_and_evaluate(config, workdir, data)
   distributed.shutdown()
   if result and jax.process_index() == 0:
     print(f"final evaluation ({workdir}/eval.json): {evaluation.summary_line(result)}", flush=True)

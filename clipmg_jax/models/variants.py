@@ -66,3 +66,18 @@ def model_overrides(arg: str | None, default: str = "full") -> dict:
   """Keyword overrides for clipmg.get_model_config: the variant, plus EXTRAS when the argument asks for them."""
   variant, extras = parse(arg, default)
   return {"variant": variant, **(EXTRAS if extras else {})}
+
+
+def name(model_config) -> str | None:
+  """The `<variant>[+extras]` a model config was made with (the argument model_overrides takes); None for a model
+  config without a variant (a stand-in's)."""
+  variant = model_config.get("variant") if model_config is not None else None
+  if variant is None:
+    return None
+
+  def field(dotted):
+    node = model_config
+    for part in dotted.split("."):
+      node = node.get(part) if node is not None else None
+    return node
+  return variant + (EXTRAS_SUFFIX if all(field(k) == v for k, v in EXTRAS.items()) else "")

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_manager as checkpoint_manager_lib
 from orbax.checkpoint import checkpoint_managers
 
 from clipmg_jax.training import data_position
@@ -59,6 +60,7 @@ class Checkpointer:
     """global_batch_size: recorded with the input position, so that a restore with another batch size or process
     count can carry the position over (data_position.py); None = not recorded (then assumed unchanged)."""
     self.global_batch_size = global_batch_size
+    self.keep_last, self.keep_best = keep_last, keep_best
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     policy = checkpoint_managers.AnyPreservationPolicy([
@@ -89,6 +91,41 @@ class Checkpointer:
       if m and self.best_metric in m and (require is None or require in m):
         scored.append((float(m[self.best_metric]), step))
     return max(scored)[1] if scored else None
+
+  def has_metrics(self, step: int, key: str) -> bool:
+    """Whether checkpoint `step` carries metrics holding `key`."""
+    return key in (self.manager.metrics(step) or {})
+
+  def attach_metrics(self, step: int, metrics: dict) -> None:
+    """Gives the saved checkpoint `step` its ranking metrics (what save(metrics=...) records): the trainer saves the
+    final state before evaluating it, so that nothing is lost if the evaluation is stopped. Written where Orbax keeps
+    a checkpoint's metrics (<step>/metrics/metrics, read by manager.metrics), atomically, by process 0."""
+    name = checkpoint_manager_lib.METRIC_ITEM_NAME
+    path = self.directory / str(step) / name / name
+    if jax.process_index() == 0:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = path.with_name(path.name + ".tmp")
+      tmp.write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
+      tmp.replace(path)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices(f"attach_metrics_{step}")
+    self.manager.reload()
+    self._prune()
+
+  def _prune(self) -> None:
+    """Applies the keep rule again (the last keep_last, plus the keep_best with the best metric): Orbax applies it
+    when it saves, and a checkpoint given its metrics after saving may now outrank one kept then."""
+    steps = sorted(self.all_steps())
+    keep = set(steps[-self.keep_last:]) if self.keep_last > 0 else set()
+    scored = [(float(m[self.best_metric]), s) for s in steps
+              if (m := self.manager.metrics(s)) and self.best_metric in m]
+    keep |= {s for _, s in sorted(scored, reverse=True)[:self.keep_best]}
+    for step in steps:
+      if step not in keep:
+        self.manager.delete(step)
+        logging.info("deleted checkpoint %d (neither among the last %d nor the best %d)", step, self.keep_last,
+                     self.keep_best)
 
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
@@ -144,6 +181,7 @@ class Checkpointer:
     return self._restore_newest_readable(abstract_state, data_iterator)
 
   def _restore_verified(self, abstract_state: Any, data_iterator: Any | None, step: int) -> Any:
+    self._check_saved_shapes(step, abstract_state)
     items = {STATE: ocp.args.StandardRestore(abstract_state)}
     carried = data_iterator is not None and self._restore_position_elsewhere(step, data_iterator)
     if data_iterator is not None and not carried:
@@ -182,6 +220,30 @@ class Checkpointer:
         f"step {step}: {error}). If the model, optimizer or data config differs from the one that wrote them, "
         "run with the original config (copied to <workdir>/config.json) or use a new --workdir. Nothing was "
         "changed on disk.") from error
+
+  def _check_saved_shapes(self, step: int, abstract_state: Any) -> None:
+    """CheckpointCorruptError when the leaves saved in checkpoint `step` (its metadata: names and shapes) differ from
+    `abstract_state`'s, before any array is read: a restore that fails part-way leaves Orbax's other reads pending,
+    and each of them prints a long "Exception ignored" traceback when the process exits."""
+    what = f"checkpoint {step} in {self.directory}"
+    try:
+      saved = self.manager.item_metadata(step)[STATE]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointCorruptError(f"{what} cannot be restored: its metadata cannot be read: {type(e).__name__}: "
+                                   f"{_first_line(e)}") from e
+    if saved is None:
+      return
+    have = {_leaf_name(p): tuple(getattr(v, "shape", ())) for p, v in jax.tree_util.tree_leaves_with_path(saved)}
+    want = {_leaf_name(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    if set(have) != set(want):
+      raise CheckpointCorruptError(
+          f"{what} holds a train state of another structure ({len(have)} leaves, this run's has {len(want)}; "
+          f"e.g. {sorted(set(have) ^ set(want))[:3]})")
+    differ = [name for name in want if have[name] != want[name]]
+    if differ:
+      more = f" (and {len(differ) - 1} more leaves)" if len(differ) > 1 else ""
+      raise CheckpointCorruptError(f"{what}: {differ[0]} has shape {have[differ[0]]}, this run's "
+                                   f"{want[differ[0]]}{more}")
 
   def saved_digest(self, step: int) -> dict | None:
     """The digest saved with checkpoint `step`, or None for a checkpoint written before digests existed."""
@@ -259,6 +321,11 @@ def _check_fits(restored: Any, abstract_state: Any, what: str) -> None:
     if tuple(a.shape) != tuple(b.shape):
       raise CheckpointCorruptError(f"{what}: {jax.tree_util.keystr(path[0])} has shape {tuple(a.shape)}, this "
                                    f"run's {tuple(b.shape)}")
+
+
+def _leaf_name(path) -> str:
+  """A state leaf's name as Orbax writes it in a checkpoint's metadata ("params.head.kernel", "opt_state.0.mu...")."""
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def _first_line(error: BaseException) -> str:

@@ -17,6 +17,8 @@ from clipmg_jax.data.loader import shard_source
 from clipmg_jax.data.loader import validation as validation_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
+from clipmg_jax.models import variants
+from clipmg_jax.training import frame_size
 from clipmg_jax.training.data_source import DataSource
 
 
@@ -51,6 +53,7 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   data = synthetic_prepare.make_shards(config.data, workdir)
   manifest = manifest_lib.read(data.shards_dir)
   manifest_lib.check_splits(data.shards_dir, manifest, (data.train_split, data.eval_split))
+  stored = frame_size.check(data, manifest)
   splits = manifest["splits"]
   num_classes = int(config.model.num_classes)
   class_names = list(manifest.get("classes") or [f"class_{i}" for i in range(num_classes)])
@@ -74,7 +77,7 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
                                  records=val_records)
 
   num_train = splits[data.train_split]["num_clips"] if train_records is None else len(train_records)
-  info = {"shards_dir": str(data.shards_dir),
+  info = {"shards_dir": str(data.shards_dir), "stored_frame_size": stored,
           "num_clips": {s: v["num_clips"] for s, v in splits.items()},
           "validation": {"subjects": list(val.subjects), "rule": val.rule,
                          "source_split": data.train_split, "num_clips": 0 if val_records is None else len(val_records),
@@ -94,3 +97,10 @@ def run_config(config: ml_collections.ConfigDict, data: DataSource) -> ml_collec
   resolved = config.copy_and_resolve_references()
   resolved.data = data.data_config
   return resolved
+
+
+def run_description(config: ml_collections.ConfigDict, data: DataSource) -> dict:
+  """What an eval.json records of the run beside its numbers: the crop size, the model variant (`<variant>[+extras]`)
+  and the shards' stored frame size."""
+  return {"image_size": int(data.image_size), "variant": variants.name(config.get("model")),
+          "stored_frame_size": data.info.get("stored_frame_size")}

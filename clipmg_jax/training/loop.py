@@ -141,7 +141,7 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
         last_saved = step
       if preempted:
         bar.write(f"preempted (SIGTERM) at step {step}: checkpoint saved")
-        raise preemption.Preempted(step, str(ckpt.directory))
+        raise preemption.Preempted.at_step(step, str(ckpt.directory))
       if stop:
         logging.warning("stop_after_step=%d reached: stopping as if preempted", stop_after)
         return state, True
@@ -157,26 +157,36 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
 
 
 def final_evaluation(setup: setup_lib.Setup, state, io: LoopIO) -> dict:
-  """Ranks the final state on validation like every other and saves it; then reads the test split, here and only
-  here."""
+  """Saves the final state first (unless its checkpoint exists: a rerun after a stop in here), so that nothing
+  trained is lost whatever ends the evaluations; then ranks it on validation like every other (its metrics are
+  attached to its checkpoint) and reads the test split, here and only here.
+
+  A preemption signal during the save is handled when it ends; during the evaluations it stops the run at once
+  (preemption.Watch.stops_at_once): the same command run again trains nothing and evaluates what is not yet
+  recorded (validation when the checkpoint carries no validation metrics, then the test split)."""
   final_step = int(state.step)
   progress = jax.process_index() == 0
-  val_metrics = None
-  if setup.has_validation:
-    val_metrics = _selection_metrics(_validate(setup, state, final_step, io, progress=progress))
-  if io.ckpt.latest_step() != final_step:
-    # No batch was pulled past the last step, so train_iter is at the final state's position.
-    io.ckpt.save(final_step, state, io.train_iter, metrics=val_metrics)
-  result = setup.evaluate(state.params, split="test", progress=progress)
-  io.writer.write(final_step, evaluation.scalars(result), split="test")
+  with io.watch.deferred():
+    if io.ckpt.latest_step() != final_step:
+      # No batch was pulled past the last step, so train_iter is at the final state's position.
+      io.ckpt.save(final_step, state, io.train_iter)
+  message = (f"preempted (SIGTERM) during the final evaluation: checkpoint {final_step} (the final state) is saved "
+             f"in {io.ckpt.directory}. Run the same command again to evaluate it (no step is trained again).")
+  with io.watch.stops_at_once(message):
+    if setup.has_validation and not io.ckpt.has_metrics(final_step, checkpointing.VALIDATION_MARK):
+      result = setup.evaluate(state.params, split="validation", progress=progress)
+      io.writer.write(final_step, evaluation.scalars(result), split="validation")
+      io.ckpt.attach_metrics(final_step, _selection_metrics(result))
+    result = setup.evaluate(state.params, split="test", progress=progress)
+    io.writer.write(final_step, evaluation.scalars(result), split="test")
   return result
 
 
-def _validate(setup: setup_lib.Setup, state, step: int, io: LoopIO, *, data_state=None, progress: bool = False) -> dict:
+def _validate(setup: setup_lib.Setup, state, step: int, io: LoopIO, *, data_state=None) -> dict:
   """The validation split's evaluation of `state` at `step`, written to the metrics. A failing evaluation first
   saves the state (with the input position `data_state`, default the iterator's own)."""
   with _saved_if_failing(io.ckpt, step, state, io.train_iter, data_state):
-    result = setup.evaluate(state.params, split="validation", progress=progress)
+    result = setup.evaluate(state.params, split="validation", progress=False)
   io.writer.write(step, evaluation.scalars(result), split="validation")
   return result
 

@@ -75,9 +75,7 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
   Nothing is written to the workdir.
   """
   workdir = pathlib.Path(workdir)
-  if not checkpoint_steps(workdir):  # before any data work: an empty workdir stops at once
-    raise checkpointing.NoCheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: train first "
-                                          "(python -m clipmg_jax.train)")
+  check_selector(workdir, which)  # before any data work: an empty workdir or a wrong --checkpoint stops at once
   if data is None:
     data = input_setup.make_data_source(config, workdir)
   setup = setup_lib.Setup(config, data, model)
@@ -91,6 +89,23 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
     ckpt.close()
   return Run(config=input_setup.run_config(config, data), setup=setup, params=state.params, step=int(state.step),
              rule=rule)
+
+
+SELECTORS = "latest, best (the highest validation top-1) or a kept step number"
+
+
+def check_selector(workdir: str | pathlib.Path, which: str) -> None:
+  """NoCheckpointError unless <workdir>/checkpoints holds checkpoints and `which` is "latest", "best" or one of their
+  steps; the message lists the kept steps and the accepted selectors."""
+  folder = pathlib.Path(workdir) / "checkpoints"
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise checkpointing.NoCheckpointError(f"no checkpoint in {folder}: train first (python -m clipmg_jax.train)")
+  which = str(which).strip()
+  if which in ("latest", "best") or (which.isdigit() and int(which) in steps):
+    return
+  what = f"no checkpoint {which} in {folder}" if which.isdigit() else f"--checkpoint={which!r} is not a checkpoint"
+  raise checkpointing.NoCheckpointError(f"{what}: the kept steps are {steps}; --checkpoint takes {SELECTORS}.")
 
 
 def without_data(config: ml_collections.ConfigDict, class_names: list[str],
@@ -131,7 +146,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
       "asked": f"step {which}, as asked"}[run.rule]
   corruption = config.get("eval_corruption")
   result = run.setup.evaluate(run.params, split="test", progress=jax.process_index() == 0, corruption=corruption)
-  extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation)
+  extra = dict(step=run.step, checkpoint=str(which), selection=selection, validation=validation,
+               **input_setup.run_description(run.config, run.setup.data))
   described = pose_corruption.describe(corruption)
   if described:  # a corrupted evaluation gets files of its own: eval_latest_250_pose50.json
     extra["pose_corruption"] = described

@@ -23,6 +23,7 @@ from clipmg_jax.training import loop as loop_lib
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import setup as setup_lib
+from clipmg_jax.training import workdir_lock
 from clipmg_jax.training import writers
 from clipmg_jax.training.data_source import DataSource
 
@@ -40,47 +41,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   Returns the final evaluation (also written to <workdir>/eval.json), or {} when stopped early by
   `config.stop_after_step` (a preemption stand-in: the process ends without a final checkpoint).
-  Raises NonFiniteLossError when the loss is NaN/Inf; the last saved checkpoint stays the latest.
+  Raises NonFiniteLossError when the loss is NaN/Inf; the last saved checkpoint stays the latest;
+  WorkdirLockedError when another run holds the workdir (workdir_lock.py); preemption.Preempted on SIGTERM, after
+  saving what was trained (preemption.py: during set-up and the final evaluation there is nothing left to save).
   """
   if model is None:
     model_setup.check_vision_init(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir), preemption.Watch() as watch:
+    return _train_and_evaluate(config, workdir, data, model, watch)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, data: DataSource, model, watch: preemption.Watch) -> dict:
   is_main = jax.process_index() == 0
 
-  # --- model, mesh, shardings, steps
-  setup = setup_lib.Setup(config, data, model)
-  if not setup.has_validation:
-    logging.warning("no validation split: no periodic evaluation, and no checkpoint can be chosen as best")
-  logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
-               flops.count_params(setup.abstract_state.params) / 1e6,
-               flops.count_params(setup.abstract_state.params, setup.trainable) / 1e6, dict(setup.mesh.shape),
-               config.batch_size)
-
-  # --- checkpoint: resume from the latest one, or start from step 0
-  ckpt = setup.checkpointer(workdir)
-  train_iter = data.train_iterator()
-  if ckpt.latest_step() is not None:
+  # --- model, mesh, shardings, steps; checkpoint: resume from the latest one, or start from step 0
+  with watch.stops_at_once(preemption.SETUP):
+    setup = setup_lib.Setup(config, data, model)
+    if not setup.has_validation:
+      logging.warning("no validation split: no periodic evaluation, and no checkpoint can be chosen as best")
+    logging.info("model: %.2fM parameters, %.2fM trainable; mesh %s; global batch %d",
+                 flops.count_params(setup.abstract_state.params) / 1e6,
+                 flops.count_params(setup.abstract_state.params, setup.trainable) / 1e6, dict(setup.mesh.shape),
+                 config.batch_size)
+    ckpt = setup.checkpointer(workdir)
     try:
-      state = ckpt.restore(setup.abstract_state, train_iter, fallback=True)
+      train_iter = data.train_iterator()
+      if ckpt.latest_step() is not None:
+        state = ckpt.restore(setup.abstract_state, train_iter, fallback=True)
+        logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+        if is_main:
+          _drop_lines_after(workdir / "metrics.jsonl", int(state.step))
+      else:
+        state = setup.fresh_state()
     except BaseException:
       ckpt.close()
       raise
-    logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
-    if is_main:
-      _drop_lines_after(workdir / "metrics.jsonl", int(state.step))
-  else:
-    state = setup.fresh_state()
   if is_main:
     # Only once the checkpoints were found compatible: a resume that fails keeps the config that wrote them.
     (workdir / "config.json").write_text(input_setup.run_config(config, data).to_json_best_effort(indent=1))
 
-  # --- the loop, then the final evaluation
+  # --- the loop, then the final evaluation (the final state is saved before it)
   writer = writers.MetricWriter(workdir, enabled=is_main)
   bar = progress_bar(setup, int(state.step), "train")
   try:
-    with preemption.Watch() as watch:
-      io = loop_lib.LoopIO(train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar, watch=watch)
+    io = loop_lib.LoopIO(train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar, watch=watch)
+    with watch.deferred():
       state, stopped = loop_lib.train_loop(setup, state, setup.train_step, io)
     if stopped:
       return {}
@@ -98,7 +105,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     evaluation.write_results(result, workdir, extra=dict(
         step=final_step, checkpoint="final",
         selection="none: the state after the last training step (validation only ranks the saved checkpoints)",
-        validation=data.info.get("validation")))
+        validation=data.info.get("validation"), **input_setup.run_description(config, data)))
   return result
 
 

@@ -10,7 +10,11 @@ import numpy as np
 
 class MetricWriter:
   """Appends {"step": s, "split": ..., **scalars} lines to <workdir>/metrics.jsonl and mirrors scalars to
-  TensorBoard under <workdir>/tensorboard/ when a writer library is importable. Only process 0 writes."""
+  TensorBoard under <workdir>/tensorboard/ when a writer library is importable. Only process 0 writes.
+
+  One line per (step, split), whatever was redone: a line for a (step, split) the file already holds replaces it
+  (deduplicated on write, so every reader of the file sees it clean; rewriting the file happens only after a
+  resume, when an evaluation stopped part-way is run again)."""
 
   def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True, tensorboard: bool = True):
     self.enabled = enabled
@@ -21,6 +25,7 @@ class MetricWriter:
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     self.path = workdir / "metrics.jsonl"
+    self._written = {_key(line) for line in _lines(self.path)}
     self._file = open(self.path, "a", encoding="utf-8")  # append: a resumed run continues the same file
     if tensorboard:
       try:
@@ -33,11 +38,27 @@ class MetricWriter:
     if not self.enabled:
       return
     clean = {k: float(np.asarray(v)) for k, v in scalars.items()}
-    self._file.write(json.dumps({"step": int(step), "split": split, **clean}) + "\n")
-    self._file.flush()
+    line = json.dumps({"step": int(step), "split": split, **clean}) + "\n"
+    if (int(step), split) in self._written:
+      self._replace(line)
+    else:
+      self._file.write(line)
+      self._file.flush()
+      self._written.add((int(step), split))
     if self._tb is not None:
       for k, v in clean.items():
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
+
+  def _replace(self, line: str) -> None:
+    """Rewrites the file with `line` in place of the one of its (step, split), atomically."""
+    self._file.close()
+    key = _key(line)
+    kept = [line if _key(old) == key else old for old in _lines(self.path)]
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(self.path)
+    logging.info("metrics.jsonl: replaced the line of step %d (%s), evaluated again", key[0], key[1])
+    self._file = open(self.path, "a", encoding="utf-8")
 
   def close(self) -> None:
     if self._file is not None:
@@ -46,3 +67,16 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+  return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+
+
+def _key(line: str) -> tuple[int, str] | None:
+  """(step, split) of a metrics.jsonl line; None for a line torn by a killed run."""
+  try:
+    record = json.loads(line)
+    return int(record["step"]), str(record.get("split", "train"))
+  except (ValueError, KeyError, TypeError):
+    return None
