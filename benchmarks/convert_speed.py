@@ -1,8 +1,8 @@
 r"""Conversion speed on 1080p video: frames decoded and clips written per CPU-second, and where the time goes.
 
 Builds a raw dataset (flat iMiGUE layout) from the three MA-52 clips in ../shared/videos (1080x1296, 30 fps):
-their frames, repeated in turn, re-encoded with libx264 into --num_videos videos of --seconds each (keyframe every
---gop frames); one OpenPose file per frame (a real one of ../shared/imigue/skeleton_sample when present); clips whose
+their frames, repeated in turn, re-encoded with libx264 into --num_videos videos of --seconds each (a keyframe every
+--gop frames, none at the joins); one OpenPose file per frame (a real one of ../shared/imigue/skeleton_sample when present); clips whose
 lengths and gaps are drawn from iMiGUE's annotation table (../shared/imigue/labels_20200831.csv; median clip 40
 frames, median gap 26, some overlapping), labels of our own. Then converts it, side by side in one run (repeats
 alternate), with:
@@ -99,7 +99,8 @@ def make_dataset(root: pathlib.Path, args) -> dict:
   rows, subjects = [], {}
   for v in range(1, args.num_videos + 1):
     video = root / "videos" / f"{v}.mp4"
-    video_io.write_video(video, (frames[i % len(frames)] for i in range(num_frames)), fps=FPS, gop_size=args.gop)
+    video_io.write_video(video, (frames[i % len(frames)] for i in range(num_frames)), fps=FPS, gop_size=args.gop,
+                         options={"sc_threshold": "0"})  # keyframes every --gop frames, none at the joins
     folder = root / "skeleton" / str(v)
     folder.mkdir(parents=True)
     for t in range(num_frames):

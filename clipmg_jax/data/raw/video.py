@@ -35,13 +35,14 @@ def first_encoder(names: Sequence[str] = ENCODERS) -> str:
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float | fractions.Fraction = 25, *,
                 crf: int = 23, gop_size: int = 25, preset: str = "veryfast", threads: int = 0,
-                codec: str = "libx264") -> int:
+                codec: str = "libx264", options: dict[str, str] | None = None) -> int:
   """Writes RGB frames, each uint8 (H, W, 3) with even H and W, as a yuv420p mp4. Returns the frame count.
 
   codec: "libx264" (H.264) or "mpeg4" (MPEG-4 part 2, at a bit rate for the frame size); see first_encoder.
   crf, preset: libx264 quality and speed. gop_size: frames between keyframes; one keyframe a second keeps seeking
   in read_video_frames cheap. threads: encoder threads, 0 = automatic; 1 makes the bytes independent of the machine.
   fps: frames per second, a number or a Fraction (29.97 is stored as 30000/1001).
+  options: more encoder options, e.g. {"sc_threshold": "0"}: keyframes every gop_size frames only, none at cuts.
   """
   rate = fps if isinstance(fps, (int, fractions.Fraction)) else fractions.Fraction(fps).limit_denominator(1001)
   path = pathlib.Path(path)
@@ -65,6 +66,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         else:
           stream.bit_rate = int(_MPEG4_BITS_PER_PIXEL * width * height * float(rate))
           stream.options = {"threads": str(threads)}
+        stream.options = {**stream.options, **(options or {})}
       elif frame.shape[:2] != (stream.height, stream.width):
         raise ValueError(f"{path}: frame {count} is {frame.shape[:2]}, earlier frames {(stream.height, stream.width)}")
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
