@@ -16,6 +16,11 @@ Examples:
   # MiGA challenge skeletons: <root>/<split>/<sample>/<sample>_light_hand.csv + <sample>_label.csv
   python data_prep/convert.py --layout miga --raw_root /data/miga --out_dir /data/miga_shards
 
+  # On Apache Beam (pip install -e ".[beam]"): the same shards and manifest, one work item per video; the words of
+  # --beam_options are Beam's pipeline options (docs/data.md "Converting at scale": Dataflow, Flink, Spark):
+  python data_prep/convert.py --raw_root /data/iMiGUE --out_dir /data/imigue_shards --runner beam \
+      --beam_options "--runner=DirectRunner --direct_num_workers=8 --direct_running_mode=multi_processing"
+
 The layout found under --raw_root (release or flat) is logged and recorded in the manifest; --labels_csv and
 --skeleton_dir override its parts. Writes <out_dir>/<split>-XXXXX-of-YYYYY.tfrecord (+ .index) and
 <out_dir>/manifest.json (counts per split and class, shards with each record's subject and label, the subject split,
@@ -27,6 +32,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 
 from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
@@ -59,7 +65,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--clips_per_shard", type=int, default=defaults.clips_per_shard,
                       help=f"clips per shard (default {defaults.clips_per_shard})")
   parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1),
-                      help="parallel conversion processes, 0 = in this process (default: CPUs, at most 4)")
+                      help="parallel conversion processes, 0 = in this process (default: CPUs, at most 4); "
+                           "--runner local only")
+  parser.add_argument("--runner", choices=("local", "beam"), default="local",
+                      help="local: shards in --num_workers processes (default); beam: an Apache Beam pipeline, one "
+                           "work item per video, on the runner --beam_options names (needs the beam extra)")
+  parser.add_argument("--beam_options", default="--runner=DirectRunner",
+                      help="Beam pipeline options, one string (default --runner=DirectRunner); --runner beam only")
   return parser.parse_args(argv)
 
 
@@ -73,9 +85,17 @@ def main(argv=None):
   options = clip_record.ConvertOptions(max_stored_frames=args.max_stored_frames, short_side=args.short_side,
                                        jpeg_quality=args.jpeg_quality, skeleton_only=args.skeleton_only,
                                        skeleton_frame_size=(height, width), clips_per_shard=args.clips_per_shard)
-  manifest = convert.convert(args.raw_root, args.out_dir, layout=args.layout, labels_csv=args.labels_csv,
-                             skeleton_dir=args.skeleton_dir, videos_dir=args.videos_dir, options=options,
-                             num_workers=args.num_workers)
+  paths = dict(layout=args.layout, labels_csv=args.labels_csv, skeleton_dir=args.skeleton_dir,
+               videos_dir=args.videos_dir, options=options)
+  if args.runner == "beam":
+    try:
+      from clipmg_jax.data.records import beam_convert  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise SystemExit(f"--runner beam needs Apache Beam ({e}): pip install -e '.[beam]'") from None
+    manifest = beam_convert.convert_beam(args.raw_root, args.out_dir, pipeline_args=shlex.split(args.beam_options),
+                                         **paths)
+  else:
+    manifest = convert.convert(args.raw_root, args.out_dir, num_workers=args.num_workers, **paths)
   counts = {split: entry["num_clips"] for split, entry in manifest["splits"].items()}
   layout = manifest["source"].get("raw_layout", manifest["source"]["layout"])
   print(f"wrote {args.out_dir} (raw layout: {layout}): clips per split {counts}; skipped {manifest['num_skipped']} "

@@ -35,41 +35,16 @@ def clip_example(decoder: pipeline.ClipDecoder, options: clip_record.ConvertOpti
   return decoder.decode(example_codec.encode(record), None)
 
 
-class EncodedFrames:
-  """The stored frames (as clip_record.decode_frames makes them) of every frame that some window of a video needs,
-  decoded in one pass and each resized and encoded once: overlapping windows share them instead of each decoding
-  its frames again (a seek and a GOP per window)."""
-
-  def __init__(self, video: str | os.PathLike, frame_indices: np.ndarray, options: clip_record.ConvertOptions):
-    wanted = set(np.asarray(frame_indices).reshape(-1).tolist())
-    self.jpegs, self.src_hw, self.dst_hw = {}, None, None
-    if not wanted:
-      return
-    for index, frame in video_io.iter_video_frames(video, min(wanted), max(wanted)):
-      if index in wanted and index not in self.jpegs:
-        raw = frame.to_ndarray(format="rgb24")
-        self.src_hw = tuple(raw.shape[:2])
-        self.dst_hw = clip_record.stored_size(*self.src_hw, options.short_side)
-        self.jpegs[index] = clip_record.encode_frames(raw[None], self.dst_hw, options.jpeg_quality)[0]
-    self.video = video
-
-  def __call__(self, task: layouts.ClipTask, frame_indices: np.ndarray, options: clip_record.ConvertOptions):
-    missing = [int(i) for i in frame_indices if int(i) not in self.jpegs]
-    if missing:  # past the end of the video: the converter's own reader says so
-      return clip_record.decode_frames(task, frame_indices, options)
-    return self.src_hw, self.dst_hw, [self.jpegs[int(i)] for i in frame_indices]
-
-
 def window_records(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_id: str, starts: Sequence[int],
                    length: int, options: clip_record.ConvertOptions
                    ) -> Iterator[tuple[int, example_codec.ClipRecord | None]]:
   """(window index, record) of the windows of `length` frames at `starts`, each made as the converter makes a
-  clip's record (its frames decoded once for all windows, EncodedFrames); the record is None for a window the
-  converter skips (no person in any of its frames)."""
+  clip's record (its frames decoded once for all windows, clip_record.EncodedFrames); the record is None for a
+  window the converter skips (no person in any of its frames)."""
   frames = clip_record.decode_frames
   if not options.skeleton_only and len(starts):
     offsets = sampling.presample_indices(length, options.max_stored_frames)
-    frames = EncodedFrames(video, np.asarray(starts, np.int64)[:, None] + offsets[None], options)
+    frames = clip_record.EncodedFrames(video, np.asarray(starts, np.int64)[:, None] + offsets[None], options)
   for i, start in enumerate(starts):
     try:
       record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, int(start), int(start) + length - 1),

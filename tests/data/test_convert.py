@@ -263,3 +263,31 @@ def test_cli_help_and_run(imigue_shared, tmp_path):
                         check=True, capture_output=True, text=True)
   assert "skipped 18495" in done.stdout
   assert manifest_lib.read(tmp_path)["splits"]["train"]["num_clips"] == 3
+
+
+# --- The stored frames of a video's clips decoded together are those of each clip decoded alone. ---------------
+
+
+def test_frames_by_video_equal_each_clip_alone(synthetic_root, synthetic_shards, tmp_path, monkeypatch):
+  """The converter decodes the stored frames of a shard's clips of one video in one pass (FramesByVideo); the
+  shards are byte for byte those of decoding each clip alone (clip_record.decode_frames, one seek per clip)."""
+  out, manifest = synthetic_shards
+  monkeypatch.setattr(clip_record, "FramesByVideo", lambda clips, options: clip_record.decode_frames)
+  alone = convert.convert(synthetic_root, tmp_path, options=clip_record.ConvertOptions(
+      clips_per_shard=20, max_stored_frames=6, short_side=96), progress=False)
+  assert alone == manifest
+  for entry in manifest["splits"]["train"]["shards"] + manifest["splits"]["test"]["shards"]:
+    assert (tmp_path / entry["path"]).read_bytes() == (out / entry["path"]).read_bytes(), entry["path"]
+
+
+def test_iter_frames_at_seeks_across_gaps(synthetic_root):
+  """Frames reached by a seek or by decoding on through a gap are the same frames."""
+  video = sorted((synthetic_root / "videos").glob("*.mp4"))[0]
+  wanted = [3, 4, 60, 61, 200, 7]
+  assert video_io.frame_runs(wanted, max_gap=30) == [(3, 7), (60, 61), (200, 200)]
+  seeking = {i: f.to_ndarray(format="rgb24") for i, f in video_io.iter_frames_at(video, wanted, max_gap=30)}
+  on = {i: f.to_ndarray(format="rgb24") for i, f in video_io.iter_frames_at(video, wanted, max_gap=10**6)}
+  assert sorted(seeking) == sorted(on) == [3, 4, 7, 60, 61, 200]
+  for i in seeking:
+    np.testing.assert_array_equal(seeking[i], on[i])
+    np.testing.assert_array_equal(seeking[i], video_io.read_video_frames(video, [i])[0])

@@ -35,13 +35,14 @@ def first_encoder(names: Sequence[str] = ENCODERS) -> str:
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float | fractions.Fraction = 25, *,
                 crf: int = 23, gop_size: int = 25, preset: str = "veryfast", threads: int = 0,
-                codec: str = "libx264") -> int:
+                codec: str = "libx264", options: dict[str, str] | None = None) -> int:
   """Writes RGB frames, each uint8 (H, W, 3) with even H and W, as a yuv420p mp4. Returns the frame count.
 
   codec: "libx264" (H.264) or "mpeg4" (MPEG-4 part 2, at a bit rate for the frame size); see first_encoder.
   crf, preset: libx264 quality and speed. gop_size: frames between keyframes; one keyframe a second keeps seeking
   in read_video_frames cheap. threads: encoder threads, 0 = automatic; 1 makes the bytes independent of the machine.
   fps: frames per second, a number or a Fraction (29.97 is stored as 30000/1001).
+  options: more encoder options, e.g. {"sc_threshold": "0"}: keyframes every gop_size frames only, none at cuts.
   """
   rate = fps if isinstance(fps, (int, fractions.Fraction)) else fractions.Fraction(fps).limit_denominator(1001)
   path = pathlib.Path(path)
@@ -65,6 +66,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         else:
           stream.bit_rate = int(_MPEG4_BITS_PER_PIXEL * width * height * float(rate))
           stream.options = {"threads": str(threads)}
+        stream.options = {**stream.options, **(options or {})}
       elif frame.shape[:2] != (stream.height, stream.width):
         raise ValueError(f"{path}: frame {count} is {frame.shape[:2]}, earlier frames {(stream.height, stream.width)}")
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -89,6 +91,43 @@ def _frame_index(frame: av.VideoFrame, stream, fps: float, start_pts: int) -> in
   return int(round(float((frame.pts - start_pts) * stream.time_base) * fps))
 
 
+def _decode_range(container, stream, first: int, last: int | None) -> Iterator[tuple[int, av.VideoFrame]]:
+  """Frames first..last of an open container's `stream` (see iter_video_frames)."""
+  fps = float(stream.average_rate or stream.base_rate)
+  start_pts = stream.start_time or 0
+
+  def decode_from_here():
+    for frame in container.decode(stream):
+      if frame.pts is None:
+        continue
+      yield _frame_index(frame, stream, fps, start_pts), frame
+
+  if first > 0:
+    # Seek to the keyframe at or before the first wanted frame (pts of frame k = k / fps seconds).
+    container.seek(start_pts + int(round(first / fps / stream.time_base)), stream=stream, backward=True,
+                   any_frame=False)
+  frames = decode_from_here()
+  head = next(frames, None)
+  if head is not None and head[0] > first:
+    # The seek overshot (imprecise index): decode from the start instead.
+    container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+    frames = decode_from_here()
+  elif head is not None:
+    frames = itertools.chain([head], frames)
+  for index, frame in frames:
+    if index >= first:
+      yield index, frame
+    if last is not None and index >= last:
+      break
+
+
+def _open_video(path: pathlib.Path):
+  container = av.open(str(path))
+  stream = container.streams.video[0]
+  stream.thread_type = "AUTO"  # frame and slice threads: the same frames, sooner
+  return container, stream
+
+
 def iter_video_frames(path: str | os.PathLike, first: int, last: int | None = None
                       ) -> Iterator[tuple[int, av.VideoFrame]]:
   """(0-based index, decoded frame) of frames first..last (inclusive; None = to the end), in order.
@@ -97,36 +136,45 @@ def iter_video_frames(path: str | os.PathLike, first: int, last: int | None = No
   clip of a long video costs about one GOP plus the clip's own span. The frames are PyAV's: `to_ndarray(format=
   "rgb24")` gives uint8 (H, W, 3), `to_image(width=..., height=...)` a resized PIL image.
   """
-  path = pathlib.Path(path)
-  with av.open(str(path)) as container:
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    fps = float(stream.average_rate or stream.base_rate)
-    start_pts = stream.start_time or 0
+  container, stream = _open_video(pathlib.Path(path))
+  with container:
+    yield from _decode_range(container, stream, first, last)
 
-    def decode_from_here():
-      for frame in container.decode(stream):
-        if frame.pts is None:
-          continue
-        yield _frame_index(frame, stream, fps, start_pts), frame
 
-    if first > 0:
-      # Seek to the keyframe at or before the first wanted frame (pts of frame k = k / fps seconds).
-      container.seek(start_pts + int(round(first / fps / stream.time_base)), stream=stream, backward=True,
-                     any_frame=False)
-    frames = decode_from_here()
-    head = next(frames, None)
-    if head is not None and head[0] > first:
-      # The seek overshot (imprecise index): decode from the start instead.
-      container.seek(start_pts, stream=stream, backward=True, any_frame=False)
-      frames = decode_from_here()
-    elif head is not None:
-      frames = itertools.chain([head], frames)
-    for index, frame in frames:
-      if index >= first:
-        yield index, frame
-      if last is not None and index >= last:
-        break
+# Frames between two wanted frames up to which decoding goes on instead of seeking: a seek decodes again from the
+# keyframe before its target, on average half a keyframe interval (x264's default interval is 250 frames), so going
+# on through a shorter gap costs less.
+SEEK_GAP = 125
+
+
+def frame_runs(wanted: Sequence[int], max_gap: int = SEEK_GAP) -> list[tuple[int, int]]:
+  """Sorted distinct `wanted` frame indices cut into (first, last) runs wherever the next index is more than
+  `max_gap` frames ahead: each run is decoded after one seek."""
+  indices = sorted(set(int(i) for i in wanted))
+  runs = []
+  for index in indices:
+    if runs and index - runs[-1][1] <= max_gap:
+      runs[-1][1] = index
+    else:
+      runs.append([index, index])
+  return [tuple(run) for run in runs]
+
+
+def iter_frames_at(path: str | os.PathLike, wanted: Sequence[int], max_gap: int = SEEK_GAP
+                   ) -> Iterator[tuple[int, av.VideoFrame]]:
+  """(index, decoded frame) of each of the `wanted` 0-based frame indices that the video has, in increasing order,
+  each once: the video is opened once and decoded run by run (frame_runs), seeking only across gaps longer than
+  `max_gap` frames. The frames are those iter_video_frames decodes (a decoder's output does not depend on where
+  decoding started, from a keyframe on)."""
+  container, stream = _open_video(pathlib.Path(path))
+  with container:
+    for first, last in frame_runs(wanted, max_gap):
+      targets = set(int(i) for i in wanted if first <= i <= last)
+      seen = set()
+      for index, frame in _decode_range(container, stream, first, last):
+        if index in targets and index not in seen:
+          seen.add(index)
+          yield index, frame
 
 
 def read_video_frames(path: str | os.PathLike, frame_indices: Sequence[int]) -> np.ndarray:

@@ -9,7 +9,8 @@ are in the same units either way.
 
 import dataclasses
 import io
-from typing import Callable
+import os
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -67,6 +68,56 @@ def decode_frames(task: layouts.ClipTask, frame_indices: np.ndarray, options: Co
   src_hw = tuple(raw.shape[1:3])
   dst_hw = stored_size(*src_hw, options.short_side)
   return src_hw, dst_hw, encode_frames(raw, dst_hw, options.jpeg_quality)
+
+
+class EncodedFrames:
+  """The stored frames (exactly as decode_frames makes them) of every frame at `frame_indices` of one video, decoded
+  in one pass (video.iter_frames_at: one opening, a seek only across long gaps) and each resized and encoded once:
+  the clips of one video share them instead of each opening the video and decoding from the keyframe before it.
+  A `frames` function for make_record. A clip with a frame the pass did not get (past the end of the video, or a
+  video that cannot be read) is decoded by decode_frames, so it fails as it would alone, with the reader's error."""
+
+  def __init__(self, video: str | os.PathLike, frame_indices: np.ndarray, options: ConvertOptions):
+    wanted = np.asarray(frame_indices, np.int64).reshape(-1)
+    self.jpegs, self.src_hw, self.dst_hw = {}, None, None
+    if not wanted.size or wanted.min() < 0:
+      return
+    try:
+      for index, frame in video_io.iter_frames_at(video, wanted):
+        raw = frame.to_ndarray(format="rgb24")
+        self.src_hw = tuple(raw.shape[:2])
+        self.dst_hw = stored_size(*self.src_hw, options.short_side)
+        self.jpegs[index] = encode_frames(raw[None], self.dst_hw, options.jpeg_quality)[0]
+    except (OSError, ValueError, IndexError):  # An unreadable video: each clip's own read reports it.
+      self.jpegs.clear()
+
+  def __call__(self, task: layouts.ClipTask, frame_indices: np.ndarray, options: ConvertOptions):
+    if any(int(i) not in self.jpegs for i in frame_indices):
+      return decode_frames(task, frame_indices, options)
+    return self.src_hw, self.dst_hw, [self.jpegs[int(i)] for i in frame_indices]
+
+
+class FramesByVideo:
+  """A `frames` function for make_record over many clips (a shard's, or one video's): when a clip of a video asks
+  first, the stored frames of all `clips` of that video are decoded together (EncodedFrames) and the previous
+  video's are let go. The records are those of decode_frames, byte for byte."""
+
+  def __init__(self, clips: Sequence[layouts.ClipTask], options: ConvertOptions):
+    self._wanted: dict[str, list[np.ndarray]] = {}
+    if not options.skeleton_only:
+      for clip in clips:
+        if clip.video:
+          self._wanted.setdefault(clip.video, []).append(
+              clip.start_frame + sampling.presample_indices(clip.num_frames, options.max_stored_frames))
+    self._video, self._frames = None, None
+
+  def __call__(self, task: layouts.ClipTask, frame_indices: np.ndarray, options: ConvertOptions):
+    if task.video not in self._wanted:
+      return decode_frames(task, frame_indices, options)
+    if task.video != self._video:
+      self._video, self._frames = task.video, None  # Release the previous video's frames first.
+      self._frames = EncodedFrames(task.video, np.concatenate(self._wanted[task.video]), options)
+    return self._frames(task, frame_indices, options)
 
 
 def make_record(task: layouts.ClipTask, options: ConvertOptions, cache: dict | None = None,

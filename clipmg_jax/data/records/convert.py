@@ -55,14 +55,27 @@ class ShardTask:
   def inputs_fingerprint(self) -> str:
     """A hash of the size and modification time of every raw file the shard's clips are read from (their
     skeleton files, frame by frame, and videos): a repaired, replaced, added or removed file changes it."""
-    digest = hashlib.sha256()
-    for path in _raw_files(self.clips):
-      try:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-      except OSError:
-        digest.update(f"{path}\0absent\n".encode())
-    return digest.hexdigest()[:16]
+    return inputs_digest(stat_lines(_raw_files(self.clips)))
+
+
+def stat_lines(paths) -> list[str]:
+  """One line per raw file (its path, size and modification time, or that it is absent), for inputs_digest."""
+  lines = []
+  for path in paths:
+    try:
+      stat = os.stat(path)
+      lines.append(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+    except OSError:
+      lines.append(f"{path}\0absent\n")
+  return lines
+
+
+def inputs_digest(lines) -> str:
+  """ShardTask.inputs_fingerprint of the stat_lines of a shard's raw files, each file once, in order."""
+  digest = hashlib.sha256()
+  for line in dict.fromkeys(lines):
+    digest.update(line.encode())
+  return digest.hexdigest()[:16]
 
 
 def _raw_files(clips) -> list[str]:
@@ -106,34 +119,64 @@ def _load_done(task: ShardTask) -> tuple[dict | None, str | None]:
   return done, None
 
 
-def convert_shard(task: ShardTask) -> dict:
-  """Converts the clips of one shard and writes it; returns (and records) its summary."""
-  inputs = task.inputs_fingerprint()  # before reading: a file changed meanwhile makes the next run redo the shard
+@dataclasses.dataclass(frozen=True)
+class ClipResult:
+  """One clip converted: its serialized record and skeleton report counts, or its manifest skip entry."""
+  clip_id: int
+  label: int
+  record: bytes | None
+  counts: dict
+  skipped: dict | None = None
+
+
+def convert_clip(clip: layouts.ClipTask, options: clip_record.ConvertOptions, cache: dict,
+                 frames=clip_record.decode_frames) -> ClipResult:
+  """Makes one clip's record (clip_record.make_record); a clip that cannot be made is skipped with its reason:
+  layouts.SkipClip's kind, or read_error with the reader's message (which names the file)."""
+  try:
+    record, counts = clip_record.make_record(clip, options, cache, frames)
+  except layouts.SkipClip as e:
+    return ClipResult(clip.clip_id, clip.label, None, {}, layouts.skip_entry(clip, e.kind, str(e)))
+  except (OSError, ValueError, IndexError, KeyError) as e:  # Reader errors name the file; keep them as reasons.
+    logging.warning("skipping clip %d: %s", clip.clip_id, e)
+    return ClipResult(clip.clip_id, clip.label, None, {},
+                      layouts.skip_entry(clip, layouts.SKIP_READ_ERROR, f"{type(e).__name__}: {e}"))
+  return ClipResult(clip.clip_id, clip.label, example_codec.encode(record), counts)
+
+
+def finish_shard(task: ShardTask, results: list[ClipResult], inputs: str) -> dict:
+  """Writes the shard of `results` (one per clip of the task, in its order) and its completion record, made from
+  raw files whose inputs_digest was `inputs` before they were read; returns the summary."""
+  if [r.clip_id for r in results] != [c.clip_id for c in task.clips]:
+    raise ValueError(f"shard {task.name}: results for clips {[r.clip_id for r in results][:8]}..., expected its "
+                     f"{len(task.clips)} clips in order {[c.clip_id for c in task.clips][:8]}...")
   records, skipped = [], []
   per_class = collections.Counter()
   report = collections.Counter()
-  cache = {}
-  for clip in task.clips:
-    try:
-      record, counts = clip_record.make_record(clip, task.options, cache)
-    except layouts.SkipClip as e:
-      skipped.append(layouts.skip_entry(clip, e.kind, str(e)))
+  for result in results:
+    if result.skipped is not None:
+      skipped.append(result.skipped)
       continue
-    except (OSError, ValueError, IndexError, KeyError) as e:  # Reader errors name the file; keep them as reasons.
-      logging.warning("skipping clip %d: %s", clip.clip_id, e)
-      skipped.append(layouts.skip_entry(clip, layouts.SKIP_READ_ERROR, f"{type(e).__name__}: {e}"))
-      continue
-    records.append(example_codec.encode(record))
-    per_class[clip.label] += 1
-    report.update(counts)
-    report["clips_with_missing_frames"] += counts["missing_frames"] > 0
-    report["clips_with_nonfinite_keypoints"] += counts.get("nonfinite_frames", 0) > 0
+    records.append(result.record)
+    per_class[result.label] += 1
+    report.update(result.counts)
+    report["clips_with_missing_frames"] += result.counts["missing_frames"] > 0
+    report["clips_with_nonfinite_keypoints"] += result.counts.get("nonfinite_frames", 0) > 0
   num = shard_writer.write_shard(pathlib.Path(task.out_dir) / task.name, records)
   summary = {"name": task.name, "split": task.split, "num_records": num,
              "per_class": {str(k): v for k, v in sorted(per_class.items())}, "skipped": skipped,
              "skeleton_report": dict(report), "fingerprint": task.fingerprint(), "inputs": inputs}
   shard_writer.write_json_atomic(_progress_path(task.out_dir, task.name), summary)
   return summary
+
+
+def convert_shard(task: ShardTask) -> dict:
+  """Converts the clips of one shard and writes it; returns (and records) its summary. The stored frames of the
+  shard's clips of one video are decoded together (clip_record.FramesByVideo)."""
+  inputs = task.inputs_fingerprint()  # before reading: a file changed meanwhile makes the next run redo the shard
+  cache = {}
+  frames = clip_record.FramesByVideo(task.clips, task.options)
+  return finish_shard(task, [convert_clip(clip, task.options, cache, frames) for clip in task.clips], inputs)
 
 
 def _cleanup_stale(out_dir: pathlib.Path):
@@ -158,8 +201,9 @@ def plan_shards(tasks: dict[str, list[layouts.ClipTask]], out_dir,
   return shards
 
 
-def _run_shards(shards: list[ShardTask], num_workers: int, progress: bool) -> dict[str, dict]:
-  """Converts the shards that cannot be reused; returns every shard's summary by name."""
+def reusable(shards: list[ShardTask]) -> tuple[dict[str, dict], list[ShardTask], str]:
+  """(summaries of the finished shards that can be reused by name, the shards to convert, a line saying how many of
+  each and why), logged."""
   summaries, todo, reasons = {}, [], collections.Counter()
   for shard in shards:
     done, reason = _load_done(shard)
@@ -171,6 +215,12 @@ def _run_shards(shards: list[ShardTask], num_workers: int, progress: bool) -> di
   message = (f"{len(summaries)} of {len(shards)} shards reused, {len(todo)} to convert"
              + (f" ({', '.join(f'{n} {why}' for why, n in reasons.most_common())})" if todo else ""))
   logging.info("%s", message)
+  return summaries, todo, message
+
+
+def _run_shards(shards: list[ShardTask], num_workers: int, progress: bool) -> dict[str, dict]:
+  """Converts the shards that cannot be reused; returns every shard's summary by name."""
+  summaries, todo, message = reusable(shards)
   if progress and summaries:
     tqdm.tqdm.write(message)
   bar = tqdm.tqdm(total=len(shards), initial=len(summaries), desc="converting shards", unit="shard",
@@ -207,6 +257,32 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
     num_workers: processes converting shards in parallel (0 = in this process).
     progress: show a tqdm bar.
   """
+  planned = prepare(raw_root, out_dir, layout=layout, labels_csv=labels_csv, skeleton_dir=skeleton_dir,
+                    videos_dir=videos_dir, options=options)
+  summaries = _run_shards(planned.shards, num_workers, progress)
+  return planned.finish(summaries)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+  """A planned conversion into out_dir: the layout's plan, its shards, and the options (skeleton_only resolved)."""
+  out_dir: pathlib.Path
+  layout: str
+  plan: layouts.Plan
+  options: clip_record.ConvertOptions
+  shards: list[ShardTask]
+
+  def finish(self, summaries: dict[str, dict]) -> dict:
+    """Writes and returns the manifest, from every shard's summary by name."""
+    manifest = manifest_lib.build(self.shards, summaries, self.plan.skipped, self.plan.classes, self.options,
+                                  {"layout": self.layout, **self.plan.source}, self.plan.split)
+    manifest_lib.write(self.out_dir, manifest)
+    return manifest
+
+
+def prepare(raw_root, out_dir, *, layout: str = "imigue", labels_csv=None, skeleton_dir=None, videos_dir=None,
+            options: clip_record.ConvertOptions = clip_record.ConvertOptions()) -> Conversion:
+  """Plans a conversion (the arguments of convert) and readies out_dir: every runner converts these shards."""
   out_dir = pathlib.Path(out_dir)
   (out_dir / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
   _cleanup_stale(out_dir)
@@ -214,9 +290,5 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
   plan = layouts.get(layout).plan(root, labels_csv=labels_csv, skeleton_dir=skeleton_dir, videos_dir=videos_dir,
                                   skeleton_only=options.skeleton_only)
   options = dataclasses.replace(options, skeleton_only=plan.skeleton_only)
-  shards = plan_shards(plan.tasks, out_dir, options)
-  summaries = _run_shards(shards, num_workers, progress)
-  manifest = manifest_lib.build(shards, summaries, plan.skipped, plan.classes, options,
-                                {"layout": layout, **plan.source}, plan.split)
-  manifest_lib.write(out_dir, manifest)
-  return manifest
+  return Conversion(out_dir=out_dir, layout=layout, plan=plan, options=options,
+                    shards=plan_shards(plan.tasks, out_dir, options))
