@@ -13,6 +13,7 @@ import errno
 
 from absl import flags
 
+from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
@@ -27,6 +28,8 @@ PREEMPTED_EXIT_CODE = 143
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 evaluation.ResultsNotWrittenError)
+# The data side's: raw data the converter cannot plan; a video predict cannot read, or a clip with no person.
+KNOWN_DATA_ERRORS = (convert.RawDataError,)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -64,16 +67,17 @@ def config_or_exit(holder):
 
 
 @contextlib.contextmanager
-def known_failures(workdir: str | None = None):
+def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
+                   rerun: str = "it resumes from the last complete checkpoint"):
   """Inside, a failure with a known cause becomes SystemExit with one short message saying what to do (naming
-  --workdir for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE) after its checkpoint; anything else
-  propagates unchanged."""
+  --<folder_flag>=<workdir> and what a rerun does for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE)
+  after its checkpoint; anything else propagates unchanged."""
   try:
     yield
   except preemption.Preempted as e:
     print(e, flush=True)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
-  except KNOWN_ERRORS as e:
+  except KNOWN_ERRORS + KNOWN_DATA_ERRORS as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
   except tfrecord.CorruptRecordError as e:
     raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
@@ -83,5 +87,5 @@ def known_failures(workdir: str | None = None):
     if e.errno != errno.ENOSPC:
       raise
     # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
-    raise SystemExit(f"disk full: {e}\nFree space under --workdir={workdir} and run the same command "
-                     "again: it resumes from the last complete checkpoint.") from None
+    raise SystemExit(f"disk full: {e}\nFree space under --{folder_flag}={workdir} and run the same command "
+                     f"again: {rerun}.") from None
