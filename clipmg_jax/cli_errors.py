@@ -9,10 +9,10 @@ traceback. No flags are defined here, so tests can import it next to any command
 """
 
 import contextlib
-import errno
 
 from absl import flags
 
+from clipmg_jax import disk_full
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
@@ -84,8 +84,7 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
                      "skip unreadable records (each is logged, left out, and counted in eval.json as "
                      "skipped_records).") from None
   except OSError as e:
-    if e.errno != errno.ENOSPC:
+    if not disk_full.is_disk_full(e):
       raise
     # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
-    raise SystemExit(f"disk full: {e}\nFree space under --{folder_flag}={workdir} and run the same command "
-                     f"again: {rerun}.") from None
+    raise SystemExit(disk_full.message(e, folder_flag, workdir, rerun)) from None
