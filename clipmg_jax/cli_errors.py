@@ -13,9 +13,12 @@ import contextlib
 from absl import flags
 
 from clipmg_jax import disk_full
+from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
+from clipmg_jax.prediction import pose
+from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
@@ -28,8 +31,10 @@ PREEMPTED_EXIT_CODE = 143
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 evaluation.ResultsNotWrittenError)
-# The data side's: raw data the converter cannot plan; a video predict cannot read, or a clip with no person.
-KNOWN_DATA_ERRORS = (convert.RawDataError,)
+# The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
+# that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.
+KNOWN_DATA_ERRORS = (convert.RawDataError, video_io.UnreadableVideoError, records.FrameRangeError,
+                     records.NothingToClassifyError, pose.PoseExtractionError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
