@@ -9,12 +9,16 @@ traceback. No flags are defined here, so tests can import it next to any command
 """
 
 import contextlib
-import errno
 
 from absl import flags
 
+from clipmg_jax import disk_full
+from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
+from clipmg_jax.prediction import pose
+from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
@@ -28,6 +32,10 @@ PREEMPTED_EXIT_CODE = 143
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError)
+# The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
+# that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.
+KNOWN_DATA_ERRORS = (convert.RawDataError, video_io.UnreadableVideoError, records.FrameRangeError,
+                     records.NothingToClassifyError, pose.PoseExtractionError)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -65,24 +73,24 @@ def config_or_exit(holder):
 
 
 @contextlib.contextmanager
-def known_failures(workdir: str | None = None):
+def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
+                   rerun: str = "it resumes from the last complete checkpoint"):
   """Inside, a failure with a known cause becomes SystemExit with one short message saying what to do (naming
-  --workdir for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE) after its checkpoint; anything else
-  propagates unchanged."""
+  --<folder_flag>=<workdir> and what a rerun does for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE)
+  after its checkpoint; anything else propagates unchanged."""
   try:
     yield
   except preemption.Preempted as e:
     print(e, flush=True)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
-  except KNOWN_ERRORS as e:
+  except KNOWN_ERRORS + KNOWN_DATA_ERRORS as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
   except tfrecord.CorruptRecordError as e:
     raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
                      "skip unreadable records (each is logged, left out, and counted in eval.json as "
                      "skipped_records).") from None
   except OSError as e:
-    if e.errno != errno.ENOSPC:
+    if not disk_full.is_disk_full(e):
       raise
     # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
-    raise SystemExit(f"disk full: {e}\nFree space under --workdir={workdir} and run the same command "
-                     "again: it resumes from the last complete checkpoint.") from None
+    raise SystemExit(disk_full.message(e, folder_flag, workdir, rerun)) from None

@@ -29,6 +29,11 @@ temporal NMS (--nms_iou) resolves overlaps; a window with no person in any frame
 counts when its class is right; also reported class-agnostic). Window probabilities are cached in <out>/windows/ so
 that re-running with another --threshold is quick.
 
+A video that cannot be read, a clip without a person in any frame, or a range past the video's end is one message
+and exit status 1. A damaged video (a file cut short, whose header declares more frames than decode) is used up to
+its last decodable frame, with a warning saying which frames: the clip (by default) or online recognition ends
+there, and the extractor is asked for those frames only.
+
 --render (clipmg_jax/figures/video.py): the clip, or with --online the whole video, with the skeleton on every frame,
 the top-3 classes as bars (online: of the window at each frame) and, online, the timeline of the segments; H.264
 (MPEG-4 part 2 where PyAV has no libx264, said in the log).
@@ -44,6 +49,7 @@ from clipmg_jax import cli_errors
 from clipmg_jax import command
 from clipmg_jax import online
 from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.figures import timeline
 from clipmg_jax.figures import video as video_figure
 from clipmg_jax.prediction import online_split
@@ -202,17 +208,26 @@ def main(argv):
     raise app.UsageError("--labels gives the true segments of online recognition: add --online")
   video_id = _VIDEO_ID.value or video.stem
   skeleton_dir = pathlib.Path(_SKELETON_DIR.value) if _SKELETON_DIR.value else out / "skeleton"
-  if _EXTRACT.value:
-    pose.extract_pose(video, skeleton_dir, video_id, 0 if _ONLINE.value else _START.value,
-                      None if _ONLINE.value else _END.value, _POSE_PYTHON.value)
-  elif not _SKELETON_DIR.value:
+  if not (_EXTRACT.value or _SKELETON_DIR.value):
     raise app.UsageError("give --skeleton_dir (OpenPose JSON) or --extract_pose")
+  # The video is read before anything else (an unreadable one is one message): a damaged one is used up to its
+  # last decodable frame, and the clip's range checked against that.
+  declared, readable = video_io.readable_frames(video)
+  if _ONLINE.value:
+    start, end = 0, readable - 1
+  else:
+    start, end = _START.value, readable - 1 if _END.value is None else _END.value
+    records.check_range(video, start, end, readable, declared)
+  if readable < declared:
+    print(f"warning: {video}: only frames 0..{readable - 1} decode of the {declared} its header declares (damaged "
+          f"or cut short); using frames {start}..{end}", flush=True)
+  if _EXTRACT.value:
+    pose.extract_pose(video, skeleton_dir, video_id, start, end, _POSE_PYTHON.value)
   predictor = predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
   if _ONLINE.value:
     _predict_online(predictor, video, skeleton_dir, video_id, out, settings, _LABELS.value, _IOU.value, _RENDER.value)
   else:
-    end = _END.value if _END.value is not None else records.count_video_frames(video) - 1
-    _predict_clip(predictor, video, skeleton_dir, video_id, out, _START.value, end, _TOP_K.value, _RENDER.value)
+    _predict_clip(predictor, video, skeleton_dir, video_id, out, start, end, _TOP_K.value, _RENDER.value)
 
 
 if __name__ == "__main__":

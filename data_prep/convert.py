@@ -24,7 +24,9 @@ Examples:
 The layout found under --raw_root (release or flat) is logged and recorded in the manifest; --labels_csv and
 --skeleton_dir override its parts. Writes <out_dir>/<split>-XXXXX-of-YYYYY.tfrecord (+ .index) and
 <out_dir>/manifest.json (counts per split and class, shards with each record's subject and label, the subject split,
-every skipped clip with its reason). Interrupted? Run the same command again: finished shards are kept.
+every skipped clip with its reason). Interrupted, or stopped by a full disk (one message naming --out_dir)? Run the
+same command again: finished shards are kept. Raw files that cannot be read stop it before any shard is written,
+with one message naming the file (RawDataError); a clip whose own files are bad is skipped and listed instead.
 Record schema and sampling rules: docs/data.md.
 """
 
@@ -77,7 +79,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
   args = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(message)s")  # the layout found, skipped clips
+  # Imported here, not at the top: the conversion's spawned workers import this file again, and the commands'
+  # failure mapping imports JAX and the training modules, which they do not need.
+  from clipmg_jax import cli_errors  # pylint: disable=import-outside-toplevel
+  # A full disk or raw files that cannot be read: one message (naming --out_dir or the file), exit status 1.
+  with cli_errors.known_failures(args.out_dir, folder_flag="out_dir", rerun="finished shards are kept"):
+    _convert(args)
+
+
+def _convert(args: argparse.Namespace) -> None:
+  # force: importing the libraries above may have configured the root logger already.
+  logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)  # the layout found, skipped clips
   try:
     height, width = (int(v) for v in args.skeleton_frame_size.lower().split("x"))
   except ValueError:

@@ -1,6 +1,7 @@
 """predict prepares a clip exactly as evaluation does: same example arrays, same logits; the windows of online
 recognition are the converter's records; the command line end to end on a tiny synthetic dataset, and the video
---render writes."""
+--render writes; damaged videos, a video without a person (extracted by data_prep/extract_pose.py with a stand-in
+tracker where mediapipe is not installed)."""
 
 import json
 import pathlib
@@ -21,6 +22,7 @@ from clipmg_jax.data.records import layouts
 from clipmg_jax.figures import video as video_figure
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import predictor as predictor_lib
+from clipmg_jax.prediction import recognize
 from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
@@ -215,3 +217,84 @@ def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
   assert probs == sorted(probs, reverse=True) and probs[0] == pytest.approx(max(result["probabilities"]), abs=1e-6)
   for rank, entry in enumerate(result["top"], 1):
     assert f"{rank}. class {entry['class']:2d} {entry['name']}" in done.stdout
+
+
+# --- Bad videos: one message each, or (a file cut short) the frames that decode, said. ------------------------------
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "fakes"))
+import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+
+def _fake_pose_python(folder: pathlib.Path) -> pathlib.Path:
+  """A --pose_python that runs data_prep/extract_pose.py with the stand-in tracker (tests/fakes/pose/mediapipe)."""
+  path = folder / "pose_python"
+  path.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO_ROOT / "tests" / "fakes" / "pose"}" exec "{sys.executable}" "$@"\n')
+  path.chmod(0o755)
+  return path
+
+
+def _predict(workdir: pathlib.Path, video: pathlib.Path, out: pathlib.Path, *args) -> subprocess.Popen:
+  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
+         f"--video={video}", f"--out={out}", *map(str, args)]
+  return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_bad_videos_are_one_message_and_a_cut_one_is_predicted_on_its_frames(run, tmp_path):
+  config, workdir, _ = run
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  clip = imigue.read_labels(raw / "labels.csv")[0]
+  intact = raw / "videos" / f"{clip.video_id}.mp4"
+  bad = damaged_videos.make(intact, tmp_path / "bad")
+  pose_python = _fake_pose_python(tmp_path)
+  nobody = tmp_path / "nobody" / clip.video_id  # OpenPose JSON of a video in which no one was found
+  nobody.mkdir(parents=True)
+  for frame in range(records.count_video_frames(intact)):
+    (nobody / f"{clip.video_id}_{frame:012d}_keypoints.json").write_text('{"version": 1.3, "people": []}')
+  video_io.write_video(tmp_path / "gray.mp4", [np.full((32, 32, 3), 128, np.uint8)] * 12, codec="mpeg4")
+  declared, readable = video_io.readable_frames(bad["faststart_half"])
+  assert declared == records.count_video_frames(intact) and 2 < readable < declared
+  skeletons = f"--skeleton_dir={raw / 'skeleton'}"
+  extract = ("--extract_pose", f"--pose_python={pose_python}")
+  probes = {  # name -> (video, extra flags)
+      **{f"{name} skeleton_dir": (bad[name], [skeletons]) for name in ("empty", "half")},
+      "text extract_pose": (bad["text"], extract),
+      "cut skeleton_dir": (bad["faststart_half"], [skeletons, f"--video_id={clip.video_id}"]),
+      "cut extract_pose": (bad["faststart_half"], extract),
+      "cut past its end": (bad["faststart_half"], [skeletons, f"--video_id={clip.video_id}", f"--end_frame={declared - 1}"]),
+      "no person skeleton_dir": (intact, [f"--skeleton_dir={tmp_path / 'nobody'}"]),
+      "no person extract_pose": (tmp_path / "gray.mp4", extract),
+  }
+  running = {name: _predict(workdir, video, tmp_path / name.replace(" ", "_"), *flags)
+             for name, (video, flags) in probes.items()}
+  done = {name: (proc.wait(timeout=600), *proc.communicate()) for name, proc in running.items()}
+  for name, (code, out, err) in done.items():
+    assert "Traceback" not in err, (name, err[-3000:])
+    if not name.startswith("cut ") or name == "cut past its end":
+      assert code == 1, (name, out, err[-2000:])
+  for name in ("empty skeleton_dir", "half skeleton_dir", "text extract_pose"):
+    video = probes[name][0]
+    assert done[name][2].strip() == f"UnreadableVideoError: {video}: cannot be read as a video (Invalid data found " \
+                                    "when processing input)", name
+  for name in ("no person skeleton_dir", "no person extract_pose"):
+    video = probes[name][0]
+    last = done[name][2].strip().splitlines()[-1]  # after the checkpoint's log line
+    assert last.startswith(f"NothingToClassifyError: {video} frames 0..") and "no person" in last, done[name]
+  assert done["cut past its end"][2].strip() == (
+      f"FrameRangeError: {bad['faststart_half']}: frames 0..{declared - 1} asked for, but only frames 0..{readable - 1} decode "
+      f"of the {declared} its header declares (damaged or cut short)")
+  # The cut video: its frames that decode, said, and classified as the intact video's same frames are.
+  predictor = predictor_lib.Predictor(tiny_config(workdir / "synthetic_data"), workdir)
+  for name, skeleton_dir in (("cut skeleton_dir", raw / "skeleton"),
+                             ("cut extract_pose", tmp_path / "cut_extract_pose" / "skeleton")):
+    code, out, err = done[name]
+    assert code == 0, (name, out, err[-3000:])
+    assert (f"warning: {bad['faststart_half']}: only frames 0..{readable - 1} decode of the {declared} its header "
+            f"declares (damaged or cut short); using frames 0..{readable - 1}") in out, (name, out)
+    video_id = clip.video_id if name == "cut skeleton_dir" else "faststart_half"
+    result = json.loads((tmp_path / name.replace(" ", "_") / f"{video_id}.json").read_text())
+    assert result["end_frame"] == readable - 1
+    expected = recognize.clip_probabilities(predictor, intact, skeleton_dir, video_id, 0, readable - 1)
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
+  assert len(list((tmp_path / "cut_extract_pose" / "skeleton" / "faststart_half").glob("*.json"))) == readable

@@ -10,10 +10,14 @@ EXTRACT_SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"
 POSE_PYTHON = REPO_ROOT / ".venv-pose" / "bin" / "python"
 
 
+class PoseExtractionError(RuntimeError):
+  """The extractor failed (its own message, on the terminal above, says why)."""
+
+
 def extract_pose(video: str | os.PathLike, out: str | os.PathLike, video_id: str, start: int = 0,
                  end: int | None = None, python: str | os.PathLike = POSE_PYTHON) -> None:
   """Writes <out>/<video_id>/<video_id>_<frame:012d>_keypoints.json for frames start..end (None: to the last);
-  frames already extracted are kept."""
+  frames already extracted are kept. Raises PoseExtractionError when the extractor fails."""
   if not pathlib.Path(python).is_file():
     raise FileNotFoundError(f"no pose environment at {python}: run `bash scripts/pose_env.sh` first "
                             f"(or pass --pose_python, or give OpenPose JSON with --skeleton_dir)")
@@ -21,4 +25,7 @@ def extract_pose(video: str | os.PathLike, out: str | os.PathLike, video_id: str
          "--start_frame", str(start)]
   if end is not None:
     cmd += ["--end_frame", str(end)]
-  subprocess.run(cmd, check=True)
+  done = subprocess.run(cmd, check=False)  # its progress bar and messages go to the terminal
+  if done.returncode != 0:
+    raise PoseExtractionError(f"{EXTRACT_SCRIPT.relative_to(REPO_ROOT)} failed on {video} (exit status "
+                              f"{done.returncode}; its message is above)")

@@ -6,6 +6,7 @@ read by the evaluation pipeline's decoder (Predictor.decoder), so its logits are
 """
 
 import os
+import pathlib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -27,11 +28,35 @@ def clip_task(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_i
                           video=str(video))
 
 
+class NothingToClassifyError(ValueError):
+  """A clip the converter would skip: no skeleton folder or file, or no person, in any of its frames."""
+
+
+class FrameRangeError(ValueError):
+  """A clip's frame range that is empty or passes the last frame that decodes."""
+
+
+def check_range(video: str | os.PathLike, start: int, end: int, readable: int, declared: int) -> None:
+  """Raises FrameRangeError unless 0 <= start <= end < readable (video_io.readable_frames' counts)."""
+  if start < 0 or end < start:
+    raise FrameRangeError(f"{video}: frame range {start}..{end} is empty or negative")
+  if end >= readable:
+    why = (f"only frames 0..{readable - 1} decode of the {declared} its header declares (damaged or cut short)"
+           if readable < declared else f"its last frame is {readable - 1}")
+    raise FrameRangeError(f"{video}: frames {start}..{end} asked for, but {why}")
+
+
 def clip_example(decoder: pipeline.ClipDecoder, options: clip_record.ConvertOptions, video: str | os.PathLike,
                  skeleton_dir: str | os.PathLike, video_id: str, start: int, end: int) -> dict:
   """One clip as evaluation sees it: the converter's record (clip_record.make_record) read by the evaluation decoder.
-  Raises layouts.SkipClip when the converter would skip the clip (no skeleton file, or no person, in any frame)."""
-  record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, start, end), options)
+  Raises NothingToClassifyError when the converter would skip the clip (no skeleton folder, or no skeleton file or
+  no person in any frame)."""
+  try:
+    record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, start, end), options)
+  except (layouts.SkipClip, FileNotFoundError) as e:  # FileNotFoundError: the video's skeleton folder is not there
+    folder = pathlib.Path(skeleton_dir) / video_id
+    where = "" if str(folder) in str(e) else f" (skeletons: {folder})"
+    raise NothingToClassifyError(f"{video} frames {start}..{end}: {e}{where}; nothing to classify") from None
   return decoder.decode(example_codec.encode(record), None)
 
 
@@ -55,8 +80,6 @@ def window_records(video: str | os.PathLike, skeleton_dir: str | os.PathLike, vi
 
 
 def count_video_frames(video: str | os.PathLike) -> int:
-  """Frames of a video: the container's count when it has one, else counted by decoding."""
-  num = video_io.video_info(video)["num_frames"]
-  if num > 0:
-    return num
-  return sum(1 for _ in video_io.iter_video_frames(video, 0))
+  """Frames of a video that decode (video_io.readable_frames: fewer than its header declares when the file is
+  damaged or cut short). Raises video_io.UnreadableVideoError naming a file that is not a readable video."""
+  return video_io.readable_frames(video)[1]

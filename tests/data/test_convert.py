@@ -103,7 +103,7 @@ def test_release_layout_from_raw_root_alone(imigue_shared, tmp_path):
   assert manifest["split"]["train_subjects"] == sorted(imigue.TRAIN_SUBJECTS)
   table = shard_source.record_table(tmp_path / "out", "train")  # video 298 is subject 22's
   assert table["subject"].tolist() == [22, 22, 22] and sorted(table["label"].tolist()) == [7, 10, 30]
-  with pytest.raises(FileNotFoundError, match=r"Label/labels_20200831\.csv.*labels\.csv"):
+  with pytest.raises(convert.RawDataError, match=r"Label/labels_20200831\.csv.*labels\.csv"):
     convert.convert(tmp_path / "empty", tmp_path / "out2", progress=False)
 
 

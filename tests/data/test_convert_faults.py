@@ -1,12 +1,19 @@
 """The converter on damaged raw data: a repaired file is re-converted on the next run (only its shard), keypoint
 anomalies (NaN/Inf/null values, clips without any person, non-numeric values) are counted or skipped with a reason
-naming the file."""
+naming the file; a full disk (a real small file system where one can be mounted) and a labels table that cannot be
+read end the command in one message, and the rerun after freeing space is exact."""
 
+import errno
+import importlib.util
 import json
 import logging
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from clipmg_jax.data.raw import openpose
 from clipmg_jax.data.records import clip_record
@@ -14,7 +21,10 @@ from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import layouts
 from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import shard_writer
 from clipmg_jax.data.records import tfrecord
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # (video, subject, label_id, class (1-based), start, end): one clip per shard below.
 CLIPS = [("1", 1, 1, 3, 0, 4), ("1", 1, 2, 5, 5, 9), ("2", 2, 1, 7, 0, 4)]
@@ -96,3 +106,75 @@ def test_keypoint_anomalies_are_counted_or_skipped_with_reasons(tmp_path):
   record = example_codec.decode(data)
   assert np.isfinite(record.keypoints).all()
   assert record.keypoints[1, 0, 2] == 0 and record.keypoints[1, 0, 0] == 0  # the null joint was zeroed
+
+
+def _mount_small_disk(path: pathlib.Path, size: str) -> bool:
+  path.mkdir()
+  try:
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+  except OSError:
+    return False
+  return done.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 256 KiB file system, nearly filled by <disk>/filler (tmpfs: needs root; skipped where it cannot be
+  mounted), unmounted after the test."""
+  disk = tmp_path / "disk"
+  if not _mount_small_disk(disk, "256k"):
+    pytest.skip("cannot mount a small tmpfs here (needs root): the in-process ENOSPC test covers the message")
+  try:
+    (disk / "filler").write_bytes(b"\0" * (256 - 16) * 1024)  # 16 KiB left: the first shard or two fit
+    yield disk
+  finally:
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def _convert_command(root, out, *extra):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  return subprocess.run([sys.executable, str(REPO_ROOT / "data_prep" / "convert.py"), "--raw_root", str(root),
+                         "--out_dir", str(out), "--clips_per_shard", "1", "--skeleton_only", *extra],
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_full_disk_is_one_message_and_the_rerun_after_freeing_space_is_exact(tmp_path, small_disk):
+  root = _raw_root(tmp_path)
+  reference = _convert(root, tmp_path / "reference")
+  out = small_disk / "shards"
+  full = _convert_command(root, out, "--num_workers", "2")
+  assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+  assert f"disk full: [Errno 28] No space left on device\nFree space under --out_dir={out} and run the same " \
+         "command again: finished shards are kept." in full.stderr
+  (small_disk / "filler").unlink()
+  again = _convert_command(root, out, "--num_workers", "2")
+  assert again.returncode == 0, again.stderr[-3000:]
+  names = sorted(p.name for p in (tmp_path / "reference").glob("*.tfrecord*"))
+  assert names == sorted(p.name for p in out.glob("*.tfrecord*")) and len(names) == 6
+  for name in names:
+    assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+  assert manifest_lib.read(out)["splits"] == reference["splits"]
+
+
+def test_full_disk_and_bad_labels_are_one_message_in_process(tmp_path, monkeypatch, capsys):
+  # Where no small file system can be mounted: the writer's ENOSPC, as the OS raises it, through the command.
+  spec = importlib.util.spec_from_file_location("convert_command", REPO_ROOT / "data_prep" / "convert.py")
+  command = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(command)
+  root = _raw_root(tmp_path)
+
+  def no_space(*_):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(shard_writer, "write_shard", no_space)
+  argv = ["--raw_root", str(root), "--out_dir", str(tmp_path / "out"), "--num_workers", "0", "--skeleton_only"]
+  with pytest.raises(SystemExit) as exited:
+    command.main(argv)
+  assert str(exited.value) == (f"disk full: [Errno 28] No space left on device\nFree space under "
+                               f"--out_dir={tmp_path / 'out'} and run the same command again: finished shards are kept.")
+  (root / "labels.csv").write_text("video_id,label_id,start_frame,end_frame,subject_id\n1,1,0,4,1\n")
+  with pytest.raises(SystemExit) as exited:
+    command.main(argv)
+  assert str(exited.value) == f"RawDataError: {root / 'labels.csv'}: header lacks column(s) ['class']; found " \
+                              "['video_id', 'label_id', 'start_frame', 'end_frame', 'subject_id']"

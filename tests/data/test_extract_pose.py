@@ -1,17 +1,24 @@
-"""data_prep/extract_pose.py: the BlazePose -> BODY_25 table (runs anywhere), and extraction from the real clips
-of ../shared/videos in the pose environment ./.venv-pose (skipped, with the reason, where either is absent)."""
+"""data_prep/extract_pose.py: the BlazePose -> BODY_25 table, and with a stand-in tracker (runs anywhere) resumed and
+split runs equal to an uninterrupted one, damaged videos, a full disk; extraction from the real clips of
+../shared/videos in the pose environment ./.venv-pose (skipped, with the reason, where either is absent)."""
 
+import errno
 import importlib.util
 import json
+import os
 import pathlib
 import shutil
+import signal
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data.raw import openpose
+from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -132,3 +139,113 @@ def test_unreadable_video_is_a_clear_error(tmp_path):
   bad.write_text("not a video")
   done = _extract(python, "--video", bad, "--out", tmp_path / "out")
   assert done.returncode == 1 and str(bad) in done.stderr and "cannot be read as a video" in done.stderr
+
+
+# --- Without mediapipe: the extractor with a stand-in tracker (tests/fakes/pose/mediapipe) ---------------------------
+
+FAKES = REPO_ROOT / "tests" / "fakes"
+sys.path.insert(0, str(FAKES))
+import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+
+@pytest.fixture
+def fake_mediapipe(monkeypatch):
+  spec = importlib.util.spec_from_file_location("mediapipe", FAKES / "pose" / "mediapipe" / "__init__.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  monkeypatch.setitem(sys.modules, "mediapipe", module)
+  return module
+
+
+def _moving_square(path: pathlib.Path, frames: int = 40) -> pathlib.Path:
+  """A bright square crossing a dark 64 x 48 picture, one frame at a time."""
+  pictures = []
+  for t in range(frames):
+    picture = np.full((48, 64, 3), 20, np.uint8)
+    picture[10:30, t:t + 20] = 230
+    pictures.append(picture)
+  video_io.write_video(path, pictures, fps=25, gop_size=5, codec=video_io.first_encoder(), threads=1)
+  return path
+
+
+def _files(folder: pathlib.Path) -> dict[str, bytes]:
+  return {p.name: p.read_bytes() for p in sorted(folder.glob("*_keypoints.json"))}
+
+
+def test_resumed_and_split_extraction_equal_an_uninterrupted_one(fake_mediapipe, monkeypatch, tmp_path):
+  monkeypatch.setattr(extract_pose, "TRACK_CHUNK", 8)
+  video = _moving_square(tmp_path / "square.mp4")
+  whole = extract_pose.extract(video, tmp_path / "whole", progress=False)
+  assert whole["written"] == 40 and whole["complete"] and whole["no_person"] == 0
+  expected = _files(tmp_path / "whole" / "square")
+  # Killed after frame 12 (files are written atomically: frames 0..12 are there), then run again.
+  extract_pose.extract(video, tmp_path / "resumed", end_frame=12, progress=False)
+  again = extract_pose.extract(video, tmp_path / "resumed", progress=False)
+  assert again["skipped_existing"] == 13 and again["written"] == 27
+  assert _files(tmp_path / "resumed" / "square") == expected
+  # Two processes on two ranges, split inside a chunk.
+  extract_pose.extract(video, tmp_path / "split", end_frame=20, progress=False)
+  extract_pose.extract(video, tmp_path / "split", start_frame=21, progress=False)
+  assert _files(tmp_path / "split" / "square") == expected
+  # The check has teeth: without the chunk's frames before it, a resumed tracker writes other keypoints.
+  fresh = fake_mediapipe.Pose()
+  frames = dict(extract_pose.iter_frames(video, 0, None))
+  body = extract_pose.blazepose_to_body25(
+      np.array([(p.x, p.y, p.visibility) for p in fresh.process(frames[13]).pose_landmarks.landmark]), 64, 48)
+  assert extract_pose.openpose_json(body).encode() != expected["square_000000000013_keypoints.json"]
+
+
+def test_damaged_videos_are_one_message_or_a_partial_extraction_with_a_warning(fake_mediapipe, tmp_path, capsys):
+  bad = damaged_videos.make(_moving_square(tmp_path / "square.mp4"), tmp_path / "bad")
+  for name in ("empty", "text", "half"):
+    assert extract_pose.main(["--video", str(bad[name]), "--out", str(tmp_path / "out"), "--no_progress"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"UnreadableVideoError: {bad[name]}: cannot be read as a video " + err.split("video ", 1)[1], err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out" / name).exists()
+  # Cut after its index: it opens, declares 40 frames and decodes fewer.
+  assert extract_pose.main(["--video", str(bad["faststart_half"]), "--out", str(tmp_path / "out"),
+                            "--no_progress"]) == 0
+  captured = capsys.readouterr()
+  stats = json.loads(captured.out.strip().splitlines()[-1])
+  reached = stats["last_frame"]
+  assert not stats["complete"] and stats["header_frames"] == 40 and 5 < reached < 35
+  assert captured.err.strip() == (
+      f"warning: {bad['faststart_half']}: extracted frames 0..{reached}, {reached + 1} of the 40 asked for: the file "
+      f"decodes only to frame {reached} of the 40 frames its header declares (damaged or cut short)")
+  assert len(_files(tmp_path / "out" / "faststart_half")) == stats["written"] == reached + 1
+
+
+def test_a_full_disk_is_one_message(fake_mediapipe, monkeypatch, tmp_path, capsys):
+  def no_space(*_):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(extract_pose, "_write_atomic", no_space)
+  video = _moving_square(tmp_path / "square.mp4", frames=4)
+  assert extract_pose.main(["--video", str(video), "--out", str(tmp_path / "out"), "--no_progress"]) == 1
+  assert capsys.readouterr().err == (f"disk full: [Errno 28] No space left on device\nFree space under "
+                                     f"--out={tmp_path / 'out'} and run the same command again: frames already "
+                                     "written are kept.\n")
+
+
+@pytest.mark.slow
+def test_extraction_killed_and_rerun_equals_an_uninterrupted_one(pose_python, videos, tmp_path):
+  video = videos[0]
+  done = _extract(pose_python, "--video", video, "--out", tmp_path / "whole")
+  assert done.returncode == 0, done.stderr[-3000:]
+  expected = _files(tmp_path / "whole" / video.stem)
+  folder = tmp_path / "killed" / video.stem
+  proc = subprocess.Popen([str(pose_python), str(SCRIPT), "--no_progress", "--video", str(video), "--out",
+                           str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + 300
+    while len(list(folder.glob("*_keypoints.json"))) < 15 and proc.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.05)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  written = len(list(folder.glob("*_keypoints.json")))
+  assert 15 <= written < len(expected), written  # killed in the middle
+  again = _extract(pose_python, "--video", video, "--out", tmp_path / "killed")
+  assert again.returncode == 0 and json.loads(again.stdout.splitlines()[-1])["skipped_existing"] == written
+  assert _files(folder) == expected

@@ -214,6 +214,17 @@ def test_read_labels_errors_name_line_and_column(tmp_path, column, value, messag
     imigue.read_labels(_labels_file(tmp_path, [row]))
 
 
+@pytest.mark.parametrize("separator", [",", " , "])
+def test_read_labels_takes_a_spreadsheets_csv(tmp_path, separator):
+  # What Excel's "CSV UTF-8" writes: a byte-order mark and CRLF line ends; and names padded with spaces.
+  path = tmp_path / "labels.csv"
+  lines = [separator.join(imigue.LABEL_COLUMNS) + " ", " , ".join(map(str, GOOD_ROW)),
+           ",".join(map(str, [7, 2, 2.0, 50, 3.0, 75, 5, 3, "M", "Spain", "Win"]))]
+  path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+  assert path.read_bytes().startswith(b"\xef\xbb\xbfvideo_id,") == (separator == ",")
+  assert imigue.read_labels(path) == [imigue.Clip("7", 1, 0, 25, 31, 3), imigue.Clip("7", 2, 50, 75, 4, 3)]
+
+
 def test_read_labels_missing_column_and_duplicate(tmp_path):
   path = tmp_path / "labels.csv"
   path.write_text("video_id,label_id,start_frame,end_frame,subject_id\n1,1,0,5,2\n")

@@ -1,9 +1,15 @@
-"""H.264 write/read round trip and frame selection by index."""
+"""H.264 write/read round trip, frame selection by index, and damaged files (what decodes of them)."""
+
+import pathlib
+import sys
 
 import numpy as np
 import pytest
 
 from clipmg_jax.data.raw import video
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fakes"))
+import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _frames(num, height=96, width=128):
@@ -72,3 +78,23 @@ def test_mpeg4_stands_in_for_a_missing_encoder(tmp_path):
   decoded = video.read_video_frames(path, range(30))
   assert decoded.shape == frames.shape and np.abs(decoded.astype(np.int32) - frames).mean() < 6.0
   assert video.video_info(path)["fps"] == pytest.approx(29.97, abs=0.01)
+
+
+def test_readable_frames_of_real_clips_damaged(tmp_path):
+  """The real clips of ../shared/videos, damaged as users' files are (tests/fakes/damaged_videos.py): unreadable
+  ones raise UnreadableVideoError naming the file; one cut short decodes its first frames, exactly."""
+  real = sorted((pathlib.Path(__file__).resolve().parents[3] / "shared" / "videos").glob("*.mp4"))
+  if not real:
+    pytest.skip("no real clips in ../shared/videos (the shared material is not part of a clone)")
+  source = real[0]
+  declared = video.video_info(source)["num_frames"]
+  assert video.readable_frames(source) == (declared, declared)
+  bad = damaged_videos.make(source, tmp_path)
+  for name in ("empty", "text", "half"):
+    with pytest.raises(video.UnreadableVideoError, match=f"^{bad[name]}: cannot be read as a video"):
+      video.readable_frames(bad[name])
+  got, readable = video.readable_frames(bad["faststart_half"])
+  assert got == declared and 0 < readable < declared
+  cut = [f.to_ndarray(format="rgb24") for _, f in video.iter_video_frames(bad["faststart_half"], 0)]
+  assert len(cut) == readable
+  np.testing.assert_array_equal(np.stack(cut), video.read_video_frames(source, range(readable)))

@@ -150,14 +150,18 @@ def read_labels(path: str | os.PathLike) -> list[Clip]:
   """Reads a labels table (columns of labels_20200831.csv) into clips, in file order.
 
   Only video_id, label_id, start_frame, end_frame, class and subject_id are required; the other columns are ignored.
+  A UTF-8 byte-order mark, CRLF line ends and spaces around names and values (as spreadsheets save) are accepted.
   Raises ValueError naming the file, line and column of the first malformed value.
   """
   path = pathlib.Path(path)
   required = ("video_id", "label_id", "start_frame", "end_frame", "class", "subject_id")
   clips = []
   seen = {}
-  with open(path, newline="") as f:
+  # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would stick to the first name.
+  with open(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
+    if reader.fieldnames:  # spreadsheets also pad names ("video_id, label_id"): data fields are stripped below
+      reader.fieldnames = [name.strip() for name in reader.fieldnames]
     missing = [c for c in required if c not in (reader.fieldnames or ())]
     if missing:
       raise ValueError(f"{path}: header lacks column(s) {missing}; found {reader.fieldnames}")

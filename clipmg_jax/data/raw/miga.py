@@ -34,7 +34,8 @@ def _is_number(text: str) -> bool:
 
 def _data_rows(path: pathlib.Path):
   """(line number, cells) of the non-empty rows after an optional header."""
-  with open(path, newline="") as f:
+  # utf-8-sig: a byte-order mark (spreadsheets write one) would make a numeric first row look like a header.
+  with open(path, newline="", encoding="utf-8-sig") as f:
     for i, row in enumerate(csv.reader(f)):
       cells = [c.strip() for c in row]
       if not any(cells):

@@ -199,3 +199,35 @@ def read_video_frames(path: str | os.PathLike, frame_indices: Sequence[int]) -> 
     raise IndexError(f"{path}: frame(s) {missing[:5]}{'...' if len(missing) > 5 else ''} not in the video "
                      f"(decoded up to frame {max(found) if found else -1})")
   return np.stack([found[i] for i in wanted.tolist()])
+
+
+class UnreadableVideoError(ValueError):
+  """A video file that cannot be opened, has no video stream, or of which no frame decodes (the message names it)."""
+
+
+def readable_frames(path: str | os.PathLike) -> tuple[int, int]:
+  """(frames the container declares, 0 when it does not say; frames that decode, counted from frame 0).
+
+  A file damaged or cut short (a faststart mp4, its index first, whose data ends early) declares more frames than
+  decode, and decoding it stops silently at the cut. A whole file costs one GOP (its last frame is decoded); a
+  damaged one, or one that declares nothing, a full decode. Raises UnreadableVideoError naming the file.
+  """
+  try:
+    declared = video_info(path)["num_frames"]
+  except (av.error.FFmpegError, IndexError, OSError) as e:  # IndexError: no video stream
+    reason = "it has no video stream" if isinstance(e, IndexError) else getattr(e, "strerror", None) or str(e)
+    raise UnreadableVideoError(f"{path}: cannot be read as a video ({reason})") from None
+  last = -1
+  try:
+    if declared > 0:
+      for index, _ in iter_video_frames(path, declared - 1, declared - 1):
+        last = index
+      if last >= declared - 1:
+        return declared, declared
+    for index, _ in iter_video_frames(path, 0):
+      last = index
+  except av.error.FFmpegError:  # single-threaded decoding raises at the damage: the frames before it stand
+    pass
+  if last < 0:
+    raise UnreadableVideoError(f"{path}: cannot be read as a video (no frame decodes)")
+  return declared, last + 1

@@ -38,6 +38,12 @@ from clipmg_jax.data.records import shard_writer
 
 PROGRESS_DIR = ".progress"
 
+
+class RawDataError(ValueError):
+  """The raw dataset cannot be planned: a labels table, split.json or classes.json that cannot be read, or a
+  folder that is not there (the message names it). Raised before any shard is written."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
   """One shard to write: its clips (all of one split) and the options to make their records with."""
@@ -223,19 +229,19 @@ def _run_shards(shards: list[ShardTask], num_workers: int, progress: bool) -> di
   summaries, todo, message = reusable(shards)
   if progress and summaries:
     tqdm.tqdm.write(message)
-  bar = tqdm.tqdm(total=len(shards), initial=len(summaries), desc="converting shards", unit="shard",
-                  disable=not progress)
-  if num_workers > 0 and len(todo) > 1:
-    # spawn: the caller may hold threads (JAX, Grain) that make fork unsafe.
-    with multiprocessing.get_context("spawn").Pool(min(num_workers, len(todo))) as pool:
-      for summary in pool.imap_unordered(convert_shard, todo):
-        summaries[summary["name"]] = summary
+  # Closed on the way out of a failure too, so that its message starts on a line of its own.
+  with tqdm.tqdm(total=len(shards), initial=len(summaries), desc="converting shards", unit="shard",
+                 disable=not progress) as bar:
+    if num_workers > 0 and len(todo) > 1:
+      # spawn: the caller may hold threads (JAX, Grain) that make fork unsafe.
+      with multiprocessing.get_context("spawn").Pool(min(num_workers, len(todo))) as pool:
+        for summary in pool.imap_unordered(convert_shard, todo):
+          summaries[summary["name"]] = summary
+          bar.update(1)
+    else:
+      for shard in todo:
+        summaries[shard.name] = convert_shard(shard)
         bar.update(1)
-  else:
-    for shard in todo:
-      summaries[shard.name] = convert_shard(shard)
-      bar.update(1)
-  bar.close()
   return summaries
 
 
@@ -256,6 +262,9 @@ def convert(raw_root: str | os.PathLike | None, out_dir: str | os.PathLike, *, l
     options: clip_record.ConvertOptions. Without a videos folder (or with skeleton_only) records are skeleton-only.
     num_workers: processes converting shards in parallel (0 = in this process).
     progress: show a tqdm bar.
+
+  Raises RawDataError (naming the file) when the dataset cannot be planned; clips that cannot be read are skipped
+  and listed in the manifest instead.
   """
   planned = prepare(raw_root, out_dir, layout=layout, labels_csv=labels_csv, skeleton_dir=skeleton_dir,
                     videos_dir=videos_dir, options=options)
@@ -287,8 +296,11 @@ def prepare(raw_root, out_dir, *, layout: str = "imigue", labels_csv=None, skele
   (out_dir / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
   _cleanup_stale(out_dir)
   root = pathlib.Path(raw_root) if raw_root is not None else None
-  plan = layouts.get(layout).plan(root, labels_csv=labels_csv, skeleton_dir=skeleton_dir, videos_dir=videos_dir,
-                                  skeleton_only=options.skeleton_only)
+  try:
+    plan = layouts.get(layout).plan(root, labels_csv=labels_csv, skeleton_dir=skeleton_dir, videos_dir=videos_dir,
+                                    skeleton_only=options.skeleton_only)
+  except (FileNotFoundError, ValueError) as e:  # the readers' and layouts' errors name the file or folder
+    raise RawDataError(str(e) if str(e) else repr(e)) from e
   options = dataclasses.replace(options, skeleton_only=plan.skeleton_only)
   return Conversion(out_dir=out_dir, layout=layout, plan=plan, options=options,
                     shards=plan_shards(plan.tasks, out_dir, options))
