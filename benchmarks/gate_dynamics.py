@@ -10,7 +10,6 @@ figure (gate over training; per class at the end), a Markdown table into --outpu
   python -m benchmarks.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import argparse
 import json
 import pathlib
 import statistics
@@ -74,8 +73,7 @@ def figure(saved: dict, variants: list[str], path: str) -> None:
     ax_class.set(ylabel="mean gate, test split", ylim=(0, 1),
                  title=f"`full`: the gate per class at the end (mean of {len(full)} seeds)")
   fig.tight_layout()
-  canvas.save(fig, path)
-  print(f"wrote {path}")
+  trained_runs.write_figure(fig, path)
 
 
 def table(saved: dict, variants: list[str]) -> str:
@@ -101,36 +99,21 @@ def table(saved: dict, variants: list[str]) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--root", default="runs/ablations_pretrained")
-  parser.add_argument("--config", default="configs/synthetic_pretrained.py")
-  parser.add_argument("--data_dir", default="")
-  parser.add_argument("--variants", default="full,no_guidance,no_cross_attention")
-  parser.add_argument("--seeds", default="0,1,2,3,4")
-  parser.add_argument("--steps", type=int, default=250)
-  parser.add_argument("--figure", default="docs/figures/gate_dynamics.png")
-  parser.add_argument("--json", default="benchmarks/results/gate_dynamics.json")
-  parser.add_argument("--output", default="docs/results.md")
-  parser.add_argument("--marker", default="gate_dynamics")
-  args = parser.parse_args(argv)
-  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
-  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
-  trained_runs.use_compilation_cache()
-  path = pathlib.Path(args.json)
-  saved = json.loads(path.read_text()) if path.is_file() else {}
-  for (variant, seed), workdir in trained_runs.finished(args.root, variants, seeds, args.steps).items():
+  parser = trained_runs.sweep_parser(__doc__, name="gate_dynamics", variants="full,no_guidance,no_cross_attention")
+  args = trained_runs.parse(parser, argv)
+  saved = trained_runs.Saved(args.json)
+  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
+                                                         args.steps).items():
     key = f"{variant}/seed{seed}"
     if key in saved:
       continue
     run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
     saved[key] = {"terms": gate_terms(run), "validation_curve": validation_curve(workdir),
                   "per_class": per_class(workdir)}
+    saved.save()
     print(f"[{key}] {saved[key]['terms']}", flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
-  pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-  figure(saved, variants, args.figure)
-  text = table(saved, variants) + (
+  figure(saved, args.variant_list, args.figure)
+  text = table(saved, args.variant_list) + (
       "\n\nFinal state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
       "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
       "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")

@@ -11,8 +11,6 @@ reuses what it holds).
   python -m benchmarks.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
 """
 
-import argparse
-import json
 import pathlib
 import statistics
 
@@ -90,43 +88,25 @@ def plot(results: dict, variants: list[str], seeds: list[int], levels: list[floa
   ax_acc.legend()
   ax_gate.legend()
   fig.tight_layout()
-  canvas.save(fig, args.plot)
-  print(f"wrote {args.plot}")
+  trained_runs.write_figure(fig, args.figure)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--root", default="runs/ablations_pretrained", help="the ablation sweep's folder")
-  parser.add_argument("--config", default="configs/synthetic_pretrained.py", help="the sweep's config file")
-  parser.add_argument("--data_dir", default="", help="the sweep's dataset (default <root>/synthetic_data)")
-  parser.add_argument("--variants", default="full,no_gate,pose_only,visual_only")
-  parser.add_argument("--seeds", default="0,1,2,3,4")
-  parser.add_argument("--steps", type=int, default=250, help="the sweep's training steps (finished runs only)")
-  parser.add_argument("--levels", default="0,0.25,0.5,0.75,1")
+  parser = trained_runs.sweep_parser(__doc__, name="pose_corruption", variants="full,no_gate,pose_only,visual_only")
+  parser.add_argument("--levels", default="0,0.25,0.5,0.75,1", help="corruption levels, fractions")
   parser.add_argument("--kinds", default=",".join(pose_corruption.KINDS),
                       help=f"comma-separated subset of {pose_corruption.KINDS}, all applied at each level")
   parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
   parser.add_argument("--corruption_seed", type=int, default=0)
-  parser.add_argument("--json", default="benchmarks/results/pose_corruption.json")
-  parser.add_argument("--plot", default="docs/figures/pose_corruption.png")
-  parser.add_argument("--output", default="docs/results.md")
-  parser.add_argument("--marker", default="pose_corruption")
-  args = parser.parse_args(argv)
+  args = trained_runs.parse(parser, argv)
   pose_corruption.parse_kinds(args.kinds)
-  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
-  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
   levels = [float(v) for v in args.levels.split(",")]
-  trained_runs.use_compilation_cache()
-  path = pathlib.Path(args.json)
-  results = json.loads(path.read_text()) if path.is_file() else {}
-  path.parent.mkdir(parents=True, exist_ok=True)
-  save = lambda: path.write_text(json.dumps(results, indent=1, sort_keys=True))
-  found = trained_runs.finished(args.root, variants, seeds, args.steps)
-  evaluate_runs(args, found, levels, results, save)
-  text = table(results, variants, seeds, levels, args)
+  results = trained_runs.Saved(args.json)
+  found = trained_runs.finished(args.root, args.variant_list, args.seed_list, args.steps)
+  evaluate_runs(args, found, levels, results, results.save)
+  text = table(results, args.variant_list, args.seed_list, levels, args)
   print(text)
-  pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-  plot(results, variants, seeds, levels, args)
+  plot(results, args.variant_list, args.seed_list, levels, args)
   ablations.write_into(pathlib.Path(args.output), text, args.marker)
 
 

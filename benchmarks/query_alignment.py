@@ -11,8 +11,6 @@ Lift = share / uniform. Also an overlay figure for one correct and one wrong cli
   python -m benchmarks.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import argparse
-import json
 import pathlib
 
 import numpy as np
@@ -129,8 +127,7 @@ def overlay(run, rows: list[dict], args) -> None:
                f"cyan: patches of the moved part ({moved_parts.MOVED_PART[picks[0]['label']]} / "
                f"{moved_parts.MOVED_PART[picks[1]['label']]})", fontsize=10)
   fig.tight_layout()
-  canvas.save(fig, args.figure)
-  print(f"wrote {args.figure}")
+  trained_runs.write_figure(fig, args.figure)
 
 
 def table(summaries: dict) -> str:
@@ -148,38 +145,23 @@ def table(summaries: dict) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--root", default="runs/ablations_pretrained")
-  parser.add_argument("--config", default="configs/synthetic_pretrained.py")
-  parser.add_argument("--data_dir", default="")
-  parser.add_argument("--variants", default="full,no_gate,no_guidance,visual_only")
-  parser.add_argument("--seeds", default="0,1,2,3,4")
-  parser.add_argument("--steps", type=int, default=250)
+  parser = trained_runs.sweep_parser(__doc__, name="query_alignment", variants="full,no_gate,no_guidance,visual_only")
   parser.add_argument("--radius", type=float, default=1.0, help="part patches: centre within this many patches")
-  parser.add_argument("--figure_variant", default="full")
-  parser.add_argument("--figure", default="docs/figures/query_alignment.png")
-  parser.add_argument("--json", default="benchmarks/results/query_alignment.json")
-  parser.add_argument("--output", default="docs/results.md")
-  parser.add_argument("--marker", default="query_alignment")
-  args = parser.parse_args(argv)
-  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
-  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
-  trained_runs.use_compilation_cache()
-  path = pathlib.Path(args.json)
-  saved = json.loads(path.read_text()) if path.is_file() else {}
+  parser.add_argument("--figure_variant", default="full", help="the variant of the overlay figure (first seed)")
+  args = trained_runs.parse(parser, argv)
+  saved = trained_runs.Saved(args.json)
   summaries, figure_done = {}, False
-  for (variant, seed), workdir in trained_runs.finished(args.root, variants, seeds, args.steps).items():
+  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
+                                                         args.steps).items():
     key = f"{variant}/seed{seed}/r{args.radius:g}"
     need_figure = variant == args.figure_variant and not figure_done
     if key not in saved or need_figure:
       run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
       rows = analyse_run(run, args)
       saved[key] = summary(rows)
-      path.parent.mkdir(parents=True, exist_ok=True)
-      path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+      saved.save()
       print(f"[{variant} seed {seed}] {saved[key]}", flush=True)
       if need_figure:
-        pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         overlay(run, rows, args)
         figure_done = True
     summaries.setdefault(variant, {})[seed] = saved[key]

@@ -12,7 +12,6 @@ variant), a Markdown table into --output and the figures in --json.
   python -m benchmarks.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import argparse
 import json
 import pathlib
 import statistics
@@ -56,8 +55,7 @@ def figure(saved: dict, variants: list[str], path: str) -> None:
   ax.set(ylabel="test top-1, % (mean over seeds)", title="per-subject accuracy on the cross-subject test split")
   ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
-  canvas.save(fig, path)
-  print(f"wrote {path}")
+  trained_runs.write_figure(fig, path)
 
 
 def table(saved: dict, variants: list[str]) -> str:
@@ -79,36 +77,23 @@ def table(saved: dict, variants: list[str]) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--root", default="runs/ablations_pretrained")
-  parser.add_argument("--config", default="configs/synthetic_pretrained.py")
-  parser.add_argument("--data_dir", default="")
-  parser.add_argument("--variants", default="full,visual_only,pose_only,no_guidance,no_cross_attention,no_gate")
-  parser.add_argument("--probe_variants", default="full,visual_only")
-  parser.add_argument("--seeds", default="0,1,2,3,4")
-  parser.add_argument("--steps", type=int, default=250)
-  parser.add_argument("--figure", default="docs/figures/per_subject.png")
-  parser.add_argument("--json", default="benchmarks/results/subject_checks.json")
-  parser.add_argument("--output", default="docs/results.md")
-  parser.add_argument("--marker", default="subject_checks")
-  args = parser.parse_args(argv)
-  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
-  variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+  parser = trained_runs.sweep_parser(
+      __doc__, name="subject_checks", figure="per_subject",
+      variants="full,visual_only,pose_only,no_guidance,no_cross_attention,no_gate")
+  parser.add_argument("--probe_variants", default="full,visual_only", help="variants given the identity probe")
+  args = trained_runs.parse(parser, argv)
   probe_variants = set(args.probe_variants.split(","))
-  trained_runs.use_compilation_cache()
-  path = pathlib.Path(args.json)
-  saved = json.loads(path.read_text()) if path.is_file() else {}
-  for (variant, seed), workdir in trained_runs.finished(args.root, variants, seeds, args.steps).items():
+  saved = trained_runs.Saved(args.json)
+  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
+                                                         args.steps).items():
     key = f"{variant}/seed{seed}"
     entry = saved.setdefault(key, {"per_subject": per_subject(workdir)})
     if variant in probe_variants and "probe" not in entry:
       entry["probe"] = identity_probe(trained_runs.load(args.config, variant, seed, workdir, args.data_dir))
       print(f"[{key}] identity probe: {entry['probe']}", flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
-  pathlib.Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-  figure(saved, variants, args.figure)
-  text = table(saved, variants) + (
+    saved.save()
+  figure(saved, args.variant_list, args.figure)
+  text = table(saved, args.variant_list) + (
       "\n\nTest split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax "
       "regression on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test "
       "subject and scored on the others.")

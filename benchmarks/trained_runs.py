@@ -6,6 +6,7 @@ with (the config file's variant, its seed and the sweep's dataset) through runs.
 a trained run. XLA's compilation cache is on (the runs of one variant compile the same programs).
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -22,6 +23,54 @@ def use_compilation_cache(folder: str | None = None) -> None:
   folder = folder or os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(pathlib.Path.home() / ".cache" / "clipmg_bench_xla")
   jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def sweep_parser(description: str, *, name: str, variants: str, figure: str | None = None) -> argparse.ArgumentParser:
+  """The flags every analysis of a sweep shares: where the sweep is (--root, --config, --data_dir, --steps), which
+  runs (--variants, --seeds), where the results go (--json, reused on a rerun; --figure; --output/--marker, the
+  Markdown table's place)."""
+  parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", default="runs/ablations_pretrained", help="the sweep's folder (ablations.py --root)")
+  parser.add_argument("--config", default="configs/synthetic_pretrained.py", help="the sweep's config file")
+  parser.add_argument("--data_dir", default="", help="the sweep's dataset (default <root>/synthetic_data)")
+  parser.add_argument("--variants", default=variants, help="comma-separated variants")
+  parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
+  parser.add_argument("--steps", type=int, default=250, help="the sweep's training steps (finished runs only)")
+  parser.add_argument("--json", default=f"benchmarks/results/{name}.json", help="the figures (reused on a rerun)")
+  parser.add_argument("--figure", default=f"docs/figures/{figure or name}.png", help="the plot")
+  parser.add_argument("--output", default="docs/results.md", help="Markdown file the table goes into")
+  parser.add_argument("--marker", default=name, help="the table goes between <!-- MARKER:begin/end --> of --output")
+  return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+  """Parsed flags with data_dir resolved, variant_list and seed_list; the compilation cache switched on."""
+  args = parser.parse_args(argv)
+  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
+  args.variant_list = args.variants.split(",")
+  args.seed_list = [int(s) for s in args.seeds.split(",")]
+  use_compilation_cache()
+  return args
+
+
+class Saved(dict):
+  """The JSON file of an analysis' figures, as a dict; save() writes it back (after each run, so an interrupted
+  analysis keeps what it computed)."""
+
+  def __init__(self, path: str | pathlib.Path):
+    self.path = pathlib.Path(path)
+    super().__init__(json.loads(self.path.read_text()) if self.path.is_file() else {})
+
+  def save(self) -> None:
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self.path.write_text(json.dumps(self, indent=1, sort_keys=True))
+
+
+def write_figure(fig, path: str) -> None:
+  from clipmg_jax.figures import canvas  # pylint: disable=import-outside-toplevel
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  canvas.save(fig, path)
+  print(f"wrote {path}")
 
 
 def finished(root: str | pathlib.Path, variants: list[str], seeds: list[int], steps: int) -> dict:
