@@ -3,6 +3,7 @@ write, the final validation and test passes), a resume whose checkpoint has othe
 than the crop, and a --checkpoint that names no checkpoint."""
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -342,3 +343,22 @@ def test_sigterm_while_xla_compiles_exits_143_not_a_segfault():
     pytest.skip("the compilation ended before the signal: this machine is too fast for the test")
   assert proc.returncode == cli_errors.PREEMPTED_EXIT_CODE, err[-3000:]
   assert "preempted while compiling" in out and "Traceback" not in err
+
+
+def test_sigterm_handled_inside_a_gc_callback_still_stops_without_a_traceback(capfd):
+  # The handler can run inside a gc callback (JAX registers one), where its exception cannot propagate: once that
+  # printed "Exception ignored ... Traceback" and set-up went on as if no signal had come.
+  def signal_during_gc(phase, info):  # pylint: disable=unused-argument
+    if phase == "start":
+      gc.callbacks.remove(signal_during_gc)
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(1000):  # the handler runs between these bytecodes, inside the callback
+        pass
+
+  with pytest.raises(preemption.Preempted, match="during set-up"):
+    with preemption.Watch() as watch, watch.stops_at_once(preemption.SETUP):
+      gc.callbacks.append(signal_during_gc)
+      gc.collect()
+      body_finished = True
+  assert body_finished and signal_during_gc not in gc.callbacks
+  assert "Traceback" not in capfd.readouterr().err
