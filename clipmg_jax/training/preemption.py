@@ -13,6 +13,7 @@ agree on the same step to save at; outside the loop the signal is left to it (th
 import contextlib
 import logging
 import signal
+import sys
 import threading
 
 import jax
@@ -46,6 +47,7 @@ class Watch:
   def __init__(self):
     self.signalled = False
     self._previous = None
+    self._previous_hook = None
     self._warned = False
     self._nested = False
     self._modes = []  # innermost last: None = deferred, a message = stop at once with it
@@ -56,6 +58,8 @@ class Watch:
       return Watch._active
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous_hook = sys.unraisablehook
+      sys.unraisablehook = self._unraisable
     Watch._active = self
     return self
 
@@ -65,6 +69,8 @@ class Watch:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
       self._previous = None
+      sys.unraisablehook = self._previous_hook
+      self._previous_hook = None
     Watch._active = None
 
   @contextlib.contextmanager
@@ -76,6 +82,8 @@ class Watch:
       if self.signalled:
         raise Preempted(message)
       yield
+      if self.signalled:  # the handler's exception was swallowed (see _unraisable): stop where the block ends
+        raise Preempted(message)
     finally:
       self._modes.pop()
 
@@ -92,6 +100,14 @@ class Watch:
     self.signalled = True
     if self._modes and self._modes[-1] is not None:
       raise Preempted(self._modes[-1])
+
+  def _unraisable(self, unraisable) -> None:
+    # The handler runs wherever the main thread is, also inside a gc callback (JAX registers one) or a __del__,
+    # where Python cannot propagate an exception: it prints "Exception ignored ... Traceback" and goes on. The
+    # signal is recorded all the same, and stops_at_once raises it where its block ends, so say nothing here.
+    if isinstance(unraisable.exc_value, Preempted):
+      return
+    self._previous_hook(unraisable)
 
   def reached(self, step: int) -> bool:
     if jax.process_count() > 1:

@@ -3,6 +3,7 @@ write, the final validation and test passes), a resume whose checkpoint has othe
 than the crop, and a --checkpoint that names no checkpoint."""
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -310,3 +311,54 @@ def test_no_shipped_config_crops_larger_than_the_frames_it_stores():
   # iMiGUE's videos through the converter's default short side.
   assert min(clip_record.stored_size(imigue.VIDEO_SIZE[1], imigue.VIDEO_SIZE[0], clip_record.ConvertOptions().short_side)
              ) >= imigue_config.get_config().data.image_size
+
+
+_COMPILING = """
+import sys
+import jax, jax.numpy as jnp
+from clipmg_jax import cli_errors
+from clipmg_jax.training import preemption
+
+def chain(x):  # long enough to compile for seconds: the signal lands inside XLA's compiler
+  for i in range(200):
+    x = jnp.sin(x @ x.T) + i
+  return x
+
+with cli_errors.known_failures(), preemption.Watch() as watch, watch.stops_at_once("preempted while compiling"):
+  print("compiling", flush=True)
+  jax.jit(chain)(jnp.ones((8, 8))).block_until_ready()
+  print("compiled", flush=True)
+"""
+
+
+def test_sigterm_while_xla_compiles_exits_143_not_a_segfault():
+  # The final evaluation's first batch compiles the eval step; a signal there once ended in a segfault at exit.
+  proc = subprocess.Popen([sys.executable, "-c", _COMPILING], env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  assert proc.stdout.readline() == "compiling\n"
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  if "compiled" in out:
+    pytest.skip("the compilation ended before the signal: this machine is too fast for the test")
+  assert proc.returncode == cli_errors.PREEMPTED_EXIT_CODE, err[-3000:]
+  assert "preempted while compiling" in out and "Traceback" not in err
+
+
+def test_sigterm_handled_inside_a_gc_callback_still_stops_without_a_traceback(capfd):
+  # The handler can run inside a gc callback (JAX registers one), where its exception cannot propagate: once that
+  # printed "Exception ignored ... Traceback" and set-up went on as if no signal had come.
+  def signal_during_gc(phase, info):  # pylint: disable=unused-argument
+    if phase == "start":
+      gc.callbacks.remove(signal_during_gc)
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(1000):  # the handler runs between these bytecodes, inside the callback
+        pass
+
+  with pytest.raises(preemption.Preempted, match="during set-up"):
+    with preemption.Watch() as watch, watch.stops_at_once(preemption.SETUP):
+      gc.callbacks.append(signal_during_gc)
+      gc.collect()
+      body_finished = True
+  assert body_finished and signal_during_gc not in gc.callbacks
+  assert "Traceback" not in capfd.readouterr().err
