@@ -17,7 +17,9 @@ What identifies a cache, checked before a run uses it (PrefixCacheError otherwis
 Only the prefix is frozen in such a run: config.train_all_params (everything trains) cannot use a cache.
 """
 
+import functools
 import hashlib
+import json
 import itertools
 import logging
 import math
@@ -124,7 +126,13 @@ def initial_params(config: ml_collections.ConfigDict, image_size: int):
 
 def prefix_function(model_config: ml_collections.ConfigDict):
   """jitted (vit params, uint8 frames (B, T, S, S, 3)) -> the prefix's output tokens (B, T, N, D) in the compute
-  dtype: N = 1 + P, or P without the class token."""
+  dtype: N = 1 + P, or P without the class token. One per model configuration, so that builds reuse its compilation."""
+  return _prefix_function(model_config.to_json(sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _prefix_function(model_json: str):
+  model_config = ml_collections.ConfigDict(json.loads(model_json))
   fields = clipmg_config.vit_fields(model_config)
   dtype = clipmg_config.compute_dtype(model_config)
   tower = vit_lib.VisionTransformer(**fields, dtype=dtype)
