@@ -118,7 +118,7 @@ def test_augmented_views_are_the_training_augmentation_redrawn(caches):
   prefix = prefix_cache.prefix_function(config.model)
   for clip in (0, 5):
     example = decoder.decode(source[clip], prefix_cache.view_rng(3, clip, 1))
-    record = token_record.decode(cache._source[clip * VIEWS + 1])  # pylint: disable=protected-access
+    record = cache.record(clip * VIEWS + 1)
     assert record.view == 1
     np.testing.assert_allclose(record.keypoints, example["keypoints"], atol=1e-6)
     live = prefix(params["vit"], example["frames"][None])[0]

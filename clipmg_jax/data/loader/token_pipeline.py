@@ -123,6 +123,14 @@ class TokenDecoder:
     self.tokens_shape, self.dtype = tuple(tokens_shape), token_record.DTYPES[dtype]
     self.num_pose_frames, self.skip_corrupt = int(num_pose_frames), skip_corrupt
 
+  @property
+  def num_clips(self) -> int:
+    return len(self._source) // self.views
+
+  def record(self, index: int) -> token_record.TokenRecord:
+    """Record `index` (= clip * views + view) of the split, decoded."""
+    return token_record.decode(self._source[index])
+
   def _padding(self, skipped: bool = False) -> dict:
     example = batch_lib.padding_example(1, self.num_pose_frames, 1, skipped=skipped)
     del example["frames"]
@@ -169,7 +177,7 @@ def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bo
                      records: np.ndarray | None = None) -> grain.MapDataset:
   """pipeline.make_map_dataset's batches, of tokens read from config.prefix_cache."""
   decoder = make_decoder(config, split)
-  num_clips = len(decoder._source) // decoder.views  # pylint: disable=protected-access
+  num_clips = decoder.num_clips
   seed = int(config.shuffle_seed if seed is None else seed)
   if records is not None and not len(records):
     raise ValueError(f"{config.prefix_cache}: no records of split {split!r} selected")
