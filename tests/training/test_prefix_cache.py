@@ -172,3 +172,35 @@ def test_off_by_default_and_training_from_the_cache(caches, tmp_path):
   config = tiny_config(root / "data", **{"data.prefix_cache": str(f32)})
   result = trainer.train_and_evaluate(config, tmp_path, input_setup.make_data_source(config, tmp_path))
   assert result["num_examples"] > 0 and (tmp_path / "eval.json").is_file()
+
+
+def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp_path, monkeypatch, capsys):
+  """benchmarks/prefix_cache.py --accuracy: the commands it runs (commands stubbed: their results are written as a
+  run would), that it skips what exists, and its table."""
+  from benchmarks import prefix_cache as bench  # pylint: disable=import-outside-toplevel
+  ran = []
+
+  def fake_run(command):
+    ran.append(command)
+    out = [a.split("=", 1)[1] for a in command if a.startswith(("--out=", "--workdir="))]
+    if "clipmg_jax.cache_prefix" in command:
+      pathlib.Path(out[0]).mkdir(parents=True)
+      (pathlib.Path(out[0]) / "manifest.json").write_text("{}")
+    else:
+      seed = int(next(a for a in command if a.startswith("--config.seed=")).split("=")[1])
+      pathlib.Path(out[0]).mkdir(parents=True)
+      (pathlib.Path(out[0]) / "eval.json").write_text(f'{{"top1": {0.5 + seed / 10}, "mean_class_accuracy": 0.25}}')
+
+  monkeypatch.setattr(bench, "_run", fake_run)
+  args = ["--accuracy", "--root", str(tmp_path), "--variants", "full,visual_only", "--seeds", "0,1", "--ks", "1,4"]
+  result = bench.accuracy(bench.parse_args(args))
+  builds = [c for c in ran if "clipmg_jax.cache_prefix" in c]
+  trainings = [c for c in ran if "clipmg_jax.train" in c]
+  assert len(builds) == 2 * 2 and len(trainings) == 2 * 3 * 2  # (variants x K) caches, variants x settings x seeds
+  assert "--views=4" in builds[1] and "--config=configs/synthetic_pretrained.py:full" in builds[1]
+  cached = [c for c in trainings if any(a.startswith("--config.data.prefix_cache=") for a in c)]
+  assert len(cached) == 2 * 2 * 2
+  assert "| `full` | live | 2 | 55.0 ± 7.1 | 25.0 ± 0.0 |" in result["table"]
+  ran.clear()
+  bench.accuracy(bench.parse_args(args))  # everything exists: nothing runs again
+  assert ran == []
