@@ -4,8 +4,8 @@
 parse_flags: a misspelled --config.<field> override (with ml_collections' "Did you mean" hint) or a bad flag;
 config_or_exit: a config file that does not exist or does not load; known_failures: the failures of the work itself
 (non-finite loss, unreadable or missing checkpoints, missing or corrupt shards, a full disk, results that cannot be
-written, a tower left random, a workdir another run holds) and preemption (exit status 143 after its checkpoint). Anything else keeps its
-traceback. No flags are defined here, so tests can import it next to any command.
+written, a tower left random, a workdir another run holds, a prefix cache of another tower, depth or data) and
+preemption (exit status 143 after its checkpoint). Anything else keeps its traceback. No flags are defined here, so tests can import it next to any command.
 """
 
 import contextlib
@@ -17,6 +17,7 @@ from absl import flags
 import jax
 
 from clipmg_jax import disk_full
+from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
@@ -35,6 +36,7 @@ PREEMPTED_EXIT_CODE = 143
 # Errors whose message already names what to change: printed as "<name>: <message>".
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
+                token_pipeline.PrefixCacheError,
                 evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError)
 # The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
 # that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.

@@ -10,14 +10,16 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Each command with a config file it accepts.
 COMMANDS = {"train": "configs/synthetic.py", "evaluate": "configs/synthetic.py",
             "pretrain": "configs/pretrain_synthetic.py", "inspect_clip": "configs/synthetic.py",
-            "predict": "configs/synthetic.py"}
+            "predict": "configs/synthetic.py", "cache_prefix": "configs/synthetic.py"}
+# Other required flags of a command.
+EXTRA_FLAGS = {"cache_prefix": ["--out", "unused_cache"]}
 
 
 def test_a_misspelled_override_is_one_short_message_in_every_command(tmp_path):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-  # All five side by side: each spends its time importing JAX and the libraries.
+  # All side by side: each spends its time importing JAX and the libraries.
   running = {name: subprocess.Popen([sys.executable, "-m", f"clipmg_jax.{name}", "--config", config, "--workdir",
-                                     str(tmp_path / name), "--config.totl_steps=3"],
+                                     str(tmp_path / name), "--config.totl_steps=3", *EXTRA_FLAGS.get(name, [])],
                                     cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name, config in COMMANDS.items()}
   for name, proc in running.items():

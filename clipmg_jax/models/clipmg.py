@@ -46,27 +46,57 @@ class ClipMG(nn.Module):
 
   config: ml_collections.ConfigDict
 
-  def _check_inputs(self, frames: jax.Array, keypoints: jax.Array) -> None:
+  def _check_inputs(self, frames: jax.Array | None, keypoints: jax.Array,
+                    prefix_tokens: jax.Array | None) -> tuple[int, int]:
+    """Checks the inputs' shapes; returns the frame size (H, W) (from the token grid when the frames are cached)."""
     cfg = self.config
-    if frames.ndim != 5 or frames.shape[1] != cfg.num_frames or frames.shape[-1] != 3:
-      raise ValueError(f"frames must be (B, {cfg.num_frames}, H, W, 3) CLIP-normalised floats, got {frames.shape}")
-    expected = (frames.shape[0], cfg.num_pose_frames, cfg.num_joints, 3)
+    if prefix_tokens is not None:
+      frame_size = self._cached_frame_size(prefix_tokens)
+      batch = prefix_tokens.shape[0]
+    else:
+      if frames is None or frames.ndim != 5 or frames.shape[1] != cfg.num_frames or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (B, {cfg.num_frames}, H, W, 3) CLIP-normalised floats, got "
+                         f"{None if frames is None else frames.shape}")
+      frame_size, batch = (frames.shape[2], frames.shape[3]), frames.shape[0]
+    expected = (batch, cfg.num_pose_frames, cfg.num_joints, 3)
     if tuple(keypoints.shape) != expected:
       raise ValueError(f"keypoints must be {expected} = (B, pose frames, joints, x/y/confidence), "
                        f"got {tuple(keypoints.shape)}")
+    return frame_size
 
-  def _visual_tokens(self, frames: jax.Array) -> jax.Array:
-    """(B, T, H, W, 3) -> patch tokens after ln_post, (B, T, P, D) in the compute dtype."""
+  def _cached_frame_size(self, prefix_tokens: jax.Array) -> tuple[int, int]:
+    """(H, W) of the square frames whose prefix tokens (B, T, N, D) are given: N = [1 +] (H/p)^2."""
     cfg = self.config
     fields = clipmg_config.vit_fields(cfg)
-    vit = vit_lib.VisionTransformer(**fields, dtype=clipmg_config.compute_dtype(cfg),
-                                    remat="vit" in clipmg_config.remat_parts(cfg), name="vit")
-    b, t, h, w, c = frames.shape
-    # All B*T frames go through the tower as one batch; the frozen prefix runs under stop_gradient.
-    hidden = vit(frames.reshape(b * t, h, w, c).astype(clipmg_config.compute_dtype(cfg)),
-                 frozen_blocks=fields["layers"] - cfg.trainable_blocks)["last_hidden_state"]
+    cls = 1 if cfg.trainable_blocks else 0  # the frozen prefix's output keeps the class token only when blocks follow
+    if prefix_tokens.ndim != 4 or prefix_tokens.shape[1] != cfg.num_frames or prefix_tokens.shape[-1] != fields["width"]:
+      raise ValueError(f"prefix_tokens must be (B, {cfg.num_frames}, tokens, {fields['width']}), "
+                       f"got {prefix_tokens.shape}")
+    side = int(round((prefix_tokens.shape[2] - cls)**0.5))
+    if side * side != prefix_tokens.shape[2] - cls:
+      raise ValueError(f"prefix_tokens hold {prefix_tokens.shape[2]} tokens per frame: not {cls} + a square grid")
+    return side * fields["patch_size"], side * fields["patch_size"]
+
+  def _visual_tokens(self, frames: jax.Array | None, prefix_tokens: jax.Array | None = None) -> jax.Array:
+    """(B, T, H, W, 3) frames, or the frozen prefix's output tokens (B, T, N, D) of a cache, -> patch tokens after
+    ln_post, (B, T, P, D) in the compute dtype. From cached tokens only the trainable blocks run: the result is the
+    same function of the same pixels (the prefix is frozen, under stop_gradient, and has no dropout)."""
+    cfg = self.config
+    fields = clipmg_config.vit_fields(cfg)
+    dtype = clipmg_config.compute_dtype(cfg)
+    vit = vit_lib.VisionTransformer(**fields, dtype=dtype, remat="vit" in clipmg_config.remat_parts(cfg), name="vit")
+    frozen = fields["layers"] - cfg.trainable_blocks
+    if prefix_tokens is not None:
+      b, t, n, d = prefix_tokens.shape
+      hidden = prefix_tokens.reshape(b * t, n, d).astype(dtype)
+      if frozen < fields["layers"]:
+        hidden = vit.run_blocks(hidden, frozen, fields["layers"])[:, 1:]
+    else:
+      b, t, h, w, c = frames.shape
+      # All B*T frames go through the tower as one batch; the frozen prefix runs under stop_gradient.
+      hidden = vit(frames.reshape(b * t, h, w, c).astype(dtype), frozen_blocks=frozen)["last_hidden_state"][:, 1:]
     # CLIP's ln_post is applied to every patch token (it is trained to normalise the final residual stream).
-    tokens = vit.ln_post(hidden[:, 1:])
+    tokens = vit.ln_post(hidden)
     return tokens.reshape(b, t, tokens.shape[1], tokens.shape[2])
 
   def _skeleton_features(self, keypoints: jax.Array, frame_size: tuple[int, int]) -> jax.Array:
@@ -127,29 +157,33 @@ class ClipMG(nn.Module):
     return query, tokens, context
 
   @nn.compact
-  def __call__(self, frames: jax.Array, keypoints: jax.Array, *, train: bool = False) -> jax.Array:
+  def __call__(self, frames: jax.Array | None, keypoints: jax.Array, *, train: bool = False,
+               prefix_tokens: jax.Array | None = None) -> jax.Array:
     """Logits for a batch of clips.
 
     Args:
-      frames: float (B, T, H, W, 3), CLIP-normalised (vit.normalize_images).
+      frames: float (B, T, H, W, 3), CLIP-normalised (vit.normalize_images); None with prefix_tokens.
       keypoints: float (B, T_p, J, 3) = (x, y, confidence), x and y in pixels of the H x W frames.
       train: enables dropout (needs the 'dropout' rng).
+      prefix_tokens: instead of frames, the frozen ViT prefix's output for them (B, T, N, D) (a prefix cache,
+        clipmg_jax/training/prefix_cache.py): N = 1 + P with the class token, N = P when no block is trainable; the
+        frames are square, H = W = sqrt(P) * patch size.
 
     Returns:
       float32 logits (B, num_classes).
     """
     cfg = self.config
     clipmg_config.validate_config(cfg)
-    self._check_inputs(frames, keypoints)
+    h, w = self._check_inputs(frames, keypoints, prefix_tokens)
     uses, dtype = variants_lib.uses(cfg.variant), clipmg_config.compute_dtype(cfg)
-    b, t, h, w, _ = frames.shape
+    b = keypoints.shape[0]
     head = readout.ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype, name="head")
 
     if not uses.vision:  # pose_only
       features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
-    tokens = self._visual_tokens(frames)  # (B, T, P, D)
+    tokens = self._visual_tokens(frames, prefix_tokens)  # (B, T, P, D)
     self.sow("intermediates", "patch_tokens", tokens)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
     context = None

@@ -257,6 +257,11 @@ class VisionTransformer(nn.Module):
       tokens = block(tokens)
     return tokens
 
+  def prefix(self, images: jax.Array, frozen_blocks: int) -> jax.Array:
+    """The frozen prefix alone: normalised images (B, H, W, 3) -> the input of block `frozen_blocks`, (B, 1+N, D)
+    (what a prefix cache stores; the tower's __call__ computes the same under stop_gradient)."""
+    return self.run_blocks(self.embed(images), 0, frozen_blocks)
+
   def pool(self, tokens: jax.Array) -> jax.Array:
     """Tokens (B, T, D) -> ln_post of the class token (B, D)."""
     return self.ln_post(tokens[:, 0])

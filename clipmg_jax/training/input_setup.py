@@ -14,11 +14,13 @@ import numpy as np
 
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.loader import validation as validation_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.models import variants
 from clipmg_jax.training import frame_size
+from clipmg_jax.training import prefix_cache
 from clipmg_jax.training.data_source import DataSource
 
 
@@ -63,21 +65,28 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
     data.validation.subjects = tuple(val.subjects)
   pc, pi = jax.process_count(), jax.process_index()
   eval_batch = int(data.eval_batch_size or data.batch_size)
+  # With a prefix cache the same clips, in the same order, come as tokens (its tower is checked against the
+  # parameters once they exist: prefix_cache.check_tower).
+  reader = pipeline
+  if data.get("prefix_cache"):
+    prefix_cache.check_run(config, data, manifest)
+    reader = token_pipeline
 
   def train_iterator():
-    return iter(pipeline.make_dataset(data, data.train_split, seed=config.seed, process_index=pi, process_count=pc,
+    return iter(reader.make_dataset(data, data.train_split, seed=config.seed, process_index=pi, process_count=pc,
                                       train=True, records=train_records))
 
   def eval_batches():
-    return pipeline.make_dataset(data, data.eval_split, process_index=pi, process_count=pc, train=False)
+    return reader.make_dataset(data, data.eval_split, process_index=pi, process_count=pc, train=False)
 
   def validation_batches():
     # Validation subjects' records of the *train* split, read the evaluation way (centre crop, one pass).
-    return pipeline.make_dataset(data, data.train_split, process_index=pi, process_count=pc, train=False,
+    return reader.make_dataset(data, data.train_split, process_index=pi, process_count=pc, train=False,
                                  records=val_records)
 
   num_train = splits[data.train_split]["num_clips"] if train_records is None else len(train_records)
   info = {"shards_dir": str(data.shards_dir), "stored_frame_size": stored,
+          **({"prefix_cache": str(data.prefix_cache)} if data.get("prefix_cache") else {}),
           "num_clips": {s: v["num_clips"] for s, v in splits.items()},
           "validation": {"subjects": list(val.subjects), "rule": val.rule,
                          "source_split": data.train_split, "num_clips": 0 if val_records is None else len(val_records),

@@ -21,6 +21,7 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import pose_corruption
+from clipmg_jax.training import prefix_cache
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training.data_source import DataSource
 
@@ -87,6 +88,7 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()
+  prefix_cache.check_tower(config, state.params)
   return Run(config=input_setup.run_config(config, data), setup=setup, params=state.params, step=int(state.step),
              rule=rule)
 

@@ -53,7 +53,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
   def step(state: TrainState, batch: Batch):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
-    frames = normalize(batch["frames"])
+    frames, cached = model_inputs(batch, normalize)
     mask = batch.get("mask")
 
     def loss_of(logits):
@@ -62,7 +62,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
     def loss_fn(params):
       logits, aux = model.apply({"params": params}, frames, batch["keypoints"], train=True,
-                                rngs={"dropout": dropout_rng}, mutable=["aux"])
+                                rngs={"dropout": dropout_rng}, mutable=["aux"], **cached)
       loss = loss_of(logits)
       parts = {}
       if aux_weight and "pose_logits" in aux.get("aux", {}):
@@ -100,6 +100,14 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
                  out_shardings=(state_sharding, sharding_lib.replicated(mesh)), donate_argnums=(0,))
 
 
+def model_inputs(batch: Batch, normalize: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array | None, dict]:
+  """(the model's frames argument, its keyword arguments) for a batch: normalised frames, or, for a batch of a prefix
+  cache (clipmg_jax/data/loader/token_pipeline.py: "tokens" instead of "frames"), None and the cached tokens."""
+  if "tokens" in batch:
+    return None, {"prefix_tokens": batch["tokens"]}
+  return normalize(batch["frames"]), {}
+
+
 def all_finite(tree: Any) -> jax.Array:
   """bool scalar: every floating-point value of the pytree is finite."""
   leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
@@ -121,8 +129,9 @@ def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding
   them all. Only this step makes "intermediates" mutable: training never computes what is sown there."""
 
   def step(params, batch: Batch):
-    logits, state = model.apply({"params": params}, normalize(batch["frames"]), batch["keypoints"], train=False,
-                                mutable=["intermediates"])
+    frames, cached = model_inputs(batch, normalize)
+    logits, state = model.apply({"params": params}, frames, batch["keypoints"], train=False,
+                                mutable=["intermediates"], **cached)
     return {"logits": logits.astype(jnp.float32), **pose_monitoring.per_window(state.get("intermediates", {}))}
 
   return jax.jit(step, in_shardings=(params_sharding, sharding_lib.batch_sharding(mesh)),

@@ -22,6 +22,7 @@ from clipmg_jax.training import input_setup
 from clipmg_jax.training import loop as loop_lib
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
+from clipmg_jax.training import prefix_cache
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import workdir_lock
 from clipmg_jax.training import writers
@@ -75,6 +76,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, data: DataSource, model, 
           _drop_lines_after(workdir / "metrics.jsonl", int(state.step))
       else:
         state = setup.fresh_state()
+      prefix_cache.check_tower(config, state.params)  # a prefix cache must come from this run's frozen tower
     except BaseException:
       ckpt.close()
       raise

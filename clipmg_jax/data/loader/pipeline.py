@@ -80,6 +80,9 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.read_threads = 1  # Threads per process reading and decoding elements (Grain ReadOptions.num_threads).
   c.prefetch_buffer_size = 2  # Batches read ahead per process (Grain ReadOptions.prefetch_buffer_size).
   c.skip_corrupt = False  # True: corrupt records become masked-out examples (logged) instead of raising.
+  # A prefix cache (python -m clipmg_jax.cache_prefix): training and evaluation read the frozen ViT prefix's tokens
+  # from this folder instead of decoding frames (clipmg_jax/data/loader/token_pipeline.py); "" = off, frames as usual.
+  c.prefix_cache = ""
   # Validation: whole training subjects held out of training, for periodic evaluation and checkpoint selection
   # (clipmg_jax/data/loader/validation.py). subjects, when given, wins over split.json's validation_subjects, which wins
   # over the seeded choice of num_subjects; num_subjects=0 and no subjects: no validation split.
@@ -293,6 +296,12 @@ def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, see
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   ds = make_map_dataset(config, split, train=train, seed=seed, process_index=process_index,
                         process_count=process_count, records=records)
+  return to_iter_dataset(ds, config)
+
+
+def to_iter_dataset(ds: grain.MapDataset, config: ml_collections.ConfigDict) -> grain.IterDataset:
+  """The batched MapDataset as the iterable dataset the trainer reads: config's read threads, prefetch and worker
+  processes."""
   read_options = grain.ReadOptions(num_threads=int(config.read_threads),
                                    prefetch_buffer_size=int(config.prefetch_buffer_size))
   ds = ds.to_iter_dataset(read_options)
