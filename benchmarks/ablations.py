@@ -145,7 +145,7 @@ def paired_differences(results: dict[str, list[dict]], seeds: list[int], referen
       interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
       below, above = mean + half < 0, mean - half > 0
     else:
-      interval, below, above = "—", False, False
+      half, interval, below, above = float("inf"), "—", False, False
     paper = PAPER_TOP1.get(variant.split("+")[0])
     paper_delta = None if paper is None else paper - PAPER_TOP1[reference.split("+")[0]]
     if paper_delta is None:
@@ -154,8 +154,10 @@ def paired_differences(results: dict[str, list[dict]], seeds: list[int], referen
       verdict = "yes (interval below 0)"
     elif above and paper_delta < 0:
       verdict = "no: opposite sign (interval above 0)"
+    elif abs(paper_delta - mean) > half:
+      verdict = "no: the interval holds 0, not the paper's difference"
     else:
-      verdict = "not resolved (interval contains 0)"
+      verdict = "not resolved (the interval holds 0 and the paper's difference)"
     lines.append(f"| {variant} | {mean:+.1f} | {interval} | {', '.join(f'{d:+.1f}' for d in diffs)} | "
                  + (f"{paper_delta:+.2f}" if paper_delta is not None else "—") + f" | {verdict} |")
   return "\n".join(lines)

@@ -86,8 +86,8 @@ def table(saved: dict, variants: list[str]) -> str:
       continue
     def f(key, fmt="{:.3f}"):
       return fmt.format(statistics.mean(r["terms"][key] for r in runs))
-    first = statistics.mean(list(r["validation_curve"].values())[0] for r in runs)
-    last = statistics.mean(list(r["validation_curve"].values())[-1] for r in runs)
+    by_step = [[c[k] for k in sorted(c, key=int)] for c in (r["validation_curve"] for r in runs)]  # "50" < "100"
+    first, last = statistics.mean(c[0] for c in by_step), statistics.mean(c[-1] for c in by_step)
     classes = {n: statistics.mean(r["per_class"][n] for r in runs if n in r["per_class"]) for n in runs[0]["per_class"]}
     low, high = min(classes.values()), max(classes.values())
     lines.append(

@@ -53,3 +53,13 @@ def test_paired_interval_is_the_t_interval_of_the_differences():
   row = text.splitlines()[2]
   assert f"| {diffs.mean():+.1f} | [{diffs.mean() - half:+.1f}, {diffs.mean() + half:+.1f}]" in row
   assert "yes (interval below 0)" in row and "-1.74" in row
+
+
+def test_paired_verdicts_name_what_the_interval_excludes():
+  full = [{"top1": v} for v in (0.50, 0.52, 0.55, 0.51, 0.53)]
+  same = [{"top1": v + d} for v, d in zip((0.50, 0.52, 0.55, 0.51, 0.53), (0.004, -0.003, 0.002, -0.001, 0.0))]
+  wide = [{"top1": v} for v in (0.40, 0.60, 0.45, 0.58, 0.50)]
+  rows = ablations.paired_differences({"full": full, "no_guidance": same, "no_gate": wide}, [0, 1, 2, 3, 4])
+  rows = rows.splitlines()
+  assert "the interval holds 0, not the paper's difference" in rows[2]  # -16.52 is far outside a +-0.4 interval
+  assert "not resolved" in rows[3]  # a wide interval holds both 0 and -1.74
