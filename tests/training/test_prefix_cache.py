@@ -22,18 +22,12 @@ from clipmg_jax.training import trainer
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
+from tests.training import test_end_to_end  # noqa: E402  pylint: disable=wrong-import-position
 
-# A tiny CLIP-MG over 32 x 32 crops (2 x 2 patches) with 1 of its 2 ViT blocks frozen (random: a smoke tower).
-TINY = {
-    "batch_size": 8, "eval_batch_size": 8, "total_steps": 2, "log_every_steps": 1, "eval_every_steps": 2,
-    "checkpoint.every_steps": 2, "optimizer.warmup_steps": 1,
-    "model.vit.width": 16, "model.vit.layers": 2, "model.vit.heads": 2, "model.vit.mlp_dim": 32,
-    "model.vit.image_size": 32, "model.trainable_blocks": 1, "model.heatmap.resolution": 8,
-    "model.skeleton.features": (4, 8, 8), "model.skeleton.num_groups": 4, "model.skeleton.embed_dim": 16,
-    "model.skeleton.strides": ((2, 2, 2), (2, 2, 2), (1, 1, 1)), "model.head.hidden_dim": 16,
-    "data.image_size": 32, "data.worker_count": 0, "data.synthetic.preset": "tiny",
-    "data.validation.num_subjects": 1, "init.allow_random_vit": True,
-}
+# test_end_to_end's tiny CLIP-MG over 32 x 32 crops (2 x 2 patches), 1 of its 2 ViT blocks frozen (random: a smoke
+# tower), for 2 steps.
+TINY = {**test_end_to_end.TINY, "eval_batch_size": 8, "total_steps": 2, "eval_every_steps": 2,
+        "optimizer.warmup_steps": 1, "init.allow_random_vit": True}
 VIEWS = 2
 
 
