@@ -12,8 +12,13 @@ import os
 import pathlib
 import statistics
 
+from flax import traverse_util
 import jax
+import numpy as np
 
+from clipmg_jax.data.loader import pipeline
+from clipmg_jax.figures import canvas
+from clipmg_jax.models import vit
 from clipmg_jax.training import runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -67,7 +72,6 @@ class Saved(dict):
 
 
 def write_figure(fig, path: str) -> None:
-  from clipmg_jax.figures import canvas  # pylint: disable=import-outside-toplevel
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   canvas.save(fig, path)
   print(f"wrote {path}")
@@ -111,16 +115,11 @@ def capture(run: runs.Run, module_names: tuple[str, ...], split: str = "test") -
   the values ClipMG sows ("reliability", "gate_values", ...) and the outputs of the submodules named in
   `module_names` (flax capture_intermediates; e.g. "feature" = u . LN(s) inside the gate, "cross_attention" = the
   pooled clip feature). Arrays stacked over the split's clips, padding rows removed."""
-  import flax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.data.loader import pipeline  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.models import vit  # pylint: disable=import-outside-toplevel
-
   def apply(params, frames, keypoints):
     logits, state = run.model.apply(
         {"params": params}, vit.normalize_images(frames), keypoints, train=False, mutable=["intermediates"],
         capture_intermediates=lambda module, _: module.name in module_names)
-    flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
+    flat = traverse_util.flatten_dict(state["intermediates"], sep="/")
     out = {"logits": logits}
     for key, value in flat.items():
       parts = key.split("/")
