@@ -135,6 +135,13 @@ def _decoded(path: pathlib.Path) -> tuple[int, tuple[int, int], str]:
   return len(sizes), sizes[0], codec
 
 
+def _predict_command(workdir: pathlib.Path, *args) -> list[str]:
+  """`python -m clipmg_jax.predict` on the tiny run in `workdir`, with the flags `args`."""
+  return [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+          f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
+          *map(str, args)]
+
+
 @pytest.mark.slow
 def test_render_writes_the_annotated_clip(run, tmp_path):
   config, workdir, _ = run
@@ -142,10 +149,9 @@ def test_render_writes_the_annotated_clip(run, tmp_path):
   clip = imigue.read_labels(raw / "labels.csv")[0]
   video = raw / "videos" / f"{clip.video_id}.mp4"
   out, render = tmp_path / "clip", tmp_path / "clip.mp4"
-  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
-         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
-         f"--video={video}", f"--skeleton_dir={raw / 'skeleton'}", f"--start_frame={clip.start_frame}",
-         f"--end_frame={clip.end_frame}", f"--out={out}", f"--render={render}"]
+  cmd = _predict_command(workdir, f"--video={video}", f"--skeleton_dir={raw / 'skeleton'}",
+                         f"--start_frame={clip.start_frame}", f"--end_frame={clip.end_frame}", f"--out={out}",
+                         f"--render={render}")
   done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
   info = video_io.video_info(video)
@@ -171,11 +177,9 @@ def test_online_command_scores_the_test_videos(run, tmp_path):
   test_subjects = set(imigue.load_split(raw)[1])
   first_video = min({c.video_id for c in imigue.read_labels(raw / "labels.csv") if c.subject in test_subjects},
                     key=lambda v: (len(v), v))  # --max_videos=1 takes the first in this order
-  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
-         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
-         "--online", f"--raw_root={raw}", "--split=test", "--max_videos=1", "--window=16", "--stride=8",
-         "--threshold=0.0", "--sweep=0.0,1.01", f"--plot_video={first_video}", f"--out={out}",
-         f"--render={out / 'online.mp4'}"]
+  cmd = _predict_command(workdir, "--online", f"--raw_root={raw}", "--split=test", "--max_videos=1", "--window=16",
+                         "--stride=8", "--threshold=0.0", "--sweep=0.0,1.01", f"--plot_video={first_video}",
+                         f"--out={out}", f"--render={out / 'online.mp4'}")
   done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
   summary = json.loads((out / "online_test.json").read_text())
@@ -205,9 +209,7 @@ def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
                 f"installed by scripts/test.sh: mediapipe pins numpy<2)")
   _, workdir, _ = run
   video = videos[0]
-  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
-         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
-         f"--video={video}", "--extract_pose", f"--out={tmp_path}"]
+  cmd = _predict_command(workdir, f"--video={video}", "--extract_pose", f"--out={tmp_path}")
   done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
   result = json.loads((tmp_path / f"{video.stem}.json").read_text())
@@ -234,10 +236,8 @@ def _fake_pose_python(folder: pathlib.Path) -> pathlib.Path:
 
 
 def _predict(workdir: pathlib.Path, video: pathlib.Path, out: pathlib.Path, *args) -> subprocess.Popen:
-  cmd = [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
-         f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
-         f"--video={video}", f"--out={out}", *map(str, args)]
-  return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(_predict_command(workdir, f"--video={video}", f"--out={out}", *args), cwd=REPO_ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
