@@ -7,15 +7,21 @@ same load; the prefix alone per clip; a real cache build (`prefix_cache.build`, 
 random paper-size JPEG clips; the bytes per clip view measured from the written shards, and for iMiGUE's clips;
 the break-even number of epochs (build time over the time saved per epoch).
 
---accuracy: the pretrained-tower benchmark (configs/synthetic_pretrained.py) trained live and from caches of
-K = 1 and K = 4 views, for each variant and seed; test top-1 and mean class accuracy of every run's eval.json, and
-their mean and standard deviation over seeds as a markdown table. It runs `python -m clipmg_jax.cache_prefix` and
-`python -m clipmg_jax.train` one at a time (each printed before it runs), and skips runs whose eval.json exists, so
-an interrupted sweep resumes. --smoke: a tiny model for 2 steps, one seed (what CI and a quick check run).
+--accuracy: the pretrained-tower benchmark (configs/synthetic_pretrained.py, the claims sweep's budget: 250 steps
+of batch 32, validation every 50) trained live and from caches of K = 1 and K = 4 views, for each variant and seed;
+test top-1 and mean class accuracy of every run's eval.json, their mean and standard deviation over seeds, and each
+cached setting's difference from live paired by seed, as a markdown table. The variants share one cache per K: they
+load the same tower with the same frozen depth, so their prefixes are the same function (the tower digest check
+refuses the cache otherwise). It runs `python -m clipmg_jax.cache_prefix` and `python -m clipmg_jax.train` one at a
+time (each printed before it runs), and skips runs whose eval.json has the sweep's step, so an interrupted sweep
+resumes. --live_runs DIR takes the live runs from DIR/<variant>/seed<k> (the layout of benchmarks/ablations.py)
+instead of training them again: the same command, config and seed give the same run on one machine.
+--smoke: a tiny model for 2 steps, one seed (what CI and a quick check run).
 
   python -m benchmarks.prefix_cache --json benchmarks/results/prefix_cache_speed.json
   python -m benchmarks.prefix_cache --accuracy --root runs/prefix_cache_accuracy \
-      --json benchmarks/results/prefix_cache_accuracy.json          # 3 variants x (live, K=1, K=4) x 3 seeds
+      --live_runs runs/ablations_pretrained \
+      --json benchmarks/results/prefix_cache_accuracy.json          # 2 variants x (live, K=1, K=4) x 3 seeds
   python -m benchmarks.prefix_cache --accuracy --smoke --root /tmp/pc_smoke
 """
 
@@ -55,6 +61,10 @@ def parse_args(argv):
   parser.add_argument("--variants", default="full,visual_only", help="accuracy: comma-separated variants")
   parser.add_argument("--seeds", default="0,1,2", help="accuracy: comma-separated seeds")
   parser.add_argument("--ks", default="1,4", help="accuracy: views per training clip of the caches")
+  parser.add_argument("--steps", type=int, default=250, help="accuracy: training steps per run (batch 32)")
+  parser.add_argument("--eval_every", type=int, default=50, help="accuracy: validation interval in steps")
+  parser.add_argument("--live_runs", default="", help="accuracy: reuse the live runs of DIR/<variant>/seed<k> "
+                      "(benchmarks/ablations.py's layout) when their eval.json is at --steps")
   parser.add_argument("--smoke", action="store_true", help="accuracy: tiny model, 2 steps, seed 0, full, K = 1, 2")
   parser.add_argument("--json", default="", help="write the figures to this JSON file")
   return parser.parse_args(argv)
@@ -155,41 +165,76 @@ def _run(command: list[str]) -> None:
   subprocess.run(command, check=True)
 
 
+def _finished(workdir: pathlib.Path, steps: int) -> dict | None:
+  """The run's eval.json when it was trained to `steps`, else None."""
+  path = workdir / "eval.json"
+  if not path.is_file():
+    return None
+  result = json.loads(path.read_text())
+  return result if result.get("step") == steps else None
+
+
+def _paired(runs: list[dict], variant: str, setting: str, key: str) -> str:
+  """Mean over seeds of (setting - live) for the seeds both have, in points, with its sd."""
+  live = {r["seed"]: r[key] for r in runs if r["variant"] == variant and r["setting"] == "live"}
+  diffs = [100 * (r[key] - live[r["seed"]]) for r in runs
+           if r["variant"] == variant and r["setting"] == setting and r["seed"] in live]
+  if setting == "live" or not diffs:
+    return "—"
+  spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+  return f"{statistics.mean(diffs):+.1f} ± {spread:.1f}"
+
+
 def accuracy(args) -> dict:
-  root = pathlib.Path(args.root or tempfile.mkdtemp(prefix="prefix_cache_accuracy_"))
+  root = pathlib.Path(args.root or tempfile.mkdtemp(prefix="prefix_cache_accuracy_")).absolute()
   config = args.config or ("configs/synthetic.py" if args.smoke else "configs/synthetic_pretrained.py")
   variants = ["full"] if args.smoke else args.variants.split(",")
   seeds = [0] if args.smoke else [int(s) for s in args.seeds.split(",")]
   ks = [1, 2] if args.smoke else [int(k) for k in args.ks.split(",")]
-  common = {"data.synthetic.cache_dir": str(root / "data"), **(SMOKE_OVERRIDES if args.smoke else {})}
+  budget = {"total_steps": args.steps, "eval_every_steps": args.eval_every}
+  common = {"data.synthetic.cache_dir": str(root / "data"), **(SMOKE_OVERRIDES if args.smoke else budget)}
+  steps = int(common["total_steps"])
   python = [sys.executable, "-m"]
+  settings = ["live"] + [f"K={k}" for k in ks]
+  for k in ks:  # one cache per K serves every variant and seed: the tower and frozen depth are the config's
+    cache = root / f"cache_k{k}"
+    if not (cache / "manifest.json").is_file():
+      _run(python + ["clipmg_jax.cache_prefix", f"--config={config}:{variants[0]}", f"--out={cache}", f"--views={k}",
+                     f"--workdir={root}"] + _flags(common))
   runs = []
-  for variant in variants:
-    spec = f"{config}:{variant}"
-    for k in ks:  # one cache per variant and K serves every seed: the pretrained prefix does not depend on the seed
-      cache = root / f"cache_{variant}_k{k}"
-      if not (cache / "manifest.json").is_file():
-        _run(python + ["clipmg_jax.cache_prefix", f"--config={spec}", f"--out={cache}", f"--views={k}",
-                       f"--workdir={root}"] + _flags(common))
-    for seed in seeds:
-      for setting in ["live"] + [f"K={k}" for k in ks]:
+  for seed in seeds:  # seed-major: every finished seed adds a pair to every row
+    for variant in variants:
+      for setting in settings:
         workdir = root / f"{variant}_{setting.replace('=', '')}_seed{seed}"
-        extra = {} if setting == "live" else {"data.prefix_cache": str(root / f"cache_{variant}_k{setting[2:]}")}
-        if not (workdir / "eval.json").is_file():
-          _run(python + ["clipmg_jax.train", f"--config={spec}", f"--workdir={workdir}"]
+        if setting == "live" and args.live_runs and _finished(pathlib.Path(args.live_runs) / variant / f"seed{seed}",
+                                                              steps):
+          workdir = (pathlib.Path(args.live_runs) / variant / f"seed{seed}").absolute()
+        result = _finished(workdir, steps)
+        if result is None:
+          extra = {} if setting == "live" else {"data.prefix_cache": str(root / f"cache_k{setting[2:]}")}
+          start = time.perf_counter()
+          _run(python + ["clipmg_jax.train", f"--config={config}:{variant}", f"--workdir={workdir}"]
                + _flags({**common, "seed": seed, **extra}))
-        result = json.loads((workdir / "eval.json").read_text())
+          result = json.loads((workdir / "eval.json").read_text())
+          result["seconds"] = time.perf_counter() - start  # the whole run, as benchmarks/ablations.py records it
+          (workdir / "eval.json").write_text(json.dumps(result, indent=1))
         runs.append(dict(variant=variant, setting=setting, seed=seed, top1=result["top1"],
-                         mean_class_accuracy=result["mean_class_accuracy"], workdir=str(workdir)))
-  table = ["| variant | input | seeds | test top-1 | mean class accuracy |", "|---|---|---:|---:|---:|"]
+                         mean_class_accuracy=result["mean_class_accuracy"], seconds=result.get("seconds"),
+                         workdir=str(workdir)))
+  table = ["| variant | input | seeds | test top-1 % | − live (paired) | mean class accuracy % | − live (paired) |",
+           "|---|---|---:|---:|---:|---:|---:|"]
   for variant in variants:
-    for setting in ["live"] + [f"K={k}" for k in ks]:
+    for setting in settings:
       rows = [r for r in runs if r["variant"] == variant and r["setting"] == setting]
       cell = lambda key: (f"{100 * statistics.mean(r[key] for r in rows):.1f} ± "  # noqa: E731
                           f"{100 * (statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0):.1f}")
-      table.append(f"| `{variant}` | {setting} | {len(rows)} | {cell('top1')} | {cell('mean_class_accuracy')} |")
+      table.append(f"| `{variant}` | {setting} | {len(rows)} | {cell('top1')} | "
+                   f"{_paired(runs, variant, setting, 'top1')} | {cell('mean_class_accuracy')} | "
+                   f"{_paired(runs, variant, setting, 'mean_class_accuracy')} |")
   print("\n".join(table))
-  return dict(config=config, smoke=args.smoke, runs=runs, table="\n".join(table))
+  caches = {f"K={k}": json.loads((root / f"cache_k{k}" / "manifest.json").read_text())["build"] for k in ks}
+  return dict(config=config, smoke=args.smoke, steps=steps, eval_every=int(common["eval_every_steps"]), runs=runs,
+              caches=caches, table="\n".join(table))
 
 
 def main(argv):

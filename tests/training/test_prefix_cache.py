@@ -1,6 +1,7 @@
 """The prefix cache: cached tokens give the live path's logits and gradients; a cache of another tower, depth or data
 is refused; off by default."""
 
+import json
 import pathlib
 import sys
 
@@ -170,31 +171,42 @@ def test_off_by_default_and_training_from_the_cache(caches, tmp_path):
 
 def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp_path, monkeypatch, capsys):
   """benchmarks/prefix_cache.py --accuracy: the commands it runs (commands stubbed: their results are written as a
-  run would), that it skips what exists, and its table."""
+  run would), that it reuses finished live runs and skips what exists, and its table with the paired differences."""
   from benchmarks import prefix_cache as bench  # pylint: disable=import-outside-toplevel
   ran = []
+
+  def write_eval(workdir, top1, step=250):
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "eval.json").write_text(json.dumps({"top1": top1, "mean_class_accuracy": 0.25, "step": step}))
 
   def fake_run(command):
     ran.append(command)
     out = [a.split("=", 1)[1] for a in command if a.startswith(("--out=", "--workdir="))]
     if "clipmg_jax.cache_prefix" in command:
       pathlib.Path(out[0]).mkdir(parents=True)
-      (pathlib.Path(out[0]) / "manifest.json").write_text("{}")
+      (pathlib.Path(out[0]) / "manifest.json").write_text('{"build": {"seconds": 1.0}}')
     else:
       seed = int(next(a for a in command if a.startswith("--config.seed=")).split("=")[1])
-      pathlib.Path(out[0]).mkdir(parents=True)
-      (pathlib.Path(out[0]) / "eval.json").write_text(f'{{"top1": {0.5 + seed / 10}, "mean_class_accuracy": 0.25}}')
+      cached = any(a.startswith("--config.data.prefix_cache=") for a in command)
+      write_eval(pathlib.Path(out[0]), 0.5 + seed / 10 - (0.02 if cached else 0))
 
   monkeypatch.setattr(bench, "_run", fake_run)
-  args = ["--accuracy", "--root", str(tmp_path), "--variants", "full,visual_only", "--seeds", "0,1", "--ks", "1,4"]
+  live_runs = tmp_path / "sweep"
+  write_eval(live_runs / "full" / "seed0", 0.5)  # reused
+  write_eval(live_runs / "full" / "seed1", 0.9, step=100)  # another budget: trained again
+  args = ["--accuracy", "--root", str(tmp_path / "root"), "--variants", "full,visual_only", "--seeds", "0,1",
+          "--ks", "1,4", "--live_runs", str(live_runs)]
   result = bench.accuracy(bench.parse_args(args))
   builds = [c for c in ran if "clipmg_jax.cache_prefix" in c]
   trainings = [c for c in ran if "clipmg_jax.train" in c]
-  assert len(builds) == 2 * 2 and len(trainings) == 2 * 3 * 2  # (variants x K) caches, variants x settings x seeds
+  assert len(builds) == 2 and len(trainings) == 2 * 3 * 2 - 1  # a cache per K; one live run reused
   assert "--views=4" in builds[1] and "--config=configs/synthetic_pretrained.py:full" in builds[1]
+  assert all("--config.total_steps=250" in c and "--config.eval_every_steps=50" in c for c in trainings)
   cached = [c for c in trainings if any(a.startswith("--config.data.prefix_cache=") for a in c)]
   assert len(cached) == 2 * 2 * 2
-  assert "| `full` | live | 2 | 55.0 ± 7.1 | 25.0 ± 0.0 |" in result["table"]
+  assert [r["workdir"] for r in result["runs"]][0] == str((live_runs / "full" / "seed0").absolute())
+  assert "| `full` | live | 2 | 55.0 ± 7.1 | — | 25.0 ± 0.0 | — |" in result["table"]
+  assert "| `full` | K=4 | 2 | 53.0 ± 7.1 | -2.0 ± 0.0 | 25.0 ± 0.0 | +0.0 ± 0.0 |" in result["table"]
   ran.clear()
   bench.accuracy(bench.parse_args(args))  # everything exists: nothing runs again
   assert ran == []
