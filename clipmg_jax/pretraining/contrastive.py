@@ -30,6 +30,7 @@ from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import trainer
+from clipmg_jax.training import workdir_lock
 from clipmg_jax.training import writers
 from clipmg_jax.training.data_source import DataSource
 from clipmg_jax.training.train_state import TrainState
@@ -186,45 +187,63 @@ def split_people(corpus: captions.Corpus, probe_subjects: int) -> tuple[captions
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   """Pretrains (resuming from <workdir>/checkpoints), exports the tower; returns the export directory, or "" when
-  stopped early by config.stop_after_step."""
+  stopped early by config.stop_after_step.
+
+  As the classifier's training: the workdir is locked (training/workdir_lock.py: a second pretraining on it stops
+  with WorkdirLockedError), a SIGTERM during set-up stops with nothing to save, one during the loop saves a
+  checkpoint and raises preemption.Preempted. One during the final save or the export (a second or so) lets them
+  finish, so that a stop never leaves a half-written export.
+  """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  corpus = load_corpus(config.corpus, config.data.image_size, workdir / CORPUS_FILE)
-  train_part, _ = split_people(corpus, int(config.corpus.probe_subjects))
-  data = make_data_source(train_part, config)
-  setup = trainer.Setup(config, data, build_model(config))
-  logging.info("contrastive pretraining: %d images of %d people; %.2fM parameters", len(train_part),
-               len(data.info["corpus_subjects"]), flops.count_params(setup.abstract_state.params) / 1e6)
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  ckpt = setup.checkpointer(workdir)
-  train_iter = data.train_iterator()
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(setup.abstract_state, train_iter)
-    logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
-  else:
-    state = setup.fresh_state()
-  train_step = distributed.compiled_together(make_train_step(
-      setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh, state_sharding=setup.state_sharding,
-      normalize=setup.model.normalize, colour_jitter=float(config.data.get("colour_jitter", 0.0)),
-      seed=int(config.seed)), "pretrain_step")
+  with workdir_lock.hold(workdir), preemption.Watch() as watch:
+    return _pretrain(config, workdir, watch)
+
+
+def _pretrain(config: ml_collections.ConfigDict, workdir: pathlib.Path, watch: preemption.Watch) -> str:
+  with watch.stops_at_once(preemption.SETUP):
+    corpus = load_corpus(config.corpus, config.data.image_size, workdir / CORPUS_FILE)
+    train_part, _ = split_people(corpus, int(config.corpus.probe_subjects))
+    data = make_data_source(train_part, config)
+    setup = trainer.Setup(config, data, build_model(config))
+    logging.info("contrastive pretraining: %d images of %d people; %.2fM parameters", len(train_part),
+                 len(data.info["corpus_subjects"]), flops.count_params(setup.abstract_state.params) / 1e6)
+    if jax.process_index() == 0:
+      (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    ckpt = setup.checkpointer(workdir)
+    try:
+      train_iter = data.train_iterator()
+      if ckpt.latest_step() is not None:
+        state = ckpt.restore(setup.abstract_state, train_iter)
+        logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+      else:
+        state = setup.fresh_state()
+      train_step = distributed.compiled_together(make_train_step(
+          setup.model.module, setup.tx, setup.schedule, mesh=setup.mesh, state_sharding=setup.state_sharding,
+          normalize=setup.model.normalize, colour_jitter=float(config.data.get("colour_jitter", 0.0)),
+          seed=int(config.seed)), "pretrain_step")
+    except BaseException:
+      ckpt.close()
+      raise
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   bar = trainer.progress_bar(setup, int(state.step), "pretrain")
+  out = workdir / EXPORT_DIR
   try:
     # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
-    with preemption.Watch() as watch:  # a preemption signal saves a checkpoint, as in the classifier's training
+    with watch.deferred():  # a preemption signal saves a checkpoint, as in the classifier's training
       state, stopped = trainer.train_loop(setup, state, train_step, trainer.LoopIO(
           train_iter=train_iter, ckpt=ckpt, writer=writer, bar=bar, watch=watch))
-    if stopped:
-      return ""
-    if ckpt.latest_step() != int(state.step):
-      ckpt.save(int(state.step), state, train_iter)
+      if stopped:
+        return ""
+      if ckpt.latest_step() != int(state.step):
+        ckpt.save(int(state.step), state, train_iter)
+      if jax.process_index() == 0:
+        hf_export.save_hf_vision(out, dict(config.model.vit), jax.device_get(state.params["vit"]))
+        logging.info("exported the vision tower (Hugging Face CLIPVisionModel layout) to %s", out)
   finally:
     bar.close()
     writer.close()
     ckpt.close()
-  out = workdir / EXPORT_DIR
-  if jax.process_index() == 0:
-    hf_export.save_hf_vision(out, dict(config.model.vit), jax.device_get(state.params["vit"]))
-    logging.info("exported the vision tower (Hugging Face CLIPVisionModel layout) to %s", out)
+  if watch.signalled:
+    logging.warning("preempted (SIGTERM) after the last step: the final checkpoint and the export were completed")
   return str(out)

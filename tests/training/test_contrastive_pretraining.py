@@ -1,16 +1,25 @@
-"""Contrastive pretraining: the loss against a reference, and pretrain -> export -> load on the paper's path."""
+"""Contrastive pretraining: the loss against a reference, pretrain -> export -> load on the paper's path, and the
+faults a run meets (a locked workdir, SIGTERM in set-up and in the final save)."""
 
+import json
+import os
 import shutil
+import socket
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
+import self_signal
+
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.pretraining import contrastive
+from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import preemption
+from clipmg_jax.training import workdir_lock
 from clipmg_jax.weights import hf_export
 from configs import pretrain_synthetic
 from configs import synthetic_pretrained
@@ -86,6 +95,37 @@ def test_pretrain_resumes_exactly_and_its_export_loads_into_the_pretrained_confi
   mask = bundle.trainable_mask(params)["vit"]
   assert not any(jax.tree.leaves(mask["resblocks_0"])) and not any(jax.tree.leaves(mask["resblocks_1"]))
   assert all(jax.tree.leaves(mask["resblocks_2"])) and not any(jax.tree.leaves(mask["conv1"]))
+
+
+def test_pretraining_takes_the_workdir_lock_and_finishes_its_final_save_and_export_on_sigterm(tmp_path, monkeypatch):
+  # Held by a live process of this host: refused before anything is rendered.
+  (tmp_path / "held").mkdir()
+  (tmp_path / "held" / workdir_lock.FILENAME).write_text(json.dumps(
+      {"host": socket.gethostname(), "pid": os.getppid(), "started": "earlier", "command": "pretrain"}))
+  with pytest.raises(workdir_lock.WorkdirLockedError, match=f"process {os.getppid()}"):
+    contrastive.pretrain(_config(2), tmp_path / "held")
+  assert not (tmp_path / "held" / contrastive.CORPUS_FILE).exists()
+
+  with self_signal.sigterm_guard():
+    # During set-up (rendering the corpus): stops at once with nothing to save, and the lock is released.
+    monkeypatch.setattr(contrastive, "load_corpus", lambda *a, **k: self_signal.sigterm_self())
+    with pytest.raises(preemption.Preempted, match="during set-up"):
+      contrastive.pretrain(_config(2), tmp_path / "setup")
+    assert not (tmp_path / "setup" / workdir_lock.FILENAME).exists()
+    monkeypatch.undo()
+
+    # During the final checkpoint write: the write and the export complete, and the run returns its export.
+    save = checkpointing.Checkpointer.save
+
+    def signalled_save(self, step, *args, **kwargs):
+      if step == 2:
+        self_signal.sigterm_self()
+      return save(self, step, *args, **kwargs)
+    monkeypatch.setattr(checkpointing.Checkpointer, "save", signalled_save)
+    out = contrastive.pretrain(_config(2), tmp_path / "save")  # step 2 is the final save (the loop saves none)
+  assert (tmp_path / "save" / "checkpoints" / "2").is_dir()
+  assert (tmp_path / "save" / contrastive.EXPORT_DIR / hf_export.WEIGHTS_FILE).is_file() and out.endswith("hf_vision")
+  assert not (tmp_path / "save" / workdir_lock.FILENAME).exists()
 
 
 def test_pretrained_config_needs_its_checkpoint_except_pose_only():

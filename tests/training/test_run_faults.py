@@ -2,7 +2,6 @@
 write, the final validation and test passes), a resume whose checkpoint has other shapes, frames stored smaller
 than the crop, and a --checkpoint that names no checkpoint."""
 
-import contextlib
 import gc
 import json
 import logging
@@ -17,6 +16,7 @@ import time
 import jax
 import pytest
 
+import self_signal
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
 from clipmg_jax.data.records import manifest as manifest_lib
@@ -50,26 +50,6 @@ def _steps(workdir: pathlib.Path) -> list[int]:
 
 def _lines(workdir: pathlib.Path) -> list[tuple[int, str]]:
   return [(l["step"], l["split"]) for l in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())]
-
-
-class _Killed(BaseException):
-  """What SIGTERM raises where the code under test installed no handler of its own (instead of killing pytest)."""
-
-
-@contextlib.contextmanager
-def _sigterm_guard():
-  def killed(signum, frame):
-    raise _Killed()
-  previous = signal.signal(signal.SIGTERM, killed)
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
-
-def _sigterm_self():
-  os.kill(os.getpid(), signal.SIGTERM)
-  time.sleep(0.5)  # the handler runs here
 
 
 # --- the workdir lock -------------------------------------------------------------------------------------------
@@ -154,11 +134,11 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
   def signalled_in(split):
     def patched(self, params, **kwargs):
       if kwargs.get("split") == split:
-        _sigterm_self()
+        self_signal.sigterm_self()
       return evaluate(self, params, **kwargs)
     return patched
 
-  with _sigterm_guard():
+  with self_signal.sigterm_guard():
     # During the test pass: stops at once; the final state and its validation are kept, and the rerun does not
     # log the validation again.
     monkeypatch.setattr(setup_lib.Setup, "evaluate", signalled_in("test"))
@@ -176,7 +156,7 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
 
     def signalled_save(self, step, *args, **kwargs):
       if step == 4:
-        _sigterm_self()
+        self_signal.sigterm_self()
       return save(self, step, *args, **kwargs)
     monkeypatch.setattr(checkpointing.Checkpointer, "save", signalled_save)
     with pytest.raises(preemption.Preempted, match="checkpoint 4 .* is saved"):
@@ -185,7 +165,7 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
 
     # During set-up: stops at once, nothing written.
     data = stand_ins.tiny_data()
-    data.train_iterator = _sigterm_self
+    data.train_iterator = self_signal.sigterm_self
     with pytest.raises(preemption.Preempted, match="during set-up"):
       _train(tmp_path / "setup", data, **FINAL)
     assert not (tmp_path / "setup" / "checkpoints").exists() or not _steps(tmp_path / "setup")
