@@ -5,7 +5,8 @@ parse_flags: a misspelled --config.<field> override (with ml_collections' "Did y
 config_or_exit: a config file that does not exist or does not load; known_failures: the failures of the work itself
 (non-finite loss, unreadable or missing checkpoints, missing or corrupt shards, a full disk, results that cannot be
 written, a tower left random, a workdir another run holds, a prefix cache of another tower, depth or data) and
-preemption (exit status 143 after its checkpoint). Anything else keeps its traceback. No flags are defined here, so tests can import it next to any command.
+preemption (exit status 143 after its checkpoint), Ctrl-C (130, one line). Anything else keeps its traceback. No
+flags are defined here, so tests can import it next to any command.
 """
 
 import contextlib
@@ -33,6 +34,8 @@ from clipmg_jax.training import workdir_lock
 
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143
+# 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C.
+INTERRUPTED_EXIT_CODE = 130
 # Errors whose message already names what to change: printed as "<name>: <message>".
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
@@ -83,7 +86,7 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
                    rerun: str = "it resumes from the last complete checkpoint"):
   """Inside, a failure with a known cause becomes SystemExit with one short message saying what to do (naming
   --<folder_flag>=<workdir> and what a rerun does for a full disk), preemption SystemExit(PREEMPTED_EXIT_CODE)
-  after its checkpoint; anything else propagates unchanged."""
+  after its checkpoint, Ctrl-C INTERRUPTED_EXIT_CODE; anything else propagates unchanged."""
   try:
     yield
   except preemption.Preempted as e:
@@ -91,6 +94,13 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
     if jax.process_count() == 1:
       _exit_now(PREEMPTED_EXIT_CODE)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
+  except KeyboardInterrupt:
+    # What was saved is already said (the training loop logs its checkpoint); a traceback would add nothing, and a
+    # Ctrl-C inside XLA's compiler leaves the same half-made objects as a SIGTERM there (see _exit_now).
+    print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+    if jax.process_count() == 1:
+      _exit_now(INTERRUPTED_EXIT_CODE)
+    raise SystemExit(INTERRUPTED_EXIT_CODE) from None
   except KNOWN_ERRORS + KNOWN_DATA_ERRORS as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
   except tfrecord.CorruptRecordError as e:
