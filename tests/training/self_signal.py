@@ -5,6 +5,8 @@ import os
 import signal
 import time
 
+from clipmg_jax.training import checkpointing
+
 
 class Killed(BaseException):
   """What SIGTERM raises where the code under test installed no handler of its own (instead of killing pytest)."""
@@ -24,3 +26,14 @@ def sigterm_guard():
 def sigterm_self():
   os.kill(os.getpid(), signal.SIGTERM)
   time.sleep(0.5)  # the handler runs here
+
+
+def sigterm_when_saving(monkeypatch, step: int) -> None:
+  """Checkpointer.save of `step` receives SIGTERM before it writes (the handler runs there, then the write goes on)."""
+  save = checkpointing.Checkpointer.save
+
+  def signalled_save(self, at_step, *args, **kwargs):
+    if at_step == step:
+      sigterm_self()
+    return save(self, at_step, *args, **kwargs)
+  monkeypatch.setattr(checkpointing.Checkpointer, "save", signalled_save)

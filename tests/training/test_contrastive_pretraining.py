@@ -16,7 +16,6 @@ import self_signal
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.pretraining import contrastive
-from clipmg_jax.training import checkpointing
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import preemption
 from clipmg_jax.training import workdir_lock
@@ -115,13 +114,7 @@ def test_pretraining_takes_the_workdir_lock_and_finishes_its_final_save_and_expo
     monkeypatch.undo()
 
     # During the final checkpoint write: the write and the export complete, and the run returns its export.
-    save = checkpointing.Checkpointer.save
-
-    def signalled_save(self, step, *args, **kwargs):
-      if step == 2:
-        self_signal.sigterm_self()
-      return save(self, step, *args, **kwargs)
-    monkeypatch.setattr(checkpointing.Checkpointer, "save", signalled_save)
+    self_signal.sigterm_when_saving(monkeypatch, 2)
     out = contrastive.pretrain(_config(2), tmp_path / "save")  # step 2 is the final save (the loop saves none)
   assert (tmp_path / "save" / "checkpoints" / "2").is_dir()
   assert (tmp_path / "save" / contrastive.EXPORT_DIR / hf_export.WEIGHTS_FILE).is_file() and out.endswith("hf_vision")

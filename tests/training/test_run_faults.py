@@ -152,13 +152,7 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
     assert eval_json["image_size"] == stand_ins.IMAGE_SIZE and "variant" in eval_json
 
     # During the final checkpoint write: the write completes, then the run stops.
-    save = checkpointing.Checkpointer.save
-
-    def signalled_save(self, step, *args, **kwargs):
-      if step == 4:
-        self_signal.sigterm_self()
-      return save(self, step, *args, **kwargs)
-    monkeypatch.setattr(checkpointing.Checkpointer, "save", signalled_save)
+    self_signal.sigterm_when_saving(monkeypatch, 4)
     with pytest.raises(preemption.Preempted, match="checkpoint 4 .* is saved"):
       _train(tmp_path / "save", **FINAL)
     assert _steps(tmp_path / "save") == [4]
