@@ -127,10 +127,18 @@ PAPER_TOP1 = {"full": 61.82, "no_guidance": 45.30, "no_cross_attention": 53.17, 
               "visual_only": 45.30, "pose_only": 45.30}
 
 
+def mean_interval(values: list[float]) -> tuple[float, float]:
+  """The mean and the half-width of its 95 % t interval over the values (seeds); inf for a single value."""
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+  mean = statistics.mean(values)
+  if len(values) < 2:
+    return mean, float("inf")
+  return mean, stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+
+
 def paired_differences(results: dict[str, list[dict]], seeds: list[int], reference: str = "full") -> str:
   """Markdown: each variant's top-1 minus the reference's, seed by seed (same data, same initialisation seed), its
   mean with a 95 % t interval over the seeds, beside the paper's difference on iMiGUE."""
-  from scipy import stats  # pylint: disable=import-outside-toplevel
   base = [100 * r["top1"] for r in results[reference]]
   lines = [f"| variant | top-1 − `{reference}` (mean over {len(seeds)} seeds) | 95 % interval | per seed "
            f"({', '.join(map(str, seeds))}) | paper (iMiGUE) | sign reproduced |",
@@ -139,13 +147,12 @@ def paired_differences(results: dict[str, list[dict]], seeds: list[int], referen
     if variant == reference:
       continue
     diffs = [100 * r["top1"] - b for r, b in zip(runs, base)]
-    mean = statistics.mean(diffs)
+    mean, half = mean_interval(diffs)
     if len(diffs) > 1:
-      half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
       interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
       below, above = mean + half < 0, mean - half > 0
     else:
-      half, interval, below, above = float("inf"), "—", False, False
+      interval, below, above = "—", False, False
     paper = PAPER_TOP1.get(variant.split("+")[0])
     paper_delta = None if paper is None else paper - PAPER_TOP1[reference.split("+")[0]]
     if paper_delta is None:

@@ -204,9 +204,9 @@ def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp
   assert all("--config.total_steps=250" in c and "--config.eval_every_steps=50" in c for c in trainings)
   cached = [c for c in trainings if any(a.startswith("--config.data.prefix_cache=") for a in c)]
   assert len(cached) == 2 * 2 * 2
-  assert [r["workdir"] for r in result["runs"]][0] == str((live_runs / "full" / "seed0").absolute())
+  assert pathlib.Path(result["runs"][0]["workdir"]).resolve() == (live_runs / "full" / "seed0").resolve()
   assert "| `full` | live | 2 | 55.0 ± 7.1 | — | 25.0 ± 0.0 | — |" in result["table"]
-  assert "| `full` | K=4 | 2 | 53.0 ± 7.1 | -2.0 ± 0.0 | 25.0 ± 0.0 | +0.0 ± 0.0 |" in result["table"]
+  assert "| `full` | K=4 | 2 | 53.0 ± 7.1 | -2.0 [-2.0, -2.0] | 25.0 ± 0.0 | +0.0 [+0.0, +0.0] |" in result["table"]
   ran.clear()
   bench.accuracy(bench.parse_args(args))  # everything exists: nothing runs again
   assert ran == []
