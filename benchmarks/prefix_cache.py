@@ -18,7 +18,7 @@ resumes. --live_runs DIR takes the live runs from DIR/<variant>/seed<k> (the lay
 instead of training them again: the same command, config and seed give the same run on one machine.
 --smoke: a tiny model for 2 steps, one seed (what CI and a quick check run).
 
-  python -m benchmarks.prefix_cache --json benchmarks/results/prefix_cache_speed.json
+  python -m benchmarks.prefix_cache --repeats 5 --json benchmarks/results/prefix_cache_speed.json
   python -m benchmarks.prefix_cache --accuracy --root runs/prefix_cache_accuracy \
       --live_runs runs/ablations_pretrained \
       --json benchmarks/results/prefix_cache_accuracy.json          # 2 variants x (live, K=1, K=4) x 3 seeds
