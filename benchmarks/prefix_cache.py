@@ -188,6 +188,23 @@ def _paired(runs: list[dict], variant: str, setting: str, key: str) -> str:
   return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]" if len(diffs) > 1 else f"{mean:+.1f}"
 
 
+def _table(runs: list[dict], variants: list[str], settings: list[str]) -> str:
+  """Markdown: per variant and input, mean ± sd over seeds of test top-1 and mean class accuracy, with the paired
+  differences from live."""
+  lines = ["| variant | input | seeds | test top-1 % (mean ± sd) | − live, paired (95 % interval) "
+           "| mean class accuracy % | − live, paired (95 % interval) |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+  for variant in variants:
+    for setting in settings:
+      rows = [r for r in runs if r["variant"] == variant and r["setting"] == setting]
+      cell = lambda key: (f"{100 * statistics.mean(r[key] for r in rows):.1f} ± "  # noqa: E731
+                          f"{100 * (statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0):.1f}")
+      lines.append(f"| `{variant}` | {setting} | {len(rows)} | {cell('top1')} | "
+                   f"{_paired(runs, variant, setting, 'top1')} | {cell('mean_class_accuracy')} | "
+                   f"{_paired(runs, variant, setting, 'mean_class_accuracy')} |")
+  return "\n".join(lines)
+
+
 def accuracy(args) -> dict:
   root = pathlib.Path(args.root or tempfile.mkdtemp(prefix="prefix_cache_accuracy_")).absolute()
   config = args.config or ("configs/synthetic.py" if args.smoke else "configs/synthetic_pretrained.py")
@@ -224,21 +241,11 @@ def accuracy(args) -> dict:
         runs.append(dict(variant=variant, setting=setting, seed=seed, top1=result["top1"],
                          mean_class_accuracy=result["mean_class_accuracy"], seconds=result.get("seconds"),
                          workdir=os.path.relpath(workdir)))
-  table = ["| variant | input | seeds | test top-1 % (mean ± sd) | − live, paired (95 % interval) "
-           "| mean class accuracy % | − live, paired (95 % interval) |",
-           "|---|---|---:|---:|---:|---:|---:|"]
-  for variant in variants:
-    for setting in settings:
-      rows = [r for r in runs if r["variant"] == variant and r["setting"] == setting]
-      cell = lambda key: (f"{100 * statistics.mean(r[key] for r in rows):.1f} ± "  # noqa: E731
-                          f"{100 * (statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0):.1f}")
-      table.append(f"| `{variant}` | {setting} | {len(rows)} | {cell('top1')} | "
-                   f"{_paired(runs, variant, setting, 'top1')} | {cell('mean_class_accuracy')} | "
-                   f"{_paired(runs, variant, setting, 'mean_class_accuracy')} |")
-  print("\n".join(table))
+  table = _table(runs, variants, settings)
+  print(table)
   caches = {f"K={k}": json.loads((root / f"cache_k{k}" / "manifest.json").read_text())["build"] for k in ks}
   return dict(config=config, smoke=args.smoke, steps=steps, eval_every=int(common["eval_every_steps"]), runs=runs,
-              caches=caches, table="\n".join(table))
+              caches=caches, table=table)
 
 
 def main(argv):
