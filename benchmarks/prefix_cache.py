@@ -20,8 +20,8 @@ instead of training them again: the same command, config and seed give the same 
 
   python -m benchmarks.prefix_cache --repeats 5 --json benchmarks/results/prefix_cache_speed.json
   python -m benchmarks.prefix_cache --accuracy --root runs/prefix_cache_accuracy \
-      --live_runs runs/ablations_pretrained \
-      --json benchmarks/results/prefix_cache_accuracy.json          # 2 variants x (live, K=1, K=4) x 3 seeds
+      --live_runs runs/ablations_pretrained --seeds 0,1,2,3,4 \
+      --json benchmarks/results/prefix_cache_accuracy.json          # 2 variants x (live, K=1, K=4) x 5 seeds
   python -m benchmarks.prefix_cache --accuracy --smoke --root /tmp/pc_smoke
 """
 
