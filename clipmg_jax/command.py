@@ -2,7 +2,7 @@
 
 absl parses the flags (a missing or bad flag, a misspelled --config.<field> override: one short message, exit
 status 1); main then runs with the libraries' INFO logs quieted, and a failure with a known cause ends in one short
-message and exit status 1 (preemption: 143, after its checkpoint). What counts as known, and each message:
+message and exit status 1 (preemption: 143, after its checkpoint; Ctrl-C: 130). What counts as known, and each message:
 clipmg_jax/cli_errors.py. A command defines its flags (config_flag, workdir_flag and its own), a main(argv) that
 reads top to bottom, and ends with
 
