@@ -72,14 +72,22 @@ def last_validation(workdir: pathlib.Path) -> dict | None:
   return lines[-1] if lines else None
 
 
+def final_result(workdir: pathlib.Path, steps: int) -> dict | None:
+  """A run's eval.json when it was trained to `steps` (a finished run of the sweep), else None."""
+  eval_json = pathlib.Path(workdir) / "eval.json"
+  if not eval_json.is_file():
+    return None
+  result = json.loads(eval_json.read_text())
+  return result if result.get("step") == steps else None
+
+
 def run_one(variant: str, seed: int, args) -> dict:
   workdir = pathlib.Path(args.root) / variant / f"seed{seed}"
   eval_json = workdir / "eval.json"
-  if eval_json.is_file():
-    result = json.loads(eval_json.read_text())
-    if result.get("step") == args.steps:
-      print(f"[{variant} seed {seed}] already trained: {eval_json}", flush=True)
-      return dict(result, final_validation=last_validation(workdir))
+  result = final_result(workdir, args.steps)
+  if result is not None:
+    print(f"[{variant} seed {seed}] already trained: {eval_json}", flush=True)
+    return dict(result, final_validation=last_validation(workdir))
   cmd = [sys.executable, "-m", "clipmg_jax.train", "--config", f"{args.config}:{variant}",
          "--workdir", str(workdir), f"--config.total_steps={args.steps}", f"--config.seed={seed}",
          f"--config.eval_every_steps={args.eval_every}",

@@ -16,7 +16,6 @@ import statistics
 
 import numpy as np
 
-from benchmarks import ablations
 from benchmarks import trained_runs
 from clipmg_jax.figures import canvas
 
@@ -102,8 +101,7 @@ def main(argv=None):
   parser = trained_runs.sweep_parser(__doc__, name="gate_dynamics", variants="full,no_guidance,no_cross_attention")
   args = trained_runs.parse(parser, argv)
   saved = trained_runs.Saved(args.json)
-  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
-                                                         args.steps).items():
+  for (variant, seed), workdir in trained_runs.finished(args).items():
     key = f"{variant}/seed{seed}"
     if key in saved:
       continue
@@ -117,8 +115,7 @@ def main(argv=None):
       "\n\nFinal state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
       "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
       "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
-  print(text)
-  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+  trained_runs.publish(args, text)
 
 
 if __name__ == "__main__":

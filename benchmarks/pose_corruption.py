@@ -11,7 +11,6 @@ reuses what it holds).
   python -m benchmarks.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
 """
 
-import pathlib
 import statistics
 
 from benchmarks import ablations
@@ -102,12 +101,11 @@ def main(argv=None):
   pose_corruption.parse_kinds(args.kinds)
   levels = [float(v) for v in args.levels.split(",")]
   results = trained_runs.Saved(args.json)
-  found = trained_runs.finished(args.root, args.variant_list, args.seed_list, args.steps)
+  found = trained_runs.finished(args)
   evaluate_runs(args, found, levels, results, results.save)
   text = table(results, args.variant_list, args.seed_list, levels, args)
-  print(text)
   plot(results, args.variant_list, args.seed_list, levels, args)
-  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+  trained_runs.publish(args, text)
 
 
 if __name__ == "__main__":

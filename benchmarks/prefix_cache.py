@@ -168,15 +168,6 @@ def _run(command: list[str]) -> None:
   subprocess.run(command, check=True)
 
 
-def _finished(workdir: pathlib.Path, steps: int) -> dict | None:
-  """The run's eval.json when it was trained to `steps`, else None."""
-  path = workdir / "eval.json"
-  if not path.is_file():
-    return None
-  result = json.loads(path.read_text())
-  return result if result.get("step") == steps else None
-
-
 def _paired(runs: list[dict], variant: str, setting: str, key: str) -> str:
   """(setting - live) in points, seed by seed: its mean over the seeds both have and its 95 % t interval."""
   live = {r["seed"]: r[key] for r in runs if r["variant"] == variant and r["setting"] == "live"}
@@ -226,10 +217,10 @@ def accuracy(args) -> dict:
     for variant in variants:
       for setting in settings:
         workdir = root / f"{variant}_{setting.replace('=', '')}_seed{seed}"
-        if setting == "live" and args.live_runs and _finished(pathlib.Path(args.live_runs) / variant / f"seed{seed}",
-                                                              steps):
-          workdir = (pathlib.Path(args.live_runs) / variant / f"seed{seed}").absolute()
-        result = _finished(workdir, steps)
+        sweep_run = pathlib.Path(args.live_runs) / variant / f"seed{seed}" if args.live_runs else None
+        if setting == "live" and sweep_run and ablations.final_result(sweep_run, steps) is not None:
+          workdir = sweep_run.absolute()
+        result = ablations.final_result(workdir, steps)
         if result is None:
           extra = {} if setting == "live" else {"data.prefix_cache": str(root / f"cache_k{setting[2:]}")}
           start = time.perf_counter()

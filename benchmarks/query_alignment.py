@@ -11,12 +11,10 @@ Lift = share / uniform. Also an overlay figure for one correct and one wrong cli
   python -m benchmarks.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import pathlib
 
 import numpy as np
 import tqdm
 
-from benchmarks import ablations
 from benchmarks import trained_runs
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.synthetic import moved_parts
@@ -151,8 +149,7 @@ def main(argv=None):
   args = trained_runs.parse(parser, argv)
   saved = trained_runs.Saved(args.json)
   summaries, figure_done = {}, False
-  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
-                                                         args.steps).items():
+  for (variant, seed), workdir in trained_runs.finished(args).items():
     key = f"{variant}/seed{seed}/r{args.radius:g}"
     need_figure = variant == args.figure_variant and not figure_done
     if key not in saved or need_figure:
@@ -168,8 +165,7 @@ def main(argv=None):
   text = table(summaries) + (
       f"\n\nTest split, final state of each run; shares in % (mean ± sd over the seeds); part patches within "
       f"{args.radius:g} patch of a joint the class moves (moved_parts.py); lift = share / uniform.")
-  print(text)
-  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+  trained_runs.publish(args, text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import statistics
 
 import numpy as np
 
-from benchmarks import ablations
 from benchmarks import linear_probe
 from benchmarks import trained_runs
 from clipmg_jax.figures import canvas
@@ -84,8 +83,7 @@ def main(argv=None):
   args = trained_runs.parse(parser, argv)
   probe_variants = set(args.probe_variants.split(","))
   saved = trained_runs.Saved(args.json)
-  for (variant, seed), workdir in trained_runs.finished(args.root, args.variant_list, args.seed_list,
-                                                         args.steps).items():
+  for (variant, seed), workdir in trained_runs.finished(args).items():
     key = f"{variant}/seed{seed}"
     entry = saved.setdefault(key, {"per_subject": per_subject(workdir)})
     if variant in probe_variants and "probe" not in entry:
@@ -97,8 +95,7 @@ def main(argv=None):
       "\n\nTest split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax "
       "regression on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test "
       "subject and scored on the others.")
-  print(text)
-  ablations.write_into(pathlib.Path(args.output), text, args.marker)
+  trained_runs.publish(args, text)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from flax import traverse_util
 import jax
 import numpy as np
 
+from benchmarks import ablations
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.figures import canvas
 from clipmg_jax.models import vit
@@ -77,20 +78,26 @@ def write_figure(fig, path: str) -> None:
   print(f"wrote {path}")
 
 
-def finished(root: str | pathlib.Path, variants: list[str], seeds: list[int], steps: int) -> dict:
-  """{(variant, seed): workdir} of the runs whose eval.json is of step `steps`; the others are listed on stdout."""
+def finished(args: argparse.Namespace) -> dict:
+  """{(variant, seed): workdir} of the sweep's runs (parse's args) whose eval.json is of step args.steps; the others
+  are listed on stdout."""
   out, missing = {}, []
-  for variant in variants:
-    for seed in seeds:
-      workdir = pathlib.Path(root) / variant / f"seed{seed}"
-      eval_json = workdir / "eval.json"
-      if eval_json.is_file() and json.loads(eval_json.read_text()).get("step") == steps:
+  for variant in args.variant_list:
+    for seed in args.seed_list:
+      workdir = pathlib.Path(args.root) / variant / f"seed{seed}"
+      if ablations.final_result(workdir, args.steps) is not None:
         out[(variant, seed)] = workdir
       else:
         missing.append(f"{variant}/seed{seed}")
   if missing:
     print(f"not finished (left out): {', '.join(missing)}", flush=True)
   return out
+
+
+def publish(args: argparse.Namespace, text: str) -> None:
+  """Prints an analysis's Markdown and writes it between the --marker comments of --output."""
+  print(text)
+  ablations.write_into(pathlib.Path(args.output), text, args.marker)
 
 
 def load(config_file: str, variant: str, seed: int, workdir: pathlib.Path, data_dir: str,
