@@ -73,7 +73,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, data: DataSource, model, 
         state = ckpt.restore(setup.abstract_state, train_iter, fallback=True)
         logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
         if is_main:
-          _drop_lines_after(workdir / "metrics.jsonl", int(state.step))
+          writers.drop_lines_after(workdir, int(state.step))
       else:
         state = setup.fresh_state()
       prefix_cache.check_tower(config, state.params)  # a prefix cache must come from this run's frozen tower
@@ -117,23 +117,3 @@ def progress_bar(setup: setup_lib.Setup, initial: int, desc: str) -> tqdm.tqdm:
   return tqdm.tqdm(total=setup.total_steps, initial=initial, desc=desc, unit="step",
                    disable=jax.process_index() != 0, dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 30)
-
-
-def _drop_lines_after(path: pathlib.Path, step: int) -> None:
-  """Removes the metrics.jsonl lines of steps after `step`: a resumed run redoes those steps and logs them again."""
-  if not path.is_file():
-    return
-  lines = path.read_text().splitlines(keepends=True)
-  kept = [line for line in lines if _line_step(line) <= step]
-  if len(kept) != len(lines):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
-    logging.info("metrics.jsonl: dropped %d lines after step %d (they are redone)", len(lines) - len(kept), step)
-
-
-def _line_step(line: str) -> int:
-  try:
-    return int(json.loads(line)["step"])
-  except (ValueError, KeyError, TypeError):
-    return sys.maxsize  # a line torn by a killed run: dropped too

@@ -53,10 +53,7 @@ class MetricWriter:
     """Rewrites the file with `line` in place of the one of its (step, split), atomically."""
     self._file.close()
     key = _key(line)
-    kept = [line if _key(old) == key else old for old in _lines(self.path)]
-    tmp = self.path.with_name(self.path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    tmp.replace(self.path)
+    _rewrite(self.path, [line if _key(old) == key else old for old in _lines(self.path)])
     logging.info("metrics.jsonl: replaced the line of step %d (%s), evaluated again", key[0], key[1])
     self._file = open(self.path, "a", encoding="utf-8")
 
@@ -67,6 +64,24 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+
+
+def drop_lines_after(workdir: str | pathlib.Path, step: int) -> None:
+  """Removes the <workdir>/metrics.jsonl lines of steps after `step` (and lines torn by a killed run): a resumed run
+  redoes those steps and logs them again."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  lines = _lines(path)
+  kept = [line for line in lines if (key := _key(line)) is not None and key[0] <= step]
+  if len(kept) != len(lines):
+    _rewrite(path, kept)
+    logging.info("metrics.jsonl: dropped %d lines after step %d (they are redone)", len(lines) - len(kept), step)
+
+
+def _rewrite(path: pathlib.Path, lines: list[str]) -> None:
+  """Replaces the file's content with `lines`, atomically (a reader sees the old file or the new one)."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text("".join(lines), encoding="utf-8")
+  tmp.replace(path)
 
 
 def _lines(path: pathlib.Path) -> list[str]:

@@ -179,6 +179,12 @@ def test_metrics_lines_are_deduplicated_on_write(tmp_path):
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [(l["step"], l["split"]) for l in lines] == [(1, "train"), (1, "validation"), (2, "train")]
   assert lines[1]["top1"] == 0.75
+  # A resume from step 1 drops the lines after it, and a line torn by a killed run.
+  with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
+    f.write('{"step": 3, "split": "tr')
+  writers.drop_lines_after(tmp_path, 1)
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(l["step"], l["split"]) for l in lines] == [(1, "train"), (1, "validation")]
 
 
 # --- checkpoints: other shapes, a selector that names none ---------------------------------------------------------
