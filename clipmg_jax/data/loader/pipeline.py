@@ -44,6 +44,7 @@ grain.checkpoint).
 
 import dataclasses
 import logging
+from typing import Any, Callable
 
 from absl import flags
 import grain
@@ -251,22 +252,33 @@ def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bo
 
   records: indexes of the split's records to use (e.g. those of some subjects); None = all of them."""
   source = make_source(config, split)
-  seed = int(config.shuffle_seed if seed is None else seed)
-  decoder = ClipDecoder(config, source, train=train)
   if records is not None and not len(records):
     raise ValueError(f"{config.shards_dir}: no records of split {split!r} selected")
+  num = len(source) if records is None else len(records)
+  return batch_clips(lambda length: _LocatedSource(source, length, records), num,
+                     ClipDecoder(config, source, train=train), config, train=train, seed=seed,
+                     process_index=process_index, process_count=process_count)
+
+
+def batch_clips(positions: Callable[[int | None], Any], num: int, decoder: Callable, config: ml_collections.ConfigDict,
+                *, train: bool, seed: int | None, process_index: int, process_count: int) -> grain.MapDataset:
+  """The batching every reader of clips shares (frames here, prefix-cache tokens in token_pipeline.py).
+
+  positions(length): a random-access source over the `num` chosen clips in order, padded up to `length` (None: no
+  padding); decoder: its element -> one example (with an RNG when training). Training: shuffled, repeated, each
+  element's RNG from its global position; evaluation: one ordered pass padded to whole global batches."""
+  seed = int(config.shuffle_seed if seed is None else seed)
   if train:
     local_batch = _local_batch_size(int(config.batch_size), process_count)
-    ds = grain.MapDataset.source(_LocatedSource(source, records=records)).seed(seed)
+    ds = grain.MapDataset.source(positions(None)).seed(seed)
     ds = ds.shuffle().repeat(config.num_epochs)
     ds = ds.random_map(decoder)  # each element's RNG follows from its global position, not from the process
     ds = process_share(ds, process_index, process_count, local_batch)
     return ds.batch(local_batch, drop_remainder=True)
   global_batch = int(config.eval_batch_size or config.batch_size)
   local_batch = _local_batch_size(global_batch, process_count)
-  num = len(source) if records is None else len(records)
   padded = -(-num // global_batch) * global_batch
-  ds = grain.MapDataset.source(_LocatedSource(source, padded, records)).map(decoder)
+  ds = grain.MapDataset.source(positions(padded)).map(decoder)
   ds = process_share(ds, process_index, process_count, local_batch)
   return ds.batch(local_batch, drop_remainder=False)
 

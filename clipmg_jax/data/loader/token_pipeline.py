@@ -177,23 +177,12 @@ def make_map_dataset(config: ml_collections.ConfigDict, split: str, *, train: bo
                      records: np.ndarray | None = None) -> grain.MapDataset:
   """pipeline.make_map_dataset's batches, of tokens read from config.prefix_cache."""
   decoder = make_decoder(config, split)
-  num_clips = decoder.num_clips
-  seed = int(config.shuffle_seed if seed is None else seed)
   if records is not None and not len(records):
     raise ValueError(f"{config.prefix_cache}: no records of split {split!r} selected")
-  if train:
-    local_batch = pipeline._local_batch_size(int(config.batch_size), process_count)  # pylint: disable=protected-access
-    ds = grain.MapDataset.source(_ClipPositions(num_clips, records=records)).seed(seed)
-    ds = ds.shuffle().repeat(config.num_epochs).random_map(decoder)
-    ds = pipeline.process_share(ds, process_index, process_count, local_batch)
-    return ds.batch(local_batch, drop_remainder=True)
-  global_batch = int(config.eval_batch_size or config.batch_size)
-  local_batch = pipeline._local_batch_size(global_batch, process_count)  # pylint: disable=protected-access
-  num = num_clips if records is None else len(records)
-  padded = -(-num // global_batch) * global_batch
-  ds = grain.MapDataset.source(_ClipPositions(num_clips, padded, records)).map(decoder)
-  ds = pipeline.process_share(ds, process_index, process_count, local_batch)
-  return ds.batch(local_batch, drop_remainder=False)
+  num = decoder.num_clips if records is None else len(records)
+  return pipeline.batch_clips(lambda length: _ClipPositions(decoder.num_clips, length, records), num, decoder,
+                              config, train=train, seed=seed, process_index=process_index,
+                              process_count=process_count)
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str = "train", *, seed: int | None = None,
