@@ -93,7 +93,7 @@ def run_one(variant: str, seed: int, args) -> dict:
          f"--config.eval_every_steps={args.eval_every}",
          f"--config.data.synthetic.cache_dir={data_dir(args)}"] + args.extra
   from clipmg_jax.models import variants  # pylint: disable=import-outside-toplevel
-  if args.vit_checkpoint and variants.uses(variants.parse(variant)[0]).vision:
+  if args.vit_checkpoint and variants.uses(variants.parse(variant).variant).vision:
     cmd.append(f"--config.init.vit_checkpoint={args.vit_checkpoint}")
   print(f"[{variant} seed {seed}] {' '.join(cmd)}", flush=True)
   start = time.time()

@@ -21,30 +21,37 @@ from clipmg_jax.training import inspection
 from clipmg_jax.training import pose_corruption
 
 
-def evaluate_runs(args, found: dict, levels: list[float], results: dict, save) -> None:
-  """Fills results["<variant>/seed<k>/<level>"] = {top1, mean_class_accuracy, gate_mean} for what is missing."""
+def evaluate_runs(args, found: dict, conditions: list[tuple[str, float]], results: dict, save) -> None:
+  """Fills results["[<split>/]<variant>/seed<k>/<kinds>/<level>"] = {top1, mean_class_accuracy, gate_mean} for
+  each (kinds, level) of `conditions` that is missing, loading each run once."""
   for (variant, seed), workdir in found.items():
-    keys = {level: f"{variant}/seed{seed}/{args.kinds}/{level:g}" for level in levels}
+    keys = {(kinds, level): _key(args, variant, seed, kinds, level) for kinds, level in conditions}
     if all(k in results for k in keys.values()):
       continue
-    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
-    for level, key in keys.items():
+    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir,
+                            overrides=getattr(args, "override_dict", None))
+    for (kinds, level), key in keys.items():
       if key in results:
         continue
       corruption = pose_corruption.default_config()
-      corruption.update(dict(level=level, kinds=args.kinds, jitter_px=args.jitter_px, seed=args.corruption_seed))
-      predictions = inspection.predict_split(run, "test", corruption=corruption, progress=False)
+      corruption.update(dict(level=level, kinds=kinds, jitter_px=args.jitter_px, seed=args.corruption_seed))
+      predictions = inspection.predict_split(run, args.split, corruption=corruption, progress=False)
       result = evaluation.compute_metrics(predictions, run.class_names)
       gate = (result.get("pose_monitoring") or {}).get("gate") or {}
       results[key] = {"top1": result["top1"], "mean_class_accuracy": result["mean_class_accuracy"],
                       "gate_mean": gate.get("mean"), "num_examples": result["num_examples"]}
-      print(f"[{variant} seed {seed}] {args.kinds} {100 * level:.0f} %: top-1 {100 * result['top1']:.1f}"
+      print(f"[{variant} seed {seed}] {args.split} {kinds} {100 * level:.0f} %: top-1 {100 * result['top1']:.1f}"
             + (f", gate {gate['mean']:.3f}" if gate.get("mean") is not None else ""), flush=True)
       save()
 
 
-def _values(results, variant, seeds, kinds, level, key):
-  out = [results.get(f"{variant}/seed{s}/{kinds}/{level:g}", {}).get(key) for s in seeds]
+def _key(args, variant, seed, kinds, level) -> str:
+  """The JSON key of one figure; the test split's keys carry no split name."""
+  return ("" if args.split == "test" else f"{args.split}/") + f"{variant}/seed{seed}/{kinds}/{level:g}"
+
+
+def _values(results, variant, seeds, kinds, level, key, args):
+  out = [results.get(_key(args, variant, s, kinds, level), {}).get(key) for s in seeds]
   return [100 * v if key != "gate_mean" else v for v in out if v is not None]
 
 
@@ -54,10 +61,10 @@ def table(results: dict, variants: list[str], seeds: list[int], levels: list[flo
   for variant in variants:
     cells = []
     for level in levels:
-      top1 = _values(results, variant, seeds, args.kinds, level, "top1")
-      gate = _values(results, variant, seeds, args.kinds, level, "gate_mean")
+      top1 = _values(results, variant, seeds, args.kinds, level, "top1", args)
+      gate = _values(results, variant, seeds, args.kinds, level, "gate_mean", args)
       cells.append(trained_runs.mean_and_spread(top1) + (f" (g {statistics.mean(gate):.2f})" if gate else ""))
-    n = len(_values(results, variant, seeds, args.kinds, levels[0], "top1"))
+    n = len(_values(results, variant, seeds, args.kinds, levels[0], "top1", args))
     lines.append(f"| {variant} ({n} seeds) | " + " | ".join(cells) + " |")
   lines += ["", f"Top-1 % on the test split (mean ± sd over the seeds), g = mean gate over the windows, for "
             f"keypoints corrupted by `{args.kinds}` at each level (jitter {args.jitter_px:g} px at 100 %, "
@@ -71,13 +78,13 @@ def plot(results: dict, variants: list[str], seeds: list[int], levels: list[floa
   fig, (ax_acc, ax_gate) = plt.subplots(1, 2, figsize=(10, 4))
   x = [100 * level for level in levels]
   for variant in variants:
-    per_level = [_values(results, variant, seeds, args.kinds, level, "top1") for level in levels]
+    per_level = [_values(results, variant, seeds, args.kinds, level, "top1", args) for level in levels]
     if not all(per_level):
       continue
     mean = [statistics.mean(v) for v in per_level]
     ax_acc.plot(x, mean, marker="o", label=variant)
     ax_acc.fill_between(x, [min(v) for v in per_level], [max(v) for v in per_level], alpha=0.15)
-    gates = [_values(results, variant, seeds, args.kinds, level, "gate_mean") for level in levels]
+    gates = [_values(results, variant, seeds, args.kinds, level, "gate_mean", args) for level in levels]
     if all(gates):
       ax_gate.plot(x, [statistics.mean(g) for g in gates], marker="o", label=variant)
   ax_acc.set(xlabel=f"keypoints corrupted ({args.kinds}), %", ylabel="test top-1, % (band: min-max over seeds)",
@@ -97,12 +104,14 @@ def main(argv=None):
                       help=f"comma-separated subset of {pose_corruption.KINDS}, all applied at each level")
   parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
   parser.add_argument("--corruption_seed", type=int, default=0)
+  parser.add_argument("--split", default="test", choices=("test", "validation"),
+                      help="the split scored (validation: for choosing settings)")
   args = trained_runs.parse(parser, argv)
   pose_corruption.parse_kinds(args.kinds)
   levels = [float(v) for v in args.levels.split(",")]
   results = trained_runs.Saved(args.json)
   found = trained_runs.finished(args)
-  evaluate_runs(args, found, levels, results, results.save)
+  evaluate_runs(args, found, [(args.kinds, level) for level in levels], results, results.save)
   text = table(results, args.variant_list, args.seed_list, levels, args)
   plot(results, args.variant_list, args.seed_list, levels, args)
   trained_runs.publish(args, text)

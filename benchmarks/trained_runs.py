@@ -46,6 +46,9 @@ def sweep_parser(description: str, *, name: str, variants: str, figure: str | No
   parser.add_argument("--figure", default=f"docs/figures/{figure or name}.png", help="the plot")
   parser.add_argument("--output", default="docs/results.md", help="Markdown file the table goes into")
   parser.add_argument("--marker", default=name, help="the table goes between <!-- MARKER:begin/end --> of --output")
+  parser.add_argument("--set", default="", dest="overrides",
+                      help="space-separated KEY=VALUE config overrides the sweep's runs were trained with "
+                           "(ablations.py's arguments after --, without --config.)")
   return parser
 
 
@@ -55,6 +58,8 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
   args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
   args.variant_list = args.variants.split(",")
   args.seed_list = [int(s) for s in args.seeds.split(",")]
+  from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
+  args.override_dict = defaults.parse_overrides(args.overrides.split())
   use_compilation_cache()
   return args
 
@@ -101,10 +106,11 @@ def publish(args: argparse.Namespace, text: str) -> None:
 
 
 def load(config_file: str, variant: str, seed: int, workdir: pathlib.Path, data_dir: str,
-         which: str = "latest") -> runs.Run:
-  """The run's checkpoint `which` (default: the final state), with the config it was trained with."""
+         which: str = "latest", overrides: dict | None = None) -> runs.Run:
+  """The run's checkpoint `which` (default: the final state), with the config it was trained with (plus the sweep's
+  `overrides`)."""
   config = runs.load_config(str(REPO / config_file) + f":{variant}",
-                            {"seed": seed, "data.synthetic.cache_dir": str(data_dir)})
+                            {**(overrides or {}), "seed": seed, "data.synthetic.cache_dir": str(data_dir)})
   return runs.load_run(config, workdir, which)
 
 

@@ -118,8 +118,13 @@ def _render_online(path: str, video: pathlib.Path, skeleton_dir: pathlib.Path, s
 
 def _predict_clip(predictor: predictor_lib.Predictor, video: pathlib.Path, skeleton_dir: pathlib.Path,
                   video_id: str, out: pathlib.Path, start: int, end: int, top_k: int, render: str | None) -> None:
-  probs = recognize.clip_probabilities(predictor, video, skeleton_dir, video_id, start, end)
+  probs, reliability = recognize.clip_prediction(predictor, video, skeleton_dir, video_id, start, end)
   result = outputs.clip_result(video, video_id, start, end, predictor.step, probs, predictor.class_names, top_k)
+  result["pose_reliability"] = reliability
+  if predictor.classifies_without_pose and reliability < predictor.reliability_floor:
+    print(f"warning: {video} frames {start}..{end}: pose reliability {reliability:.2f}"
+          + (" (no usable joint)" if reliability == 0 else f", below the model's floor {predictor.reliability_floor:g}")
+          + ": classified " + ("from vision alone" if reliability == 0 else "mostly from vision"), flush=True)
   path = outputs.write_json(out / f"{video_id}.json", result)
   print(f"{video_id} frames {start}..{end} (checkpoint step {predictor.step}):")
   for rank, entry in enumerate(result["top"], 1):
@@ -137,9 +142,13 @@ def _predict_online(predictor: predictor_lib.Predictor, video: pathlib.Path, ske
   result = recognize.online_video(predictor, video, skeleton_dir, video_id, settings, out / "windows")
   rows = outputs.segment_rows(video_id, result.segments, predictor.class_names)
   path = outputs.write_video_segments(out, video, video_id, result.num_frames, predictor.step, settings, rows,
-                                      result.unclassified)
+                                      result.unclassified, result.classified_without_pose)
   print(f"{video_id}: {len(rows)} segment(s) in {result.num_frames} frames"
-        + (f" ({result.unclassified} window(s) without a person, not classified)" if result.unclassified else ""))
+        + (f" ({result.unclassified} window(s) without a person, not classified; {records.NO_POSE_HINT})"
+           if result.unclassified else ""))
+  if result.classified_without_pose:
+    print(f"warning: {result.classified_without_pose} of {len(result.starts)} window(s) had no usable joint (pose "
+          "reliability 0.00): classified from vision alone", flush=True)
   for r in rows:
     print(f"  frames {r['start_frame']:6d}..{r['end_frame']:6d}  class {r['class']:2d} {r['name']:<36s} "
           f"{r['score']:.3f}")

@@ -13,11 +13,14 @@ plain cross-entropy. tests/training/test_configs.py checks every one of these se
 Without --config.init.vit_checkpoint the run stops at once: the 10 frozen blocks would stay random
 (--config.init.allow_random_vit=True lets a smoke test through).
 
-The argument after ":" is `<variant>[+extras]` (clipmg_jax/models/variants.py):
+The argument after ":" is `<variant>[+extras][+robust]` (clipmg_jax/models/variants.py):
   configs/imigue.py:no_gate           an ablation: visual_only, pose_only, no_guidance, no_cross_attention, no_gate;
   configs/imigue.py:full+extras       the paper's model plus the two additions that helped on the synthetic
                                       benchmark (the head's gated pose context, an auxiliary pose-only loss;
-                                      docs/method.md section 8) — not the paper's model.
+                                      docs/method.md section 8) — not the paper's model;
+  configs/imigue.py:full+robust       the paper's model made robust to failing pose (a vision classifier beside
+                                      it takes over as pose reliability falls; docs/method.md "Robust fusion") —
+                                      not the paper's model.
 Hyper-parameters the paper does not state (schedule, weight decay, batch size, validation subjects) are ordinary
 choices for fine-tuning CLIP and are marked as such below.
 """

@@ -15,8 +15,9 @@ loss (every variant here is): the paper's plain cross-entropy is configs/imigue.
   python -m clipmg_jax.train --config configs/synthetic.py:visual_only --workdir runs/visual_only   # an ablation
   python -m clipmg_jax.train --config configs/synthetic.py --workdir runs/x --config.total_steps=50
 
-The optional argument after ":" is `<variant>[+extras]` (clipmg_jax/models/variants.py): full, visual_only,
-pose_only, no_guidance, no_cross_attention, no_gate, each optionally with "+extras". Periodic evaluation and the
+The optional argument after ":" is `<variant>[+extras][+robust]` (clipmg_jax/models/variants.py): full,
+visual_only, pose_only, no_guidance, no_cross_attention, no_gate, each optionally with "+extras" and "+robust" (robust
+fusion: the model keeps classifying from vision when pose fails; docs/method.md "Robust fusion"). Periodic evaluation and the
 best checkpoint use 2 of the 12 training subjects as validation; the test split is evaluated after the last step.
 """
 

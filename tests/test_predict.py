@@ -135,9 +135,11 @@ def _decoded(path: pathlib.Path) -> tuple[int, tuple[int, int], str]:
   return len(sizes), sizes[0], codec
 
 
-def _predict_command(workdir: pathlib.Path, *args) -> list[str]:
-  """`python -m clipmg_jax.predict` on the tiny run in `workdir`, with the flags `args`."""
-  return [sys.executable, "-m", "clipmg_jax.predict", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+def _predict_command(workdir: pathlib.Path, *args, config_arg: str = "") -> list[str]:
+  """`python -m clipmg_jax.predict` on the tiny run in `workdir`, with the flags `args` (and the config file's
+  argument `config_arg`, e.g. "full+extras+robust": the tiny run's parameters fit every addition)."""
+  config = f"{REPO_ROOT / 'configs' / 'synthetic.py'}" + (f":{config_arg}" if config_arg else "")
+  return [sys.executable, "-m", "clipmg_jax.predict", f"--config={config}",
           f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
           *map(str, args)]
 
@@ -281,6 +283,7 @@ def test_bad_videos_are_one_message_and_a_cut_one_is_predicted_on_its_frames(run
     video = probes[name][0]
     last = done[name][2].strip().splitlines()[-1]  # after the checkpoint's log line
     assert last.startswith(f"NothingToClassifyError: {video} frames 0..") and "no person" in last, done[name]
+    assert last.endswith(records.NO_POSE_HINT), last  # the paper's model says what could answer
   assert done["cut past its end"][2].strip() == (
       f"FrameRangeError: {bad['faststart_half']}: frames 0..{declared - 1} asked for, but only frames 0..{readable - 1} decode "
       f"of the {declared} its header declares (damaged or cut short)")
@@ -298,3 +301,45 @@ def test_bad_videos_are_one_message_and_a_cut_one_is_predicted_on_its_frames(run
     expected = recognize.clip_probabilities(predictor, intact, skeleton_dir, video_id, 0, readable - 1)
     np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
   assert len(list((tmp_path / "cut_extract_pose" / "skeleton" / "faststart_half").glob("*.json"))) == readable
+
+
+def _nobody_skeletons(video_id: str, num_frames: int, root: pathlib.Path) -> pathlib.Path:
+  """OpenPose JSON of a video in which no one was found, under root/<video_id>/; returns root."""
+  (root / video_id).mkdir(parents=True)
+  for frame in range(num_frames):
+    (root / video_id / f"{video_id}_{frame:012d}_keypoints.json").write_text('{"version": 1.3, "people": []}')
+  return root
+
+
+@pytest.mark.slow
+def test_a_robust_model_classifies_a_clip_and_windows_without_a_person(run, tmp_path):
+  """+robust: the clip no one was found in gets a top-5 and one warning with its pose reliability, and online every
+  window is classified (none left out); the same clip with the paper's model is the named error (test above)."""
+  config, workdir, _ = run
+  raw = pathlib.Path(config.data.synthetic.raw_dir)
+  clip = imigue.read_labels(raw / "labels.csv")[0]
+  video = raw / "videos" / f"{clip.video_id}.mp4"
+  nobody = _nobody_skeletons(clip.video_id, records.count_video_frames(video), tmp_path / "nobody")
+  robust = "full+extras+robust"
+  clip_run = subprocess.run(_predict_command(workdir, f"--video={video}", f"--skeleton_dir={nobody}",
+                                             f"--out={tmp_path / 'clip'}", config_arg=robust),
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+  assert clip_run.returncode == 0, clip_run.stderr[-3000:]
+  lines = clip_run.stdout.splitlines()
+  warnings = [l for l in lines if l.startswith("warning:")]
+  assert warnings == [f"warning: {video} frames 0..{records.count_video_frames(video) - 1}: pose reliability 0.00 "
+                      "(no usable joint): classified from vision alone"], clip_run.stdout
+  assert sum(l.startswith(f"  {rank}. class") for rank in range(1, 6) for l in lines) == 5, clip_run.stdout
+  result = json.loads((tmp_path / "clip" / f"{clip.video_id}.json").read_text())
+  assert result["pose_reliability"] == 0.0 and len(result["top"]) == 5
+  online_run = subprocess.run(_predict_command(workdir, f"--video={video}", f"--skeleton_dir={nobody}", "--online",
+                                               "--window=8", "--stride=8", f"--out={tmp_path / 'online'}",
+                                               config_arg=robust),
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+  assert online_run.returncode == 0, online_run.stderr[-3000:]
+  summary = json.loads((tmp_path / "online" / f"{clip.video_id}.segments.json").read_text())
+  windows = len(online.window_starts(records.count_video_frames(video), 8, 8))
+  assert summary["unclassified_windows"] == 0 and summary["windows_classified_without_pose"] == windows
+  assert [l for l in online_run.stdout.splitlines() if l.startswith("warning:")] == [
+      f"warning: {windows} of {windows} window(s) had no usable joint (pose "
+      "reliability 0.00): classified from vision alone"], online_run.stdout

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from clipmg_jax.models import clipmg_config
+from clipmg_jax.models import clipmg_params
 from clipmg_jax.models import pose_guidance
 from clipmg_jax.models import readout
 from clipmg_jax.models import variants as variants_lib
@@ -27,6 +28,31 @@ from clipmg_jax.models import vit as vit_lib
 
 VARIANTS = variants_lib.VARIANTS  # what each one uses: variants_lib.USES
 get_model_config = clipmg_config.get_model_config  # the configuration of ClipMG, where most callers look for it
+
+
+def _robust(cfg: ml_collections.ConfigDict, field: str) -> float:
+  """A robust-fusion setting of the model config (0 = off; configs written before it have none)."""
+  return float((cfg.get("robust") or {}).get(field, 0.0))
+
+
+class _TowerTop(nn.Module):
+  """Blocks [start, stop) of the ViT and ln_post, a copy with parameters of its own (the same names as the tower's,
+  so that pretrained weights copy across: clipmg_params.with_pretrained_vit): tokens (B, N, D) -> (B, N, D)."""
+
+  width: int
+  heads: int
+  mlp_dim: int
+  start: int
+  stop: int
+  dtype: object = jnp.float32
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    block = nn.remat(vit_lib.ResidualAttentionBlock) if self.remat else vit_lib.ResidualAttentionBlock
+    for i in range(self.start, self.stop):
+      tokens = block(self.width, self.heads, self.mlp_dim, self.dtype, name=f"resblocks_{i}")(tokens)
+    return nn.LayerNorm(epsilon=vit_lib.LN_EPS, dtype=self.dtype, param_dtype=jnp.float32, name="ln_post")(tokens)
 
 
 class ClipMG(nn.Module):
@@ -77,27 +103,44 @@ class ClipMG(nn.Module):
       raise ValueError(f"prefix_tokens hold {prefix_tokens.shape[2]} tokens per frame: not {cls} + a square grid")
     return side * fields["patch_size"], side * fields["patch_size"]
 
-  def _visual_tokens(self, frames: jax.Array | None, prefix_tokens: jax.Array | None = None) -> jax.Array:
+  def _visual_tokens(self, frames: jax.Array | None, prefix_tokens: jax.Array | None = None,
+                     vision_top: bool = False) -> tuple[jax.Array, jax.Array | None]:
     """(B, T, H, W, 3) frames, or the frozen prefix's output tokens (B, T, N, D) of a cache, -> patch tokens after
     ln_post, (B, T, P, D) in the compute dtype. From cached tokens only the trainable blocks run: the result is the
-    same function of the same pixels (the prefix is frozen, under stop_gradient, and has no dropout)."""
+    same function of the same pixels (the prefix is frozen, under stop_gradient, and has no dropout).
+
+    With vision_top (robust fusion's vision classifier with a tower of its own) also the tokens of a copy of the
+    trainable blocks and ln_post ("vision_top") over the same prefix; else None in their place."""
     cfg = self.config
     fields = clipmg_config.vit_fields(cfg)
     dtype = clipmg_config.compute_dtype(cfg)
-    vit = vit_lib.VisionTransformer(**fields, dtype=dtype, remat="vit" in clipmg_config.remat_parts(cfg), name="vit")
-    frozen = fields["layers"] - cfg.trainable_blocks
+    remat = "vit" in clipmg_config.remat_parts(cfg)
+    vit = vit_lib.VisionTransformer(**fields, dtype=dtype, remat=remat, name="vit")
+    layers = fields["layers"]
+    frozen = layers - cfg.trainable_blocks
     if prefix_tokens is not None:
       b, t, n, d = prefix_tokens.shape
-      hidden = prefix_tokens.reshape(b * t, n, d).astype(dtype)
-      if frozen < fields["layers"]:
-        hidden = vit.run_blocks(hidden, frozen, fields["layers"])[:, 1:]
-    else:
+      prefix = prefix_tokens.reshape(b * t, n, d).astype(dtype)
+      hidden = vit.run_blocks(prefix, frozen, layers)[:, 1:] if frozen < layers else prefix
+    elif not vision_top:
       b, t, h, w, c = frames.shape
       # All B*T frames go through the tower as one batch; the frozen prefix runs under stop_gradient.
       hidden = vit(frames.reshape(b * t, h, w, c).astype(dtype), frozen_blocks=frozen)["last_hidden_state"][:, 1:]
+    else:  # the tower's own computation, spelled out, so that the prefix's output feeds both tops
+      b, t, h, w, c = frames.shape
+      prefix = vit.embed(frames.reshape(b * t, h, w, c).astype(dtype))
+      if frozen:
+        prefix = jax.lax.stop_gradient(vit.run_blocks(prefix, 0, frozen))
+      hidden = vit.run_blocks(prefix, frozen, layers)[:, 1:]
     # CLIP's ln_post is applied to every patch token (it is trained to normalise the final residual stream).
     tokens = vit.ln_post(hidden)
-    return tokens.reshape(b, t, tokens.shape[1], tokens.shape[2])
+    shape = (b, t, tokens.shape[1], tokens.shape[2])
+    if not vision_top:
+      return tokens.reshape(shape), None
+    top = _TowerTop(fields["width"], fields["heads"], fields["mlp_dim"], frozen, layers, dtype, remat,
+                    name=clipmg_params.VISION_TOP)(prefix)
+    has_class_token = prefix_tokens is None or frozen < layers  # a cache without trainable blocks drops it
+    return tokens.reshape(shape), (top[:, 1:] if has_class_token else top).reshape(shape)
 
   def _skeleton_features(self, keypoints: jax.Array, frame_size: tuple[int, int]) -> jax.Array:
     """(B, T_p, J, 3) -> per-window skeleton features (B, T, S): heatmaps + 3D-CNN."""
@@ -141,9 +184,15 @@ class ClipMG(nn.Module):
     if uses.gate:
       gate = pose_guidance.PoseGate(cfg.gate.confidence_scale_init, cfg.gate.bias_init, name="gate")(
           skeleton_features, reliability)[..., None]  # (B, T, 1)
-      self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
     else:  # no_gate: always fully pose-driven
       gate = jnp.ones((b, t, 1), jnp.float32)
+    floor = _robust(cfg, "reliability_floor")
+    if floor > 0:
+      # Robust fusion: pose below the reliability floor is ignored, linearly, down to exactly g = 0 (vision alone)
+      # for a window without a usable joint; the learned gate cannot keep a little pose open there.
+      gate = gate * jnp.clip(reliability / floor, 0.0, 1.0)[..., None]
+    if uses.gate or floor > 0:
+      self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
     # g = 0: exactly the vision-only computation; g = 1: pose-guided query plus skeleton context.
     query = query_vision + gate * (query_pose - query_vision + skeleton_embed)  # (B, T, D)
     tokens = (tokens32 + (gate * skeleton_embed)[:, :, None, :]).astype(dtype)  # (B, T, P, D)
@@ -183,10 +232,11 @@ class ClipMG(nn.Module):
       features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
-    tokens = self._visual_tokens(frames, prefix_tokens)  # (B, T, P, D)
+    readout_kind = (cfg.get("robust") or {}).get("vision_readout", "shared") if uses.skeleton else "shared"
+    tokens, top_tokens = self._visual_tokens(frames, prefix_tokens, vision_top=readout_kind == "tower")
     self.sow("intermediates", "patch_tokens", tokens)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights
-    context = None
+    context, plain_tokens = None, tokens
     if not uses.skeleton:  # visual_only
       query = query_vision
     else:
@@ -202,11 +252,47 @@ class ClipMG(nn.Module):
       query, tokens, context = self._fuse_pose(tokens, query_vision, skeleton_features, keypoints, (h, w))
 
     d = tokens.shape[-1]
-    query = jnp.mean(query, axis=1)  # (B, D): one semantic query per clip
-    self.sow("intermediates", "pooling_query", query)
-    if not uses.cross_attention:
-      return head(query.astype(dtype), context, train=train)
     num_heads = cfg.cross_attention.num_heads or clipmg_config.vit_fields(cfg)["heads"]
-    pooled = readout.CrossAttentionPool(num_heads, dtype, name="cross_attention")(
-        query.astype(dtype), tokens.reshape(b, -1, d))  # over all T*P tokens of the clip
-    return head(pooled.astype(dtype), context, train=train)
+    pool = (readout.CrossAttentionPool(num_heads, dtype, name="cross_attention") if uses.cross_attention
+            else None)
+
+    def readout_of(query, tokens, context):
+      """(B, T, D) per-frame queries, (B, T, P, D) tokens -> logits: one semantic query per clip, pooled over all
+      T*P tokens of the clip (or classified itself without cross-attention)."""
+      query = jnp.mean(query, axis=1)  # (B, D)
+      if pool is None:
+        return query, head(query.astype(dtype), context, train=train)
+      pooled = pool(query.astype(dtype), tokens.reshape(b, -1, d))
+      return query, head(pooled.astype(dtype), context, train=train)
+
+    own_readout = readout_kind != "shared"
+    if uses.skeleton and not own_readout and _robust(cfg, "vision_aux_weight") > 0 and self.is_mutable_collection(
+        "aux"):
+      # Robust fusion (docs/method.md "Robust fusion"): the g = 0 computation — the mean-patch query over the
+      # plain tokens, no pose context — through the same readout, supervised on its own, so that the model with a
+      # closed gate is a trained classifier. Only the train step asks for "aux"; evaluation never computes it.
+      self.sow("aux", "vision_logits", readout_of(query_vision, plain_tokens, None)[1])
+    query, logits = readout_of(query, tokens, context)
+    self.sow("intermediates", "pooling_query", query)
+    if own_readout:
+      # Robust fusion with a vision readout of its own: a visual_only classifier over the same tokens (or, with a
+      # tower top of its own, over its own), whose logits take over as the clip's pose reliability falls below
+      # the floor.
+      vision_tokens = plain_tokens if top_tokens is None else top_tokens
+      vision_query = jnp.mean(jnp.mean(vision_tokens.astype(jnp.float32), axis=2), axis=1)
+      if uses.cross_attention:
+        vision_query = readout.CrossAttentionPool(num_heads, dtype, name="vision_cross_attention")(
+            vision_query.astype(dtype), vision_tokens.reshape(b, -1, d))
+      vision_logits = readout.ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype,
+                                             name="vision_head")(vision_query.astype(dtype), train=train)
+      self.sow("aux", "vision_logits", vision_logits)
+      if _robust(cfg, "distill_weight") > 0 and self.is_mutable_collection("aux"):
+        # The fused model's class probabilities, held fixed, as soft targets of the vision classifier.
+        teacher = jax.nn.softmax(jax.lax.stop_gradient(logits).astype(jnp.float32), axis=-1)
+        self.sow("aux", "vision_distill_loss",
+                 -jnp.sum(teacher * jax.nn.log_softmax(vision_logits.astype(jnp.float32), axis=-1), axis=-1))
+      reliability = pose_guidance.window_reliability(keypoints, (h, w), cfg.num_frames, cfg.confidence_threshold)
+      lam = jnp.clip(jnp.mean(reliability, axis=1) / _robust(cfg, "reliability_floor"), 0.0, 1.0)[:, None]
+      self.sow("intermediates", "fallback_weight", lam[:, 0])
+      logits = lam * logits + (1.0 - lam) * vision_logits
+    return logits

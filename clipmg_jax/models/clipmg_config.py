@@ -69,6 +69,20 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
   # pose_aux_weight > 0: an auxiliary pose-only head on mean_t s_t whose loss, times this weight, is added in
   # training (variants with both towers); predictions always come from the main head.
   config.head = ml_collections.ConfigDict(dict(hidden_dim=512, dropout=0.1, pose_context=False, pose_aux_weight=0.0))
+  # Robust fusion, beyond the paper and off by default (variants.py ROBUST turns it on; docs/method.md "Robust
+  # fusion"), in the variants with both towers:
+  # vision_aux_weight > 0: the g = 0 path (the vision-only computation: mean-patch query, plain tokens, no pose
+  # context) goes through the same cross-attention and head, and its loss, times this weight, is added in training.
+  # reliability_floor > 0: the gate is multiplied by min(1, r_t / floor): 0 when no joint of the window is usable.
+  # vision_readout: "shared" — the g = 0 path uses the model's cross-attention and head; "head" — it has its own
+  # (vision_cross_attention, vision_head) over the same tokens; "tower" — also its own copy of the trainable ViT
+  # blocks and ln_post (vision_top) over the frozen prefix: a visual_only classifier beside the fused one. With
+  # "head" or "tower" the output moves from the fused logits to the vision logits as the clip's pose reliability
+  # falls below the floor: z = lam z_fused + (1 - lam) z_vision, lam = min(1, mean_t r_t / floor).
+  # distill_weight > 0 ("head"/"tower"): the vision classifier also learns the fused model's class probabilities
+  # (cross-entropy to softmax(z_fused), held fixed), times this weight.
+  config.robust = ml_collections.ConfigDict(dict(vision_aux_weight=0.0, reliability_floor=0.0,
+                                                 vision_readout="shared", distill_weight=0.0))
   flat = {k: v for k, v in overrides.items() if "." in k}
   nested = {k: v for k, v in overrides.items() if "." not in k}
   unknown = sorted(k for k in nested if k not in config)
@@ -79,6 +93,9 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
     config.update_from_flattened_dict(flat)
   validate_config(config)
   return config
+
+
+VISION_READOUTS = ("shared", "head", "tower")  # robust.vision_readout
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -94,6 +111,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   layers = vit_fields(config)["layers"]
   if config.head.pose_aux_weight < 0:
     raise ValueError(f"head.pose_aux_weight={config.head.pose_aux_weight} must be >= 0")
+  robust = config.get("robust") or {}
+  for field in ("vision_aux_weight", "reliability_floor", "distill_weight"):
+    if float(robust.get(field, 0.0)) < 0:
+      raise ValueError(f"robust.{field}={robust.get(field)} must be >= 0")
+  readout = robust.get("vision_readout", "shared")
+  if readout not in VISION_READOUTS:
+    raise ValueError(f"robust.vision_readout={readout!r}; expected one of {VISION_READOUTS}")
+  if readout != "shared" and not float(robust.get("reliability_floor", 0.0)) > 0:
+    raise ValueError(f"robust.vision_readout={readout!r} needs robust.reliability_floor > 0 (the fallback's scale)")
   if not 0 <= config.trainable_blocks <= layers:
     raise ValueError(f"trainable_blocks={config.trainable_blocks} outside [0, {layers}] for ViT {config.vit!r}")
 

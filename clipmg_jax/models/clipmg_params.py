@@ -56,4 +56,13 @@ def with_pretrained_vit(params: Any, vit_params: Any) -> Any:
   extra = sorted(set(given) - {jax.tree_util.keystr(p) for p, _ in expected})
   if extra:
     raise ValueError(f"pretrained ViT parameters hold entries the model does not have: {extra[:5]}")
-  return {**params, "vit": jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), vit_params)}
+  params = {**params, "vit": jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), vit_params)}
+  if VISION_TOP in params:
+    # Robust fusion's vision classifier starts from the same pretrained trainable blocks and ln_post as the tower.
+    params[VISION_TOP] = {k: params["vit"][k] for k in params[VISION_TOP]}
+  return params
+
+
+# The copy of the tower's trainable blocks and ln_post that robust fusion's vision classifier runs
+# (robust.vision_readout="tower"; clipmg.ClipMG).
+VISION_TOP = "vision_top"

@@ -42,9 +42,12 @@ def write_json(path: pathlib.Path, document: dict) -> pathlib.Path:
 
 
 def write_video_segments(out: pathlib.Path, video: str | os.PathLike, video_id: str, num_frames: int, step: int,
-                         settings: online.Settings, rows: Sequence[dict], unclassified: int = 0) -> pathlib.Path:
-  """<out>/<video_id>.segments.json (with the settings and the count of windows without a person) and .csv."""
+                         settings: online.Settings, rows: Sequence[dict], unclassified: int = 0,
+                         without_pose: int = 0) -> pathlib.Path:
+  """<out>/<video_id>.segments.json (with the settings, the count of windows without a person left unclassified and
+  of those classified from vision alone by a `+robust` model) and .csv."""
   write_segments_csv(out / f"{video_id}.segments.csv", rows)
   return write_json(out / f"{video_id}.segments.json", {
       "video": str(video), "video_id": video_id, "num_frames": num_frames, "checkpoint_step": step,
-      "settings": dataclasses.asdict(settings), "unclassified_windows": unclassified, "segments": list(rows)})
+      "settings": dataclasses.asdict(settings), "unclassified_windows": unclassified,
+      "windows_classified_without_pose": without_pose, "segments": list(rows)})

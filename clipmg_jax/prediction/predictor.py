@@ -12,6 +12,8 @@ from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
+from clipmg_jax.models import pose_guidance
+from clipmg_jax.models import variants
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import runs
 
@@ -34,6 +36,18 @@ class Predictor:
     self.setup, self.params, self.step = self.run.setup, self.run.params, self.run.step
     self.class_names = self.run.class_names
     self.batch_size = self.setup.data.eval_batch_size
+    # A `+robust` model classifies a clip without a usable joint from vision alone; another one cannot.
+    self.classifies_without_pose = variants.classifies_without_pose(self.config.model)
+    self.reliability_floor = float((self.config.model.get("robust") or {}).get("reliability_floor", 0.0))
+
+  def pose_reliability(self, keypoints: np.ndarray) -> np.ndarray:
+    """float (B,): the model's pose reliability r of each clip's keypoints (B, T_p, J, 3) (pixels of the model's
+    frames), averaged over its windows; 0 when no joint is usable."""
+    model = self.config.model
+    size = int(self.config.data.image_size)
+    r = pose_guidance.window_reliability(np.asarray(keypoints, np.float32), (size, size), int(model.num_frames),
+                                         float(model.confidence_threshold))
+    return np.asarray(r).mean(axis=1)
 
   def convert_options(self) -> clip_record.ConvertOptions:
     """The conversion options the checkpoint's dataset was made with (its manifest), so that frames are stored at

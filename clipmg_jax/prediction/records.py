@@ -29,7 +29,12 @@ def clip_task(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_i
 
 
 class NothingToClassifyError(ValueError):
-  """A clip the converter would skip: no skeleton folder or file, or no person, in any of its frames."""
+  """A clip the converter would skip: no skeleton folder or file, or no person, in any of its frames (a model that
+  classifies without pose, `+robust`, answers for the last two from vision)."""
+
+
+NO_POSE_HINT = ("a model trained with +robust (e.g. --config configs/synthetic.py:full+extras+robust) classifies "
+                "such a clip from vision alone")
 
 
 class FrameRangeError(ValueError):
@@ -47,25 +52,29 @@ def check_range(video: str | os.PathLike, start: int, end: int, readable: int, d
 
 
 def clip_example(decoder: pipeline.ClipDecoder, options: clip_record.ConvertOptions, video: str | os.PathLike,
-                 skeleton_dir: str | os.PathLike, video_id: str, start: int, end: int) -> dict:
+                 skeleton_dir: str | os.PathLike, video_id: str, start: int, end: int, *,
+                 no_pose_ok: bool = False) -> dict:
   """One clip as evaluation sees it: the converter's record (clip_record.make_record) read by the evaluation decoder.
   Raises NothingToClassifyError when the converter would skip the clip (no skeleton folder, or no skeleton file or
-  no person in any frame)."""
+  no person in any frame); with no_pose_ok (a model that classifies without pose) only without the folder, and a
+  clip without a person has every joint missed."""
   try:
-    record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, start, end), options)
+    record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, start, end), options,
+                                        no_pose_ok=no_pose_ok)
   except (layouts.SkipClip, FileNotFoundError) as e:  # FileNotFoundError: the video's skeleton folder is not there
     folder = pathlib.Path(skeleton_dir) / video_id
     where = "" if str(folder) in str(e) else f" (skeletons: {folder})"
-    raise NothingToClassifyError(f"{video} frames {start}..{end}: {e}{where}; nothing to classify") from None
+    hint = f"; {NO_POSE_HINT}" if getattr(e, "kind", None) in clip_record.NO_POSE_SKIPS else ""
+    raise NothingToClassifyError(f"{video} frames {start}..{end}: {e}{where}; nothing to classify{hint}") from None
   return decoder.decode(example_codec.encode(record), None)
 
 
 def window_records(video: str | os.PathLike, skeleton_dir: str | os.PathLike, video_id: str, starts: Sequence[int],
-                   length: int, options: clip_record.ConvertOptions
+                   length: int, options: clip_record.ConvertOptions, *, no_pose_ok: bool = False
                    ) -> Iterator[tuple[int, example_codec.ClipRecord | None]]:
   """(window index, record) of the windows of `length` frames at `starts`, each made as the converter makes a
   clip's record (its frames decoded once for all windows, clip_record.EncodedFrames); the record is None for a
-  window the converter skips (no person in any of its frames)."""
+  window the converter skips (no person in any of its frames), unless no_pose_ok (its joints are then all missed)."""
   frames = clip_record.decode_frames
   if not options.skeleton_only and len(starts):
     offsets = sampling.presample_indices(length, options.max_stored_frames)
@@ -73,7 +82,7 @@ def window_records(video: str | os.PathLike, skeleton_dir: str | os.PathLike, vi
   for i, start in enumerate(starts):
     try:
       record, _ = clip_record.make_record(clip_task(video, skeleton_dir, video_id, int(start), int(start) + length - 1),
-                                          options, frames=frames)
+                                          options, frames=frames, no_pose_ok=no_pose_ok)
     except layouts.SkipClip:
       record = None
     yield i, record

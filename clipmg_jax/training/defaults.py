@@ -37,6 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.init = ml_collections.ConfigDict(dict(vit_checkpoint="", allow_random_vit=False))
   # Keypoints corrupted at evaluation time (python -m clipmg_jax.evaluate; off at level 0): pose_corruption.py.
   config.eval_corruption = pose_corruption.default_config()
+  # Keypoints corrupted or dropped before each train step (robust fusion, `+robust`; off by default): pose_corruption.py.
+  config.train_corruption = pose_corruption.train_config()
   config.model = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict()
   return config

@@ -18,6 +18,7 @@ import tqdm
 
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
+from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import preemption
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import sharding as sharding_lib
@@ -58,7 +59,10 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
   stop_after = int(config.stop_after_step)
   last_saved = ckpt.latest_step()
   start = int(state.step)
-  batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start)
+  corruption = config.get("train_corruption")  # robust fusion's keypoints that fail (off by default)
+  batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start, first_step=start + 1,
+                      transform=lambda batch, step: pose_corruption.corrupt_training_batch(
+                          batch, corruption, seed=int(config.seed), step=step))
   unchecked = []  # (step, metrics on the devices) of the steps since the last check
   tolerated = setup_lib.nonfinite_skips(config)
   skips = {"total": 0, "run": 0}  # skipped (non-finite) steps: all of them, and the current consecutive run
@@ -202,8 +206,10 @@ def _fetch(tree: Any) -> Any:
   return jax.device_get(tree)
 
 
-def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int = PREFETCH_BATCHES):
-  """Yields (batch on the devices, iterator position just after pulling it) for `num_batches` batches.
+def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int = PREFETCH_BATCHES, *,
+              first_step: int = 1, transform=None):
+  """Yields (batch on the devices, iterator position just after pulling it) for `num_batches` batches, the first
+  for step `first_step`; `transform(host batch, step)` (the training corruption) is applied before placing it.
 
   Each batch is pulled and placed `ahead` batches before it is used, so that reading and the host -> device copy
   overlap the steps still running. train_iter is then past the step being saved: a checkpoint of step s must save
@@ -211,8 +217,11 @@ def _prefetch(train_iter, mesh: jax.sharding.Mesh, num_batches: int, ahead: int 
   is at the position of the last one.
   """
   queue = collections.deque()
-  for _ in range(num_batches):
-    batch = sharding_lib.place_batch(next(train_iter), mesh)
+  for i in range(num_batches):
+    batch = next(train_iter)
+    if transform is not None:
+      batch = transform(batch, first_step + i)
+    batch = sharding_lib.place_batch(batch, mesh)
     queue.append((batch, copy.deepcopy(train_iter.get_state())))  # a copy, in case the iterator reuses it
     if len(queue) > ahead:
       yield queue.popleft()

@@ -22,7 +22,8 @@ class ModelBundle:
   example_inputs: image_size -> the positional inputs `init` is called with, for a module with other inputs than
   (frames, keypoints) (the contrastive pretraining model); None = zeros of input_shapes().
   normalize: uint8 frames (..., H, W, 3) -> the module's float input; the steps apply it on the device.
-  pose_aux_weight: weight of the auxiliary pose loss the train step adds when the module sows pose logits."""
+  aux_loss_weights: {key the module sows into "aux": weight} of the auxiliary losses the train step adds ("pose_logits":
+  the auxiliary pose head; "vision_logits": robust fusion's vision path)."""
   module: nn.Module
   trainable_mask: Callable[[Any], Any]
   num_frames: int
@@ -30,7 +31,7 @@ class ModelBundle:
   num_classes: int
   example_inputs: Callable[[int], tuple] | None = None
   normalize: Callable[[jax.Array], jax.Array] = vit.normalize_images
-  pose_aux_weight: float = 0.0
+  aux_loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
@@ -42,7 +43,16 @@ def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
                      trainable_mask=lambda params: clipmg_params.trainable_mask(params, model_config),
                      num_frames=int(model_config.num_frames), num_pose_frames=int(model_config.num_pose_frames),
                      num_classes=int(model_config.num_classes),
-                     pose_aux_weight=float(model_config.head.get("pose_aux_weight", 0.0)))
+                     aux_loss_weights=aux_loss_weights(model_config))
+
+
+def aux_loss_weights(model_config: ml_collections.ConfigDict) -> dict[str, float]:
+  """{"pose_logits": head.pose_aux_weight, "vision_logits": robust.vision_aux_weight}: the weights of the auxiliary
+  losses of a model config (0 = off), the pose loss first."""
+  robust = model_config.get("robust") or {}
+  return {"pose_logits": float(model_config.head.get("pose_aux_weight", 0.0)),
+          "vision_logits": float(robust.get("vision_aux_weight", 0.0)),
+          "vision_distill_loss": float(robust.get("distill_weight", 0.0))}
 
 
 def input_shapes(bundle: ModelBundle, image_size: int, batch_size: int = 1) -> tuple[tuple, tuple]:

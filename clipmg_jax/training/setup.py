@@ -38,6 +38,8 @@ class Setup:
     self.config = config
     self.data = data
     self.total_steps = int(config.total_steps)
+    if config.get("train_corruption") is not None:
+      pose_corruption.check_training(config.train_corruption)
     # --- model
     self.model = model or model_setup.build_model(config.model)
     if self.model.num_classes != len(data.class_names):
@@ -70,7 +72,7 @@ class Setup:
     weights, offset = losses.make_loss_constants(config.loss, self.data.train_class_counts, self.model.num_classes)
     step = step_lib.make_train_step(
         self.model.module, self.tx, self.schedule, mesh=self.mesh, state_sharding=self.state_sharding,
-        loss_config=config.loss, normalize=self.model.normalize, pose_aux_weight=self.model.pose_aux_weight,
+        loss_config=config.loss, normalize=self.model.normalize, aux_loss_weights=self.model.aux_loss_weights,
         class_weights=weights, logit_offset=offset, skip_nonfinite=nonfinite_skips(config) > 0)
     return distributed.compiled_together(step, "train_step")
 

@@ -23,7 +23,7 @@ Batch = dict[str, jax.Array]
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     mesh: jax.sharding.Mesh, state_sharding: Any, loss_config,
-                    normalize: Callable[[jax.Array], jax.Array], pose_aux_weight: float = 0.0,
+                    normalize: Callable[[jax.Array], jax.Array], aux_loss_weights: dict[str, float] | None = None,
                     class_weights: np.ndarray | None = None, logit_offset: np.ndarray | None = None,
                     skip_nonfinite: bool = False,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
@@ -32,10 +32,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   batch: frames uint8 (B, T, H, W, 3), keypoints float32 (B, Tp, 18, 3) in pixels of the HxW frames,
     label int32 (B,), optional mask (B,) (1 = real example; padding rows are ignored by the loss).
   normalize: uint8 frames -> the model's float input (ModelBundle.normalize: CLIP's mean/std for ClipMG).
-  pose_aux_weight: weight of the auxiliary pose loss (ModelBundle.pose_aux_weight; 0 = none).
+  aux_loss_weights: {sown "aux" key: weight} of the auxiliary losses (ModelBundle.aux_loss_weights: "pose_logits",
+    the auxiliary pose head; "vision_logits", robust fusion's vision classifier; "vision_distill_loss", its
+    per-example distillation loss); a key ending in "_logits" adds the classification loss of those logits, another
+    the mean of the per-example loss; a weight of 0 or a key the model does not sow adds nothing.
   metrics: float32 scalars loss (the total minimised), accuracy (top-1 on the raw logits), grad_norm (trainable
     grads, before clipping), learning_rate; with skip_nonfinite also nonfinite (1 when the step was not applied);
-    with an auxiliary pose head also main_loss and pose_aux_loss.
+    with an auxiliary loss also main_loss and <name>_aux_loss for each (pose_aux_loss, vision_aux_loss).
 
   skip_nonfinite: a step whose loss, updated parameters or optimizer state hold a NaN/Inf is not applied: params and
     opt_state stay as they were (the step counter still advances, as the batch was consumed). Off by default: the
@@ -43,13 +46,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     values on finite steps too; the trainer instead stops on a non-finite loss or gradient norm and checks the
     state before saving or evaluating it.
 
-  The loss is the classification loss of the logits plus, when pose_aux_weight > 0 and the model sows auxiliary
-  pose logits (variants with both towers), that weight times the same loss of them.
+  The loss is the classification loss of the logits plus, for each auxiliary weight > 0 whose logits the model sows
+  (variants with both towers), that weight times the same loss of them.
   """
   weights = None if class_weights is None else jnp.asarray(class_weights)
   offset = None if logit_offset is None else jnp.asarray(logit_offset)
   smoothing = float(loss_config.label_smoothing)
-  aux_weight = float(pose_aux_weight)
+  aux_weights = {k: float(w) for k, w in (aux_loss_weights or {}).items() if float(w) > 0}
 
   def step(state: TrainState, batch: Batch):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
@@ -65,10 +68,17 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
                                 rngs={"dropout": dropout_rng}, mutable=["aux"], **cached)
       loss = loss_of(logits)
       parts = {}
-      if aux_weight and "pose_logits" in aux.get("aux", {}):
-        (pose_logits,) = aux["aux"]["pose_logits"]
-        parts = dict(main_loss=loss, pose_aux_loss=loss_of(pose_logits))
-        loss = loss + aux_weight * parts["pose_aux_loss"]
+      for key, weight in aux_weights.items():  # in the order given: the pose loss first, as before
+        if key not in aux.get("aux", {}):
+          continue
+        (value,) = aux["aux"][key]
+        if key.endswith("_logits"):  # logits (B, C): the classification loss of them
+          name, term = key.removesuffix("_logits") + "_aux_loss", loss_of(value)
+        else:  # a per-example loss (B,) the model computed: its mean over the real examples
+          valid = jnp.ones_like(value) if mask is None else mask.astype(jnp.float32)
+          name, term = key, jnp.sum(value * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+        parts = dict(parts, main_loss=parts.get("main_loss", loss), **{name: term})
+        loss = loss + weight * parts[name]
       return loss, (logits, parts)
 
     (loss, (logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

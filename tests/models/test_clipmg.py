@@ -292,7 +292,7 @@ def test_paper_defaults_have_no_extras():
   overrides = variants.model_overrides("no_gate+extras")
   assert overrides == {"variant": "no_gate", "head.pose_context": True, "head.pose_aux_weight": 1.0}
   assert variants.model_overrides("no_gate") == {"variant": "no_gate"}
-  with pytest.raises(ValueError, match=r"<variant>\+extras"):
+  with pytest.raises(ValueError, match=r"<variant>\[\+extras\]\[\+robust\]"):
     variants.parse("full+more")
   paper = small_config("full", head=dict(hidden_dim=32, dropout=0.0))
   frames, keypoints = make_batch()

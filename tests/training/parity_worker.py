@@ -67,7 +67,7 @@ def one_step(num_devices: int, fsdp_min_size: int, variant: str):
   weights, offset = losses.make_loss_constants(config.loss, counts, 5)
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=shardings,
                                   loss_config=config.loss, normalize=bundle.normalize,
-                                  pose_aux_weight=bundle.pose_aux_weight,
+                                  aux_loss_weights=bundle.aux_loss_weights,
                                   class_weights=weights, logit_offset=offset)
   batch = sharding_lib.place_batch(make_batch(5), mesh)
   new_state, metrics = step(state, batch)

@@ -25,7 +25,7 @@ def _loss_after_step(dtype: str):
   shardings = sharding_lib.state_shardings(state, mesh)
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=shardings,
                                   loss_config=config.loss, normalize=bundle.normalize,
-                                  pose_aux_weight=bundle.pose_aux_weight)
+                                  aux_loss_weights=bundle.aux_loss_weights)
   state, metrics = step(jax.device_put(state, shardings),
                         sharding_lib.place_batch(parity_worker.make_batch(5), mesh))
   return float(metrics["loss"]), state.params

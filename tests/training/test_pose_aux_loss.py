@@ -30,7 +30,7 @@ def _step_metrics(variant: str, aux_weight: float):
   shardings = sharding_lib.state_shardings(state, mesh)
   step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=shardings,
                                   loss_config=config.loss, normalize=bundle.normalize,
-                                  pose_aux_weight=bundle.pose_aux_weight)
+                                  aux_loss_weights=bundle.aux_loss_weights)
   batch = parity_worker.make_batch(model_config.num_classes)
   _, metrics = step(jax.device_put(state, shardings), sharding_lib.place_batch(batch, mesh))
   return kept, batch, {k: float(v) for k, v in metrics.items()}

@@ -120,15 +120,26 @@ class FramesByVideo:
     return self._frames(task, frame_indices, options)
 
 
+NO_POSE_SKIPS = (layouts.SKIP_NO_PERSON, layouts.SKIP_NO_SKELETON_FRAMES)
+
+
 def make_record(task: layouts.ClipTask, options: ConvertOptions, cache: dict | None = None,
-                frames: Callable = decode_frames) -> tuple[example_codec.ClipRecord, dict]:
+                frames: Callable = decode_frames, *, no_pose_ok: bool = False) -> tuple[example_codec.ClipRecord, dict]:
   """Reads one clip's raw data and builds its record; `cache` (optional) lets consecutive clips share raw reads;
   `frames` gives the stored frames (signature and result of decode_frames; overlapping windows of one video share
   encoded frames through it, prediction/records.py).
 
   Returns (record, skeleton report counts). Raises layouts.SkipClip (or any reader error) to skip the clip.
+  no_pose_ok (prediction with a model that classifies without pose, never conversion): a clip without a person in
+  any frame, or without skeleton files, keeps its frames with every joint missed (all zeros), and its counts say
+  "no_pose": 1.
   """
-  keypoints, counts = layouts.get(task.layout).read_keypoints(task, {} if cache is None else cache)
+  try:
+    keypoints, counts = layouts.get(task.layout).read_keypoints(task, {} if cache is None else cache)
+  except layouts.SkipClip as e:
+    if not (no_pose_ok and e.kind in NO_POSE_SKIPS):
+      raise
+    keypoints, counts = np.zeros((task.num_frames, keypoints_lib.NUM_JOINTS, 3), np.float32), {"no_pose": 1}
   jpegs, indices = [], np.zeros((0,), np.int64)
   if options.skeleton_only or not task.video:
     src_hw = tuple(options.skeleton_frame_size)
