@@ -30,12 +30,14 @@ def evaluate_runs(args, found: dict, conditions: list[tuple[str, float]], result
       continue
     run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir,
                             overrides=getattr(args, "override_dict", None))
+    batches = list(inspection.split_batches(run, args.split))  # read once, scored under every condition
     for (kinds, level), key in keys.items():
       if key in results:
         continue
       corruption = pose_corruption.default_config()
       corruption.update(dict(level=level, kinds=kinds, jitter_px=args.jitter_px, seed=args.corruption_seed))
-      predictions = inspection.predict_split(run, args.split, corruption=corruption, progress=False)
+      predictions = inspection.predict_split(run, args.split, corruption=corruption, progress=False,
+                                             batches=batches)
       result = evaluation.compute_metrics(predictions, run.class_names)
       gate = (result.get("pose_monitoring") or {}).get("gate") or {}
       results[key] = {"top1": result["top1"], "mean_class_accuracy": result["mean_class_accuracy"],

@@ -3,11 +3,11 @@ differences paired by seed against `full` and against `visual_only` (docs/result
 
 The conditions: all four corruptions at 0, 25, 50, 75 and 100 % (clipmg_jax/training/pose_corruption.py), and each
 kind alone at 100 % ("drop" alone at 100 % = nobody detected). Every figure is one run's test split (or, with
---split validation, its validation split: what the settings of `+robust` were chosen on), kept in --json, which it
-shares with benchmarks/pose_corruption.py (the same keys), so that a figure either analysis computed is reused.
+--split validation, its validation split: what the settings of `+robust` were chosen on), kept in --json under the
+keys benchmarks/pose_corruption.py uses; a rerun computes only what is missing there.
 
-`visual_only` reads no keypoints: its figure under any corruption is its clean figure, which is what is used where
-its run is not on this machine (the table says so).
+`visual_only` reads no keypoints, so it is scored with clean keypoints only, and that figure stands for every
+condition (the table says so).
 
   python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --variants full+robust,full,no_gate,visual_only --seeds 0,1,2,3,4 --steps 250 --eval_every 50 --marker robust_runs
@@ -46,7 +46,12 @@ def figures(results: dict, args, variant: str, kinds: str, level: float, key: st
 
 
 def evaluate(args, results: trained_runs.Saved) -> None:
-  corruption_study.evaluate_runs(args, trained_runs.finished(args), CONDITIONS, results, results.save)
+  """Scores every finished run under every condition; visual_only only with clean keypoints (it reads none)."""
+  found = trained_runs.finished(args)
+  vision = {k: v for k, v in found.items() if k[0] == VISION}
+  corruption_study.evaluate_runs(args, vision, [(ALL, 0.0)], results, results.save)
+  corruption_study.evaluate_runs(args, {k: v for k, v in found.items() if k[0] != VISION}, CONDITIONS, results,
+                                 results.save)
 
 
 def accuracy_table(results: dict, args) -> str:
@@ -136,7 +141,6 @@ def plot(results: dict, args) -> None:
 
 def main(argv=None):
   parser = trained_runs.sweep_parser(__doc__, name="robust_fusion", variants=f"{FULL},{ROBUST},{VISION},no_gate")
-  parser.set_defaults(json="benchmarks/results/pose_corruption.json")
   parser.add_argument("--split", default="test", choices=("test", "validation"),
                       help="the split scored (validation: what the settings were chosen on)")
   parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
@@ -148,8 +152,8 @@ def main(argv=None):
           + f"\n\n{args.split.capitalize()} top-1 % (mean ± sd over seeds {args.seeds}; g = mean gate over the "
           f"windows). Columns: all four corruptions at each level (jitter {args.jitter_px:g} px at 100 %, corruption "
           f"seed {args.corruption_seed}), then each kind alone at 100 % (`drop` 100 % = nobody detected). "
-          f"`{VISION}` reads no keypoints: its clean figure stands for every column where it was not scored "
-          f"again.\n\nPaired differences (top-1 points, mean over the seeds [95 % t interval]):\n\n"
+          f"`{VISION}` reads no keypoints: it is scored with clean keypoints, and that figure stands for every "
+          f"column.\n\nPaired differences (top-1 points, mean over the seeds [95 % t interval]):\n\n"
           + difference_table(results, args))
   plot(results, args)
   trained_runs.publish(args, text)

@@ -149,15 +149,23 @@ def look_inside(run: runs.Run, clip: dict[str, np.ndarray]) -> dict[str, Any]:
   return out
 
 
+def split_batches(run: runs.Run, split: str = "test"):
+  """The evaluation batches of `split` ("test", "validation" or a shard split) for `run`, read lazily."""
+  data_config = run.config.data
+  shard_split, records = _split_records(data_config, split)
+  return pipeline.make_dataset(data_config, shard_split, train=False, records=records)
+
+
 def predict_split(run: runs.Run, split: str = "test", *, without_keypoints: bool = False,
-                  corruption: ml_collections.ConfigDict | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+                  corruption: ml_collections.ConfigDict | None = None, progress: bool = True,
+                  batches=None) -> dict[str, np.ndarray]:
   """logits (N, C), label, subject, clip_id (N,) and the per-window pose values (N, T) of every clip of `split`
   ("test", "validation" or a shard split), by the trainer's eval step; with `without_keypoints`, every joint of
   every clip is dropped first (drop_keypoints); with `corruption` (a config.eval_corruption), the keypoints are
-  corrupted first (pose_corruption.py)."""
-  data_config = run.config.data
-  shard_split, records = _split_records(data_config, split)
-  batches = pipeline.make_dataset(data_config, shard_split, train=False, records=records)
+  corrupted first (pose_corruption.py). `batches`: the split's batches already read (split_batches, kept in a list
+  by a caller that scores the split several times), instead of reading them."""
+  if batches is None:
+    batches = split_batches(run, split)
   if without_keypoints:
     batches = map(drop_keypoints, batches)
   batches = pose_corruption.corrupted(batches, corruption)
