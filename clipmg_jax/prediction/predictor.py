@@ -52,12 +52,13 @@ class Predictor:
 
   def logits(self, examples: Iterable[dict], *, progress: bool = True) -> np.ndarray:
     """float32 (N, C) logits of examples (dicts of the batch layout), through evaluation.predict; (0, C) for none."""
-    out = evaluation.predict(self.params, self.setup.eval_step, _batches(examples, self.batch_size),
+    out = evaluation.predict(self.params, self.setup.eval_step, batches(examples, self.batch_size),
                              self.setup.mesh, self.batch_size, progress=progress)
     return out["logits"] if "logits" in out else np.zeros((0, len(self.class_names)), np.float32)
 
 
-def _batches(examples: Iterable[dict], size: int) -> Iterator[dict]:
+def batches(examples: Iterable[dict], size: int) -> Iterator[dict]:
+  """Examples stacked into batches of `size` (the last one shorter)."""
   chunk = []
   for example in examples:
     chunk.append(example)
