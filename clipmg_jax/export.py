@@ -8,7 +8,8 @@ Use the --config (and overrides) the checkpoint was trained with. --out receives
   model.jaxexport  jax.export's serialization (StableHLO) of the whole inference function: uint8 frames and raw
                    keypoints in (the record's layout; CLIP normalisation and heatmap rendering inside), logits and
                    the per-window gate (with reliability and patch entropy) out; any batch size; for CPU, CUDA and
-                   TPU. Newer jax versions load it for at least 6 months after it is written (docs/deployment.md).
+                   TPU. A jax whose jaxlib was built up to 6 months after the exporting one loads it (jax.export's
+                   compatibility guarantee; docs/deployment.md).
   weights.npz      its weights, beside it (named arrays; the program takes them as its first argument)
   model.onnx       the same function with the weights inside, when jax2onnx (the `onnx` extra) converts every
                    operation and ONNX Runtime reproduces the program's outputs on a probe batch; otherwise absent,
