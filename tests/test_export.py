@@ -103,7 +103,7 @@ def test_the_program_gives_the_live_models_outputs(run, exported, predictor):
 
 @pytest.mark.slow
 def test_onnx_runtime_gives_the_live_models_outputs(run, exported, predictor):
-  pytest.importorskip("onnxruntime", reason="the `onnx` extra is not installed (pip install -e '.[onnx]')")
+  pytest.importorskip("onnxruntime", reason=f"the `onnx` extra is not installed ({onnx_file.INSTALL})")
   info = artifact.read_info(exported[0])
   if not info["onnx"]["written"]:
     pytest.skip(f"no model.onnx in the export: {info['onnx']['reason']}")

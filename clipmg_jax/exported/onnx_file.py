@@ -19,7 +19,8 @@ from clipmg_jax.exported import artifact
 
 TOLERANCE = 1e-4  # the largest |ONNX Runtime - jax program| accepted on the probe batch, float32 outputs
 PROBE_BATCH = 3  # odd: a batch size the program was not traced at
-INSTALL = "pip install -e '.[onnx]'"
+# How to install the `onnx` extra without moving orbax-checkpoint back (docs/deployment.md "ONNX").
+INSTALL = "pip install onnx onnx-ir onnxruntime && pip install --no-deps jax2onnx==0.17.1"
 
 
 def probe_inputs(frames_shape: Sequence[int], keypoints_shape: Sequence[int], batch: int,
