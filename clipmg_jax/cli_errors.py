@@ -4,7 +4,8 @@
 parse_flags: a misspelled --config.<field> override (with ml_collections' "Did you mean" hint) or a bad flag;
 config_or_exit: a config file that does not exist or does not load; known_failures: the failures of the work itself
 (non-finite loss, unreadable or missing checkpoints, missing or corrupt shards, a full disk, results that cannot be
-written, a tower left random, a workdir another run holds, a prefix cache of another tower, depth or data) and
+written, a tower left random, a workdir another run holds, a prefix cache of another tower, depth or data, an export
+folder with a missing, truncated or altered file) and
 preemption (exit status 143 after its checkpoint), Ctrl-C (130, one line). Anything else keeps its traceback. No
 flags are defined here, so tests can import it next to any command.
 """
@@ -23,6 +24,7 @@ from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import tfrecord
+from clipmg_jax.exported import artifact
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
@@ -40,7 +42,7 @@ INTERRUPTED_EXIT_CODE = 130
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 token_pipeline.PrefixCacheError,
-                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError)
+                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError, artifact.ExportedArtifactError)
 # The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
 # that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.
 KNOWN_DATA_ERRORS = (convert.RawDataError, video_io.UnreadableVideoError, records.FrameRangeError,

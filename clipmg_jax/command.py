@@ -1,4 +1,5 @@
-"""The one shell of every `python -m clipmg_jax.<command>` (train, evaluate, pretrain, inspect_clip, predict).
+"""The one shell of every `python -m clipmg_jax.<command>` (train, evaluate, pretrain, inspect_clip, predict,
+export).
 
 absl parses the flags (a missing or bad flag, a misspelled --config.<field> override: one short message, exit
 status 1); main then runs with the libraries' INFO logs quieted, and a failure with a known cause ends in one short
@@ -21,18 +22,21 @@ from clipmg_jax import cli_errors
 from clipmg_jax.training import logs
 
 
-def config_flag(help_text: str):
-  """--config (required): a file with get_config(); `file.py:arg` passes arg to it and --config.<path>=<value>
-  overrides a field. Read it with cli_errors.config_or_exit."""
+def config_flag(help_text: str, required: bool = True):
+  """--config (required unless `required` is False: then its value is None when not given): a file with
+  get_config(); `file.py:arg` passes arg to it and --config.<path>=<value> overrides a field. Read it with
+  cli_errors.config_or_exit."""
   holder = config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
-  flags.mark_flag_as_required("config")
+  if required:
+    flags.mark_flag_as_required("config")
   return holder
 
 
-def workdir_flag(help_text: str) -> flags.FlagHolder:
-  """--workdir (required): the run's folder."""
+def workdir_flag(help_text: str, required: bool = True) -> flags.FlagHolder:
+  """--workdir (required unless `required` is False): the run's folder."""
   holder = flags.DEFINE_string("workdir", None, help_text)
-  flags.mark_flag_as_required("workdir")
+  if required:
+    flags.mark_flag_as_required("workdir")
   return holder
 
 

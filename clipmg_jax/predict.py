@@ -16,11 +16,16 @@ writes the annotated video to show.
   # gesture intervals:
   python -m clipmg_jax.predict --config configs/synthetic.py --workdir runs/synthetic --online \
       --raw_root runs/synthetic/synthetic_data/raw --split test [--plot_video 4 --render video4.mp4]
+  # Any of these on an export folder (python -m clipmg_jax.export) instead of the training run: no --config,
+  # --workdir or --checkpoint, the same top-5:
+  python -m clipmg_jax.predict --exported exported/ --video my.mp4 --skeleton_dir skeletons/ [--online ...]
 
 A clip, and every window of online recognition, is prepared exactly as evaluation prepares a converted clip: the
 record is made by the converter (clip_record.make_record, with the conversion options of the checkpoint's dataset
 manifest) and read by the evaluation pipeline's decoder (segment-centre sampling, centre crop), and the logits come
 from the evaluation step (clipmg_jax/prediction/). Use the --config (and overrides) the checkpoint was trained with.
+With --exported, the conversion options, the decoder's settings and the program all come from the export folder
+(its export.json); every file is checked against the sizes and sha256 recorded there before it is used.
 
 Online recognition (clipmg_jax/online.py): every window of --window frames, --stride apart, is classified as one
 clip; windows whose probability of a class reaches --threshold form that class's segments, and class-agnostic
@@ -40,6 +45,7 @@ the top-3 classes as bars (online: of the window at each frame) and, online, the
 """
 
 import pathlib
+from typing import Callable
 
 from absl import app
 from absl import flags
@@ -50,6 +56,7 @@ from clipmg_jax import command
 from clipmg_jax import online
 from clipmg_jax.data.raw import openpose
 from clipmg_jax.data.raw import video as video_io
+from clipmg_jax.exported import predictor as exported_predictor
 from clipmg_jax.figures import timeline
 from clipmg_jax.figures import video as video_figure
 from clipmg_jax.prediction import online_split
@@ -60,9 +67,13 @@ from clipmg_jax.prediction import recognize
 from clipmg_jax.prediction import records
 
 _CONFIG = command.config_flag(
-    "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides.")
-_WORKDIR = command.workdir_flag("The training run's folder (holds checkpoints/).")
+    "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides (not with "
+    "--exported).", required=False)
+_WORKDIR = command.workdir_flag("The training run's folder (holds checkpoints/); not with --exported.",
+                                required=False)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (highest validation top-1) or a step.")
+_EXPORTED = flags.DEFINE_string("exported", None, "An export folder (python -m clipmg_jax.export) to run instead of "
+                                "--config/--workdir/--checkpoint.")
 _VIDEO = flags.DEFINE_string("video", None, "The video file (H.264 mp4 or anything PyAV decodes).")
 _VIDEO_ID = flags.DEFINE_string("video_id", None, "Name of the video's skeleton folder (default: the file stem).")
 _SKELETON_DIR = flags.DEFINE_string("skeleton_dir", None, "OpenPose JSON root holding <video_id>/ (default with "
@@ -192,9 +203,24 @@ def _evaluate_split(predictor: predictor_lib.Predictor, root: pathlib.Path, out:
   print(f"wrote {path}")
 
 
+def _predictor_maker() -> Callable[[], predictor_lib.Predictor | exported_predictor.ExportedPredictor]:
+  """What makes the predictor: the export folder of --exported, or the checkpoint of --config, --workdir and
+  --checkpoint. The flags and the config are checked here, at once; the run or export loads when it is called."""
+  if _EXPORTED.value:
+    given = [f"--{name}" for name in ("config", "workdir", "checkpoint") if flags.FLAGS[name].present]
+    if given:
+      raise app.UsageError(f"--exported runs an export folder, which records its own config and checkpoint: drop "
+                           f"{', '.join(given)}")
+    return lambda: exported_predictor.ExportedPredictor(_EXPORTED.value)
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError("give the training run (--config and --workdir) or an export folder (--exported)")
+  config = cli_errors.config_or_exit(_CONFIG)
+  return lambda: predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
+
+
 def main(argv):
   del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
+  make_predictor = _predictor_maker()
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   settings = online.Settings(window=_WINDOW.value, stride=_STRIDE.value, threshold=_THRESHOLD.value,
@@ -204,7 +230,7 @@ def main(argv):
       raise app.UsageError("--raw_root evaluates online recognition: add --online")
     if _RENDER.value and not _PLOT.value:
       raise app.UsageError("with --raw_root, --render renders the --plot_video video: add --plot_video")
-    predictor = predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
+    predictor = make_predictor()
     _evaluate_split(predictor, pathlib.Path(_RAW_ROOT.value), out, settings, _SPLIT.value, _IOU.value,
                     [float(t) for t in _SWEEP.value], _MAX_VIDEOS.value, _PLOT.value, _RENDER.value)
     return
@@ -232,7 +258,7 @@ def main(argv):
           f"or cut short); using frames {start}..{end}", flush=True)
   if _EXTRACT.value:
     pose.extract_pose(video, skeleton_dir, video_id, start, end, _POSE_PYTHON.value)
-  predictor = predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
+  predictor = make_predictor()
   if _ONLINE.value:
     _predict_online(predictor, video, skeleton_dir, video_id, out, settings, _LABELS.value, _IOU.value, _RENDER.value)
   else:

@@ -12,6 +12,15 @@ if [ ! -d .venv/libtpu/libtpu ]; then
   python -m pip install -q --no-deps --target .venv/libtpu "$pin"
 fi
 export CLIPMG_LIBTPU_PATH="$PWD/.venv/libtpu"
+# The `onnx` extra, for the ONNX half of tests/test_export.py, installed into .venv once. jax2onnx goes in without its
+# declared dependencies (it pins orbax-checkpoint<0.11.37, which would move .venv's orbax back; it imports only onnx
+# and onnx-ir, installed beside it as pyproject.toml pins them).
+if ! python -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ['jax2onnx', 'onnx_ir', 'onnxruntime'])))"; then
+  onnx_extra=$(python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["onnx"]))')
+  echo "[setup] installing the onnx extra into .venv (tests/test_export.py)"
+  python -m pip install -q $(grep -v '^jax2onnx' <<< "$onnx_extra")
+  python -m pip install -q --no-deps $(grep '^jax2onnx' <<< "$onnx_extra")
+fi
 # The Beam conversion tests (tests/data/test_beam_convert.py) run in an environment of their own, .venv/beam: the
 # `beam` extra pins protobuf<7 and pyarrow<26, older than what .venv resolves, so it stays out of .venv (where those
 # tests skip). It is made on the first run (about 1 minute; the tests then take about 25 s) and used when no pytest

@@ -10,9 +10,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Each command with a config file it accepts.
 COMMANDS = {"train": "configs/synthetic.py", "evaluate": "configs/synthetic.py",
             "pretrain": "configs/pretrain_synthetic.py", "inspect_clip": "configs/synthetic.py",
-            "predict": "configs/synthetic.py", "cache_prefix": "configs/synthetic.py"}
+            "predict": "configs/synthetic.py", "cache_prefix": "configs/synthetic.py", "export": "configs/synthetic.py"}
 # Other required flags of a command.
-EXTRA_FLAGS = {"cache_prefix": ["--out", "unused_cache"]}
+EXTRA_FLAGS = {"cache_prefix": ["--out", "unused_cache"], "export": ["--out", "unused_export"]}
 
 
 def test_a_misspelled_override_is_one_short_message_in_every_command(tmp_path):

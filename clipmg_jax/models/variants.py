@@ -103,8 +103,12 @@ def classifies_without_pose(model_config) -> bool:
   variant = model_config.get("variant")
   if variant is None or not uses(variant).vision:
     return False
-  floor = float((model_config.get("robust") or {}).get("reliability_floor", 0.0))
-  return floor > 0 or not uses(variant).skeleton
+  return reliability_floor(model_config) > 0 or not uses(variant).skeleton
+
+
+def reliability_floor(model_config) -> float:
+  """robust.reliability_floor of a model config (0 without robust fusion)."""
+  return float((model_config.get("robust") or {}).get("reliability_floor", 0.0))
 
 
 def name(model_config) -> str | None:

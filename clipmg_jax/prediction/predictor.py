@@ -12,7 +12,6 @@ from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
-from clipmg_jax.models import pose_guidance
 from clipmg_jax.models import variants
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import runs
@@ -38,16 +37,7 @@ class Predictor:
     self.batch_size = self.setup.data.eval_batch_size
     # A `+robust` model classifies a clip without a usable joint from vision alone; another one cannot.
     self.classifies_without_pose = variants.classifies_without_pose(self.config.model)
-    self.reliability_floor = float((self.config.model.get("robust") or {}).get("reliability_floor", 0.0))
-
-  def pose_reliability(self, keypoints: np.ndarray) -> np.ndarray:
-    """float (B,): the model's pose reliability r of each clip's keypoints (B, T_p, J, 3) (pixels of the model's
-    frames), averaged over its windows; 0 when no joint is usable."""
-    model = self.config.model
-    size = int(self.config.data.image_size)
-    r = pose_guidance.window_reliability(np.asarray(keypoints, np.float32), (size, size), int(model.num_frames),
-                                         float(model.confidence_threshold))
-    return np.asarray(r).mean(axis=1)
+    self.reliability_floor = variants.reliability_floor(self.config.model)
 
   def convert_options(self) -> clip_record.ConvertOptions:
     """The conversion options the checkpoint's dataset was made with (its manifest), so that frames are stored at
@@ -66,12 +56,18 @@ class Predictor:
 
   def logits(self, examples: Iterable[dict], *, progress: bool = True) -> np.ndarray:
     """float32 (N, C) logits of examples (dicts of the batch layout), through evaluation.predict; (0, C) for none."""
-    out = evaluation.predict(self.params, self.setup.eval_step, _batches(examples, self.batch_size),
+    return self.outputs(examples, progress=progress)["logits"]
+
+  def outputs(self, examples: Iterable[dict], *, progress: bool = True) -> dict[str, np.ndarray]:
+    """"logits" float32 (N, C) of examples, and the per-window pose values (N, T) the model gives ("reliability",
+    "gate", ...: pose_monitoring.per_window), through evaluation.predict; logits (0, C) for none."""
+    out = evaluation.predict(self.params, self.setup.eval_step, batches(examples, self.batch_size),
                              self.setup.mesh, self.batch_size, progress=progress)
-    return out["logits"] if "logits" in out else np.zeros((0, len(self.class_names)), np.float32)
+    return out if "logits" in out else {"logits": np.zeros((0, len(self.class_names)), np.float32)}
 
 
-def _batches(examples: Iterable[dict], size: int) -> Iterator[dict]:
+def batches(examples: Iterable[dict], size: int) -> Iterator[dict]:
+  """Examples stacked into batches of `size` (the last one shorter)."""
   chunk = []
   for example in examples:
     chunk.append(example)

@@ -21,8 +21,16 @@ def clip_prediction(predictor: predictor_lib.Predictor, video: str | os.PathLike
   reliability is the model's r, averaged over the clip's windows (0: no usable joint)."""
   example = records.clip_example(predictor.decoder(), predictor.convert_options(), video, skeleton_dir, video_id,
                                  start, end, no_pose_ok=predictor.classifies_without_pose)
-  probs = metrics.softmax(predictor.logits([example], progress=False)[0])
-  return probs, float(predictor.pose_reliability(example["keypoints"][None])[0])
+  out = predictor.outputs([example], progress=False)
+  return metrics.softmax(out["logits"][0]), clip_reliability(out)[0]
+
+
+def clip_reliability(outputs: dict[str, np.ndarray]) -> np.ndarray:
+  """float (N,): each clip's pose reliability, the mean of the model's r over its windows (NaN for a model without
+  a skeleton, which gives none)."""
+  if "reliability" not in outputs:
+    return np.full(len(outputs["logits"]), np.nan)
+  return np.asarray(outputs["reliability"], np.float64).mean(axis=1)
 
 
 def clip_probabilities(predictor: predictor_lib.Predictor, video: str | os.PathLike,
@@ -50,13 +58,12 @@ def window_probabilities(predictor: predictor_lib.Predictor, video: str | os.Pat
                                             no_pose_ok=predictor.classifies_without_pose):
       if record is not None:
         made[i] = True
-        example = decoder.decode(example_codec.encode(record), None)
-        without_pose[i] = not np.any(predictor.pose_reliability(example["keypoints"][None]) > 0)
-        yield example
+        yield decoder.decode(example_codec.encode(record), None)
 
-  logits = predictor.logits(examples(), progress=progress)  # consumes every window: `made` is complete after it
+  out = predictor.outputs(examples(), progress=progress)  # consumes every window: `made` is complete after it
   probs = np.full((len(starts), len(predictor.class_names)), np.nan, np.float32)
-  probs[made] = metrics.softmax(logits)
+  probs[made] = metrics.softmax(out["logits"])
+  without_pose[made] = clip_reliability(out) == 0
   return starts, probs, num_frames, without_pose
 
 

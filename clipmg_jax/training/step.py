@@ -5,6 +5,7 @@ the device: CLIP normalisation of the frames here, heatmap rendering inside the 
 `jax.jit` with explicit shardings over the mesh's "data" axis and donates the train state.
 """
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -137,12 +138,16 @@ def make_eval_step(model: nn.Module, *, mesh: jax.sharding.Mesh, params_sharding
   """Returns eval_step(params, batch) -> {"logits": float32 (B, C), and the per-window pose monitoring arrays
   float32 (B, T) of pose_monitoring.per_window where the model sows them}, replicated so that every host can read
   them all. Only this step makes "intermediates" mutable: training never computes what is sown there."""
-
-  def step(params, batch: Batch):
-    frames, cached = model_inputs(batch, normalize)
-    logits, state = model.apply({"params": params}, frames, batch["keypoints"], train=False,
-                                mutable=["intermediates"], **cached)
-    return {"logits": logits.astype(jnp.float32), **pose_monitoring.per_window(state.get("intermediates", {}))}
-
-  return jax.jit(step, in_shardings=(params_sharding, sharding_lib.batch_sharding(mesh)),
+  return jax.jit(functools.partial(eval_outputs, model, normalize),
+                 in_shardings=(params_sharding, sharding_lib.batch_sharding(mesh)),
                  out_shardings=sharding_lib.replicated(mesh))
+
+
+def eval_outputs(model: nn.Module, normalize: Callable[[jax.Array], jax.Array], params: Any,
+                 batch: Batch) -> dict[str, jax.Array]:
+  """What the eval step computes, unjitted (also the function clipmg_jax/exported/ serializes): {"logits" float32
+  (B, C), and pose_monitoring.per_window's float32 (B, T) arrays where the model sows their sources}."""
+  frames, cached = model_inputs(batch, normalize)
+  logits, state = model.apply({"params": params}, frames, batch["keypoints"], train=False,
+                              mutable=["intermediates"], **cached)
+  return {"logits": logits.astype(jnp.float32), **pose_monitoring.per_window(state.get("intermediates", {}))}
