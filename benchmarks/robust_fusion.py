@@ -81,6 +81,8 @@ def _interval(d) -> str:
   if d is None:
     return "—"
   mean, half, n = d
+  if n < 2:
+    return f"{mean:+.1f} (1 seed)"
   return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]" + ("" if n == 5 else f" ({n} seeds)")
 
 
@@ -98,7 +100,10 @@ def difference_table(results: dict, args) -> str:
 
 def targets(results, args, kinds, level, vs_full, vs_vision) -> tuple[str, str]:
   """The acceptance target of a condition (issue: robust fusion) and whether the means meet it."""
-  mean = lambda v: statistics.mean(x for x in figures(results, args, v, kinds, level) if x is not None)
+  # Means over the seeds every one of the three has, so that the bar and the robust figure are paired.
+  have = [all(v is not None for v in seeds) for seeds in zip(
+      *(figures(results, args, v, kinds, level) for v in (ROBUST, FULL, VISION)))]
+  mean = lambda v: statistics.mean(x for x, ok in zip(figures(results, args, v, kinds, level), have) if ok)
   try:
     if kinds == ALL and level == 0.0:
       return "− full ≥ −1", _yes(vs_full and vs_full[0] >= -1)

@@ -35,6 +35,11 @@ def _robust(cfg: ml_collections.ConfigDict, field: str) -> float:
   return float((cfg.get("robust") or {}).get(field, 0.0))
 
 
+def _readout_kind(cfg: ml_collections.ConfigDict) -> str:
+  """robust.vision_readout: "shared", "head" or "tower" (clipmg_config.get_model_config)."""
+  return (cfg.get("robust") or {}).get("vision_readout", "shared")
+
+
 class _TowerTop(nn.Module):
   """Blocks [start, stop) of the ViT and ln_post, a copy with parameters of its own (the same names as the tower's,
   so that pretrained weights copy across: clipmg_params.with_pretrained_vit): tokens (B, N, D) -> (B, N, D)."""
@@ -186,10 +191,11 @@ class ClipMG(nn.Module):
           skeleton_features, reliability)[..., None]  # (B, T, 1)
     else:  # no_gate: always fully pose-driven
       gate = jnp.ones((b, t, 1), jnp.float32)
-    floor = _robust(cfg, "reliability_floor")
+    floor = _robust(cfg, "reliability_floor") if _readout_kind(cfg) == "shared" else 0.0
     if floor > 0:
-      # Robust fusion: pose below the reliability floor is ignored, linearly, down to exactly g = 0 (vision alone)
-      # for a window without a usable joint; the learned gate cannot keep a little pose open there.
+      # Robust fusion through the shared readout: pose below the reliability floor is ignored, linearly, down to
+      # exactly g = 0 (the vision path) for a window without a usable joint; the learned gate cannot keep a little
+      # pose open there. (A vision classifier of its own takes over at the output instead, leaving the gate as is.)
       gate = gate * jnp.clip(reliability / floor, 0.0, 1.0)[..., None]
     if uses.gate or floor > 0:
       self.sow("intermediates", "gate_values", gate[..., 0])  # "gate" names the module
@@ -232,7 +238,7 @@ class ClipMG(nn.Module):
       features = self._skeleton_features(keypoints, (h, w))  # (B, T, S)
       return head(jnp.mean(features.astype(jnp.float32), axis=1), train=train)
 
-    readout_kind = (cfg.get("robust") or {}).get("vision_readout", "shared") if uses.skeleton else "shared"
+    readout_kind = _readout_kind(cfg) if uses.skeleton else "shared"
     tokens, top_tokens = self._visual_tokens(frames, prefix_tokens, vision_top=readout_kind == "tower")
     self.sow("intermediates", "patch_tokens", tokens)
     query_vision = jnp.mean(tokens.astype(jnp.float32), axis=2)  # (B, T, D): uniform patch weights

@@ -47,8 +47,12 @@ def test_no_usable_joint_is_the_vision_path_exactly(readout):
   empty = jnp.zeros_like(keypoints)
   logits, state = _apply(model, params, frames, empty, ["aux", "intermediates"])
   (vision_logits,) = state["aux"]["vision_logits"]
-  (gate,) = state["intermediates"]["gate_values"]
-  assert float(jnp.max(gate)) == 0.0
+  if readout == "shared":  # the gate itself closes
+    (gate,) = state["intermediates"]["gate_values"]
+    assert float(jnp.max(gate)) == 0.0
+  else:  # the output is handed over
+    (lam,) = state["intermediates"]["fallback_weight"]
+    assert float(jnp.max(lam)) == 0.0
   np.testing.assert_allclose(np.asarray(logits), np.asarray(vision_logits), rtol=0, atol=1e-6)
   # With pose the two differ: the vision path ignores the keypoints, the fused model does not.
   logits_pose, state = _apply(model, params, frames, keypoints, ["aux"])
@@ -145,7 +149,7 @@ def test_grammar():
 
 def test_own_vision_readout_takes_over_as_reliability_falls():
   """vision_readout="head": z = lam z_fused + (1 - lam) z_vision with lam = min(1, mean r / floor): the vision
-  head's logits with no usable joint, the fused logits with reliable pose."""
+  head's logits with no usable joint, the fused logits with reliable pose; the gate is the paper's, unscaled."""
   config = robust_config(**{"robust.vision_readout": "head", "robust.reliability_floor": 0.05})
   model, params = _init(config)
   assert {"vision_cross_attention", "vision_head"} <= set(params)
@@ -155,6 +159,9 @@ def test_own_vision_readout_takes_over_as_reliability_falls():
     (vision_logits,) = state["aux"]["vision_logits"]
     (lam,) = state["intermediates"]["fallback_weight"]
     np.testing.assert_array_equal(np.asarray(lam), expected_lam)
+    _, plain_state = _apply(clipmg.ClipMG(small_config()), params, frames, kp, ["intermediates"])
+    np.testing.assert_array_equal(np.asarray(state["intermediates"]["gate_values"][0]),
+                                  np.asarray(plain_state["intermediates"]["gate_values"][0]))
     if expected_lam == 0.0:
       np.testing.assert_allclose(np.asarray(logits), np.asarray(vision_logits), rtol=0, atol=1e-6)
     else:
