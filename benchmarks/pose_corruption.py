@@ -76,27 +76,33 @@ def table(results: dict, variants: list[str], seeds: list[int], levels: list[flo
 
 
 def plot(results: dict, variants: list[str], seeds: list[int], levels: list[float], args) -> None:
+  curves = {v: ([_values(results, v, seeds, args.kinds, level, "top1", args) for level in levels],
+                [_values(results, v, seeds, args.kinds, level, "gate_mean", args) for level in levels])
+            for v in variants}
+  plot_curves(curves, levels, args.kinds, args.split, args.figure)
+
+
+def plot_curves(curves: dict, levels: list[float], kinds: str, split: str, path: str) -> None:
+  """Accuracy (mean, band min-max over seeds) and mean gate against the corruption level; `curves`: {variant:
+  (per level the seeds' top-1 %, per level the seeds' mean gates)}; a variant missing a level is left out."""
   plt = canvas.pyplot()
   fig, (ax_acc, ax_gate) = plt.subplots(1, 2, figsize=(10, 4))
   x = [100 * level for level in levels]
-  for variant in variants:
-    per_level = [_values(results, variant, seeds, args.kinds, level, "top1", args) for level in levels]
+  for variant, (per_level, gates) in curves.items():
     if not all(per_level):
       continue
-    mean = [statistics.mean(v) for v in per_level]
-    ax_acc.plot(x, mean, marker="o", label=variant)
+    ax_acc.plot(x, [statistics.mean(v) for v in per_level], marker="o", label=variant)
     ax_acc.fill_between(x, [min(v) for v in per_level], [max(v) for v in per_level], alpha=0.15)
-    gates = [_values(results, variant, seeds, args.kinds, level, "gate_mean", args) for level in levels]
     if all(gates):
       ax_gate.plot(x, [statistics.mean(g) for g in gates], marker="o", label=variant)
-  ax_acc.set(xlabel=f"keypoints corrupted ({args.kinds}), %", ylabel="test top-1, % (band: min-max over seeds)",
+  ax_acc.set(xlabel=f"keypoints corrupted ({kinds}), %", ylabel=f"{split} top-1, % (band: min-max over seeds)",
              title="accuracy as pose fails")
-  ax_gate.set(xlabel=f"keypoints corrupted ({args.kinds}), %", ylabel="mean gate g", ylim=(0, 1),
+  ax_gate.set(xlabel=f"keypoints corrupted ({kinds}), %", ylabel="mean gate g", ylim=(0, 1),
               title="the gate as pose fails")
   ax_acc.legend()
   ax_gate.legend()
   fig.tight_layout()
-  trained_runs.write_figure(fig, args.figure)
+  trained_runs.write_figure(fig, path)
 
 
 def main(argv=None):

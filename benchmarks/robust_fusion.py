@@ -19,7 +19,6 @@ import statistics
 from benchmarks import ablations
 from benchmarks import pose_corruption as corruption_study
 from benchmarks import trained_runs
-from clipmg_jax.figures import canvas
 from clipmg_jax.training import pose_corruption
 
 ALL = ",".join(pose_corruption.KINDS)
@@ -122,26 +121,11 @@ def _yes(ok) -> str:
 
 
 def plot(results: dict, args) -> None:
-  plt = canvas.pyplot()
-  fig, (ax_acc, ax_gate) = plt.subplots(1, 2, figsize=(10, 4))
-  x = [100 * level for level in LEVELS]
-  for variant in args.variant_list:
-    per = [[v for v in figures(results, args, variant, ALL, level) if v is not None] for level in LEVELS]
-    if not all(per):
-      continue
-    ax_acc.plot(x, [statistics.mean(v) for v in per], marker="o", label=variant)
-    ax_acc.fill_between(x, [min(v) for v in per], [max(v) for v in per], alpha=0.15)
-    gates = [[v for v in figures(results, args, variant, ALL, level, "gate_mean") if v is not None] for level in LEVELS]
-    if all(gates):
-      ax_gate.plot(x, [statistics.mean(g) for g in gates], marker="o", label=variant)
-  ax_acc.set(xlabel="keypoints corrupted (all four kinds), %", ylabel=f"{args.split} top-1, % (band: min-max)",
-             title="accuracy as pose fails")
-  ax_gate.set(xlabel="keypoints corrupted (all four kinds), %", ylabel="mean gate g", ylim=(0, 1),
-              title="the gate as pose fails")
-  ax_acc.legend()
-  ax_gate.legend()
-  fig.tight_layout()
-  trained_runs.write_figure(fig, args.figure)
+  present = lambda values: [v for v in values if v is not None]
+  curves = {v: ([present(figures(results, args, v, ALL, level)) for level in LEVELS],
+                [present(figures(results, args, v, ALL, level, "gate_mean")) for level in LEVELS])
+            for v in args.variant_list}
+  corruption_study.plot_curves(curves, list(LEVELS), "all four kinds", args.split, args.figure)
 
 
 def main(argv=None):
