@@ -63,3 +63,28 @@ def test_paired_verdicts_name_what_the_interval_excludes():
   rows = rows.splitlines()
   assert "the interval holds 0, not the paper's difference" in rows[2]  # -16.52 is far outside a +-0.4 interval
   assert "not resolved" in rows[3]  # a wide interval holds both 0 and -1.74
+
+
+def test_robust_fusion_pairs_by_seed_and_judges_the_targets():
+  """The robust-fusion study: differences are paired seed by seed, its t interval is ablations.mean_interval's, the
+  targets compare means over the seeds all three variants have, and visual_only's clean figure stands for every
+  condition."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  from benchmarks import robust_fusion  # pylint: disable=import-outside-toplevel
+  args = argparse.Namespace(split="test", seed_list=[0, 1, 2], variant_list=["full", "full+robust", "visual_only"])
+  all_kinds = robust_fusion.ALL
+  top1 = {("full", 0.0): [0.50, 0.55, 0.52], ("full+robust", 0.0): [0.50, 0.54, 0.52],
+          ("full", 1.0): [0.10, 0.08, 0.12], ("full+robust", 1.0): [0.36, 0.37, None]}
+  results = {f"{v}/seed{s}/{all_kinds}/{level:g}": {"top1": t, "gate_mean": 0.5}
+             for (v, level), values in top1.items() for s, t in enumerate(values) if t is not None}
+  results.update({f"visual_only/seed{s}/{all_kinds}/0": {"top1": t} for s, t in enumerate([0.35, 0.37, 0.40])})
+  assert robust_fusion.figures(results, args, "visual_only", "drop", 1.0) == pytest.approx([35.0, 37.0, 40.0])
+  mean, half, n = robust_fusion.paired(results, args, "full+robust", "full", all_kinds, 0.0)
+  assert n == 3 and mean == pytest.approx(-1 / 3)
+  assert half == pytest.approx(ablations.mean_interval([0.0, -1.0, 0.0])[1])
+  assert robust_fusion.paired(results, args, "full+robust", "visual_only", all_kinds, 1.0)[2] == 2  # seed 2 missing
+  vs_full = robust_fusion.paired(results, args, "full+robust", "full", all_kinds, 0.0)
+  assert robust_fusion.targets(results, args, all_kinds, 0.0, vs_full, None)[1] == "yes"  # -0.3 >= -1
+  vs_vision = robust_fusion.paired(results, args, "full+robust", "visual_only", all_kinds, 1.0)
+  assert vs_vision[0] == pytest.approx(0.5)  # (36 - 35 + 37 - 37) / 2 over the paired seeds 0 and 1
+  assert robust_fusion.targets(results, args, all_kinds, 1.0, None, vs_vision)[1] == "yes"
