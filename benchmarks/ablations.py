@@ -161,7 +161,7 @@ def paired_differences(results: dict[str, list[dict]], seeds: list[int], referen
       below, above = mean + half < 0, mean - half > 0
     else:
       interval, below, above = "—", False, False
-    paper = PAPER_TOP1.get(variant.split("+")[0])
+    paper = None if "+" in variant else PAPER_TOP1.get(variant)  # additions beyond the paper have no paper row
     paper_delta = None if paper is None else paper - PAPER_TOP1[reference.split("+")[0]]
     if paper_delta is None:
       verdict = "—"
