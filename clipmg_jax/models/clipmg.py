@@ -152,7 +152,8 @@ class ClipMG(nn.Module):
     return clipmg_config.skeleton_encoder(self.config, name="skeleton_encoder")(keypoints, frame_size)
 
   def _fuse_pose(self, tokens: jax.Array, query_vision: jax.Array, skeleton_features: jax.Array,
-                 keypoints: jax.Array, frame_size: tuple[int, int]) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+                 keypoints: jax.Array, reliability: jax.Array, frame_size: tuple[int, int]
+                 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gated pose fusion (docs/method.md sections 5-6).
 
     Args:
@@ -160,6 +161,7 @@ class ClipMG(nn.Module):
       query_vision: (B, T, D) mean patch token of each frame.
       skeleton_features: (B, T, S) per-window skeleton features.
       keypoints: (B, T_p, J, 3) in pixels of the frames.
+      reliability: (B, T) pose reliability r of each window (pose_guidance.window_reliability).
       frame_size: (H, W).
 
     Returns:
@@ -176,7 +178,6 @@ class ClipMG(nn.Module):
     self.sow("intermediates", "skeleton_embedding", skeleton_embed)  # "skeleton_embed" names the Dense
     # Sown values (collection "intermediates", mutable only in the eval step) feed the pose monitoring of
     # evaluation (clipmg_jax/training/pose_monitoring.py); sow is a no-op when the collection is not mutable.
-    reliability = pose_guidance.window_reliability(keypoints, frame_size, t, cfg.confidence_threshold)  # (B, T)
     self.sow("intermediates", "reliability", reliability)
     if uses.guidance:
       weights = pose_guidance.patch_weights(
@@ -255,14 +256,17 @@ class ClipMG(nn.Module):
                                           name="pose_aux_head")
         self.sow("aux", "pose_logits", aux_head(jnp.mean(skeleton_features.astype(jnp.float32), axis=1),
                                                 train=train))
-      query, tokens, context = self._fuse_pose(tokens, query_vision, skeleton_features, keypoints, (h, w))
+      reliability = pose_guidance.window_reliability(keypoints, (h, w), cfg.num_frames,
+                                                     cfg.confidence_threshold)  # (B, T)
+      query, tokens, context = self._fuse_pose(tokens, query_vision, skeleton_features, keypoints, reliability,
+                                               (h, w))
 
     d = tokens.shape[-1]
     num_heads = cfg.cross_attention.num_heads or clipmg_config.vit_fields(cfg)["heads"]
     pool = (readout.CrossAttentionPool(num_heads, dtype, name="cross_attention") if uses.cross_attention
             else None)
 
-    def readout_of(query, tokens, context):
+    def readout_of(query, tokens, context, pool=pool, head=head):
       """(B, T, D) per-frame queries, (B, T, P, D) tokens -> logits: one semantic query per clip, pooled over all
       T*P tokens of the clip (or classified itself without cross-attention)."""
       query = jnp.mean(query, axis=1)  # (B, D)
@@ -285,19 +289,17 @@ class ClipMG(nn.Module):
       # tower top of its own, over its own), whose logits take over as the clip's pose reliability falls below
       # the floor.
       vision_tokens = plain_tokens if top_tokens is None else top_tokens
-      vision_query = jnp.mean(jnp.mean(vision_tokens.astype(jnp.float32), axis=2), axis=1)
-      if uses.cross_attention:
-        vision_query = readout.CrossAttentionPool(num_heads, dtype, name="vision_cross_attention")(
-            vision_query.astype(dtype), vision_tokens.reshape(b, -1, d))
-      vision_logits = readout.ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype,
-                                             name="vision_head")(vision_query.astype(dtype), train=train)
+      _, vision_logits = readout_of(
+          jnp.mean(vision_tokens.astype(jnp.float32), axis=2), vision_tokens, None,
+          pool=readout.CrossAttentionPool(num_heads, dtype, name="vision_cross_attention") if pool else None,
+          head=readout.ClassifierHead(cfg.num_classes, cfg.head.hidden_dim, cfg.head.dropout, dtype,
+                                      name="vision_head"))
       self.sow("aux", "vision_logits", vision_logits)
       if _robust(cfg, "distill_weight") > 0 and self.is_mutable_collection("aux"):
         # The fused model's class probabilities, held fixed, as soft targets of the vision classifier.
         teacher = jax.nn.softmax(jax.lax.stop_gradient(logits).astype(jnp.float32), axis=-1)
         self.sow("aux", "vision_distill_loss",
                  -jnp.sum(teacher * jax.nn.log_softmax(vision_logits.astype(jnp.float32), axis=-1), axis=-1))
-      reliability = pose_guidance.window_reliability(keypoints, (h, w), cfg.num_frames, cfg.confidence_threshold)
       lam = jnp.clip(jnp.mean(reliability, axis=1) / _robust(cfg, "reliability_floor"), 0.0, 1.0)[:, None]
       self.sow("intermediates", "fallback_weight", lam[:, 0])
       logits = lam * logits + (1.0 - lam) * vision_logits

@@ -102,7 +102,7 @@ class OnlineVideo:
   @property
   def classified_without_pose(self) -> int:
     """Windows with no usable joint that were classified from vision alone."""
-    return 0 if self.without_pose is None else int(np.sum(self.without_pose & ~np.isnan(self.probs).any(axis=1)))
+    return 0 if self.without_pose is None else int(np.sum(self.without_pose))  # only classified windows are marked
 
   @property
   def unclassified(self) -> int:

@@ -59,7 +59,7 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
   stop_after = int(config.stop_after_step)
   last_saved = ckpt.latest_step()
   start = int(state.step)
-  corruption = config.get("train_corruption")  # robust fusion's keypoints that fail (off by default)
+  corruption = config.get("train_corruption")  # training under failing pose (off by default; pose_corruption.py)
   batches = _prefetch(train_iter, setup.mesh, setup.total_steps - start, first_step=start + 1,
                       transform=lambda batch, step: pose_corruption.corrupt_training_batch(
                           batch, corruption, seed=int(config.seed), step=step))
