@@ -81,8 +81,10 @@ def get_model_config(vit: Any = "B/16", **overrides) -> ml_collections.ConfigDic
   # falls below the floor: z = lam z_fused + (1 - lam) z_vision, lam = min(1, mean_t r_t / floor).
   # distill_weight > 0 ("head"/"tower"): the vision classifier also learns the fused model's class probabilities
   # (cross-entropy to softmax(z_fused), held fixed), times this weight.
+  # vision_lr_scale ("head"/"tower"): the vision classifier trains as a parameter group of its own (its own gradient
+  # clip), at the learning rate times this scale.
   config.robust = ml_collections.ConfigDict(dict(vision_aux_weight=0.0, reliability_floor=0.0,
-                                                 vision_readout="shared", distill_weight=0.0))
+                                                 vision_readout="shared", distill_weight=0.0, vision_lr_scale=1.0))
   flat = {k: v for k, v in overrides.items() if "." in k}
   nested = {k: v for k, v in overrides.items() if "." not in k}
   unknown = sorted(k for k in nested if k not in config)
@@ -115,6 +117,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("vision_aux_weight", "reliability_floor", "distill_weight"):
     if float(robust.get(field, 0.0)) < 0:
       raise ValueError(f"robust.{field}={robust.get(field)} must be >= 0")
+  if not float(robust.get("vision_lr_scale", 1.0)) > 0:
+    raise ValueError(f"robust.vision_lr_scale={robust.get('vision_lr_scale')} must be > 0")
   readout = robust.get("vision_readout", "shared")
   if readout not in VISION_READOUTS:
     raise ValueError(f"robust.vision_readout={readout!r}; expected one of {VISION_READOUTS}")

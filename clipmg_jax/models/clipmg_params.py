@@ -66,3 +66,16 @@ def with_pretrained_vit(params: Any, vit_params: Any) -> Any:
 # The copy of the tower's trainable blocks and ln_post that robust fusion's vision classifier runs
 # (robust.vision_readout="tower"; clipmg.ClipMG).
 VISION_TOP = "vision_top"
+# The modules of robust fusion's vision classifier (with "head" or "tower" readout): they train as a group of their
+# own (own gradient clip, learning rate times robust.vision_lr_scale; optimizer_groups below).
+VISION_CLASSIFIER = (VISION_TOP, "vision_cross_attention", "vision_head")
+
+
+def optimizer_groups(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[str, ...], float]]:
+  """{"vision_classifier": (its modules, learning-rate scale)} for a model with robust fusion's own vision classifier,
+  else {} (optimizer.make_optimizer's `groups`). Its own gradient clip keeps the fused model's updates independent of
+  it (the distillation target is held fixed), so the fused model trains as the same model without +robust."""
+  robust = config.get("robust") or {}
+  if robust.get("vision_readout", "shared") == "shared":
+    return {}
+  return {"vision_classifier": (VISION_CLASSIFIER, float(robust.get("vision_lr_scale", 1.0)))}

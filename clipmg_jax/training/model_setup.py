@@ -23,7 +23,8 @@ class ModelBundle:
   (frames, keypoints) (the contrastive pretraining model); None = zeros of input_shapes().
   normalize: uint8 frames (..., H, W, 3) -> the module's float input; the steps apply it on the device.
   aux_loss_weights: {key the module sows into "aux": weight} of the auxiliary losses the train step adds ("pose_logits":
-  the auxiliary pose head; "vision_logits": robust fusion's vision path)."""
+  the auxiliary pose head; "vision_logits": robust fusion's vision path).
+  optimizer_groups: parameters that train with an optimizer of their own (optimizer.make_optimizer's `groups`)."""
   module: nn.Module
   trainable_mask: Callable[[Any], Any]
   num_frames: int
@@ -32,6 +33,7 @@ class ModelBundle:
   example_inputs: Callable[[int], tuple] | None = None
   normalize: Callable[[jax.Array], jax.Array] = vit.normalize_images
   aux_loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+  optimizer_groups: dict[str, tuple[tuple[str, ...], float]] = dataclasses.field(default_factory=dict)
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
@@ -43,7 +45,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> ModelBundle:
                      trainable_mask=lambda params: clipmg_params.trainable_mask(params, model_config),
                      num_frames=int(model_config.num_frames), num_pose_frames=int(model_config.num_pose_frames),
                      num_classes=int(model_config.num_classes),
-                     aux_loss_weights=aux_loss_weights(model_config))
+                     aux_loss_weights=aux_loss_weights(model_config),
+                     optimizer_groups=clipmg_params.optimizer_groups(model_config))
 
 
 def aux_loss_weights(model_config: ml_collections.ConfigDict) -> dict[str, float]:

@@ -57,7 +57,8 @@ class Setup:
     if config.train_all_params:
       # From random initialisation nothing is worth freezing, including the ViT stem the mask keeps frozen.
       self.trainable = jax.tree.map(lambda _: True, self.trainable)
-    self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable)
+    self.tx, self.schedule = optimizer_lib.make_optimizer(config.optimizer, self.total_steps, self.trainable,
+                                                             self.model.optimizer_groups)
     # --- shardings of the train state; the real arrays are created in place by fresh_state()
     abstract_state = jax.eval_shape(
         lambda p: train_state_lib.create_train_state(p, self.tx, self.train_rng), abstract_params)

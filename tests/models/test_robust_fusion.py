@@ -10,8 +10,10 @@ import optax
 import pytest
 
 from clipmg_jax.models import clipmg
+from clipmg_jax.models import clipmg_params
 from clipmg_jax.models import variants
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import optimizer as optimizer_lib
 from clipmg_jax.training import sharding
 from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state
@@ -198,3 +200,55 @@ def test_pretrained_tower_weights_reach_the_vision_top():
   for key in ("resblocks_1", "ln_post"):
     for a, b in zip(jax.tree.leaves(loaded["vision_top"][key]), jax.tree.leaves(pretrained[key])):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _train(config, steps=3, groups=None):
+  """`steps` train steps of the real optimizer (gradient clip small enough to bind on every step) from init key 0."""
+  bundle = model_setup.build_model(config)
+  frames, keypoints = make_batch()
+  params = jax.jit(bundle.module.init)(jax.random.key(0), frames, keypoints)["params"]
+  start = jax.device_get(params)  # the step donates the state
+  opt = ml_collections.ConfigDict(dict(learning_rate=1e-2, warmup_steps=0, final_lr_fraction=1.0, weight_decay=0.0,
+                                       b1=0.9, b2=0.999, eps=1e-8, grad_clip_norm=1e-3))
+  tx, schedule = optimizer_lib.make_optimizer(opt, steps, jax.tree.map(lambda _: True, params),
+                                              bundle.optimizer_groups if groups is None else groups)
+  mesh = sharding.make_mesh(1)
+  state = train_state.create_train_state(params, tx, jax.random.key(1))
+  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
+  step = step_lib.make_train_step(bundle.module, tx, schedule, mesh=mesh, state_sharding=state_sharding,
+                                  loss_config=ml_collections.ConfigDict(dict(label_smoothing=0.0)),
+                                  normalize=lambda x: x, aux_loss_weights=bundle.aux_loss_weights)
+  batch = {"frames": frames, "keypoints": keypoints, "label": jnp.array([3, 5], jnp.int32)}
+  for _ in range(steps):
+    state, _ = step(state, batch)
+  return start, jax.device_get(state.params)
+
+
+def _max_difference(a, b):
+  return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_the_fused_model_trains_as_without_robust():
+  """The vision classifier is a parameter group of its own (own gradient clip) and its distillation target is held
+  fixed, so the fused part of `full+robust` follows `full` step by step; one global clip over both would couple them."""
+  _, plain = _train(small_config("full"))
+  _, robust = _train(robust_config())
+  fused = {k: v for k, v in robust.items() if k not in clipmg_params.VISION_CLASSIFIER}
+  assert jax.tree.structure(fused) == jax.tree.structure(plain)
+  assert _max_difference(fused, plain) < 1e-6
+  _, coupled = _train(robust_config(), groups={})
+  assert _max_difference({k: coupled[k] for k in fused}, plain) > 1e-4
+
+
+def test_vision_lr_scale_scales_the_vision_classifiers_updates():
+  """Adam's first update is the learning rate times about sign(gradient): twice the scale, twice the step, and the
+  fused model's update unchanged."""
+  start, one = _train(robust_config(), steps=1)
+  _, two = _train(robust_config(**{"robust.vision_lr_scale": 2.0}), steps=1)
+  for name in clipmg_params.VISION_CLASSIFIER:
+    d1 = jax.tree.map(lambda a, b: b - a, start[name], one[name])
+    d2 = jax.tree.map(lambda a, b: b - a, start[name], two[name])
+    np.testing.assert_allclose(np.concatenate([np.ravel(x) for x in jax.tree.leaves(d2)]),
+                               2 * np.concatenate([np.ravel(x) for x in jax.tree.leaves(d1)]), rtol=1e-3, atol=1e-7)
+  assert _max_difference({k: v for k, v in one.items() if k not in clipmg_params.VISION_CLASSIFIER},
+                         {k: v for k, v in two.items() if k not in clipmg_params.VISION_CLASSIFIER}) == 0.0
