@@ -24,6 +24,7 @@ import numpy as np
 from clipmg_jax.exported import artifact
 from clipmg_jax.exported import onnx_file
 from clipmg_jax.prediction import predictor as predictor_lib
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import runs
 
 
@@ -92,7 +93,7 @@ def main(argv=None):
       median = statistics.median(t)
       rows[name][batch] = (1000 * median / batch, batch / median, float(np.max(np.abs(outs[name] - reference))))
 
-  checkpoint = pathlib.Path(args.workdir) / "checkpoints" / str(info["checkpoint"]["step"])
+  checkpoint = RunFolder(args.workdir).checkpoints_dir / str(info["checkpoint"]["step"])
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {len(os.sched_getaffinity(0))} usable cores, load "
         f"average {os.getloadavg()[0]:.2f}; {info['weights']['parameters']:,} parameters, {info['model']}")
   print("files: " + ", ".join(f"{n} {e['bytes'] / 1e6:.2f} MB" for n, e in info["files"].items())

@@ -171,9 +171,9 @@ def part_resume(args, out, shards):
   """Six steps straight, against three steps, a stop (as a preemption) and a resume: same parameters, same top-1."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.run.folder import RunFolder  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import checkpointing  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data import input_setup  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
 
   def run(workdir, **fields):
@@ -181,10 +181,11 @@ def part_resume(args, out, shards):
     return trainer.train_and_evaluate(config, workdir, input_setup.make_data_source(config, workdir))
 
   def params(workdir):
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
-    step = ckpt.latest_step()
-    ckpt.close()
-    return step, ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")["params"]
+    ckpt = checkpointing.Checkpointer(RunFolder(workdir).checkpoints_dir)
+    try:
+      return ckpt.latest_step(), ckpt.saved_params()
+    finally:
+      ckpt.close()
 
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)

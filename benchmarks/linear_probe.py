@@ -24,6 +24,7 @@ import tqdm
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import vit
 from clipmg_jax.pretraining import contrastive
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.weights import load_clip_vision
 
 
@@ -113,11 +114,11 @@ def main(argv=None):
     raise SystemExit(f"{config_path}: not found; run python -m clipmg_jax.pretrain --workdir {workdir} first")
   import ml_collections  # pylint: disable=import-outside-toplevel
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  corpus = contrastive.load_corpus(config.corpus, config.data.image_size, workdir / contrastive.CORPUS_FILE)
+  corpus = contrastive.load_corpus(config.corpus, config.data.image_size, RunFolder(workdir).corpus_file)
   train, test = contrastive.split_people(corpus, int(config.corpus.probe_subjects))
   if not len(test):
     raise SystemExit("corpus.probe_subjects is 0: no held-out people to test the probe on")
-  model, pretrained = load_clip_vision(args.checkpoint or str(workdir / contrastive.EXPORT_DIR))
+  model, pretrained = load_clip_vision(args.checkpoint or str(RunFolder(workdir).export_dir))
   random_init = model.init(jax.random.key(0), jnp.zeros((1, model.image_size, model.image_size, 3)))["params"]
   extracted = {"pixels": (pixel_features(train.images), pixel_features(test.images))}
   for name, params in (("pretrained", pretrained), ("random init", random_init)):

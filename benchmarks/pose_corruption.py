@@ -1,5 +1,5 @@
 r"""Pose that fails: the test split of every finished ablation run evaluated with its keypoints corrupted at 0, 25,
-50, 75 and 100 % (clipmg_jax/training/pose_corruption.py: joints dropped, jitter, confidences scaled down, whole
+50, 75 and 100 % (clipmg_jax/data/pose_corruption.py: joints dropped, jitter, confidences scaled down, whole
 pose frames lost, all at the same level; seeded per clip, so every variant sees the same corrupted keypoints).
 
 The paper's claim (the gate "falls back on vision when pose is unreliable") holds if `full` degrades towards
@@ -15,10 +15,10 @@ import statistics
 
 from benchmarks import ablations
 from benchmarks import trained_runs
+from clipmg_jax.data import pose_corruption
 from clipmg_jax.figures import canvas
+from clipmg_jax.prediction import inspection
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import inspection
-from clipmg_jax.training import pose_corruption
 
 
 def evaluate_runs(args, found: dict, conditions: list[tuple[str, float]], results: dict, save) -> None:

@@ -81,6 +81,7 @@ def speed(args) -> dict:
   from clipmg_jax.data.records import random_shards  # pylint: disable=import-outside-toplevel
   from clipmg_jax.data.records import token_record  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data.loader import token_cache  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import prefix_cache  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
 
@@ -94,7 +95,7 @@ def speed(args) -> dict:
   tokens = np.asarray(prefix(params["vit"], live["frames"]).astype(token_record.DTYPES["bfloat16"]))
   cached = {"tokens": tokens, "keypoints": live["keypoints"], "label": live["label"]}
   out = dict(config=args.config or "configs/imigue.py", variant=m.variant, batch=args.batch,
-             frozen_blocks=prefix_cache.depth(m), tokens_shape=list(tokens.shape[1:]), backend=jax.default_backend())
+             frozen_blocks=token_cache.depth(m), tokens_shape=list(tokens.shape[1:]), backend=jax.default_backend())
   holder = {"state": setup.fresh_state()}
   steps = {}
   for name, batch in (("live", live), ("cached", cached)):

@@ -21,7 +21,7 @@ from clipmg_jax.data.synthetic import moved_parts
 from clipmg_jax.figures import canvas
 from clipmg_jax.figures import clip_views
 from clipmg_jax.models import pose_guidance
-from clipmg_jax.training import inspection
+from clipmg_jax.prediction import inspection
 
 
 def part_patches(keypoints: np.ndarray, joints: tuple[int, ...], num_frames: int, size: int, patch: int,

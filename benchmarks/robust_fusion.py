@@ -1,7 +1,7 @@
 r"""Robust fusion measured: accuracy as pose fails for `full`, `full+robust`, `visual_only` and `no_gate`, with
 differences paired by seed against `full` and against `visual_only` (docs/results.md "Robust fusion").
 
-The conditions: all four corruptions at 0, 25, 50, 75 and 100 % (clipmg_jax/training/pose_corruption.py), and each
+The conditions: all four corruptions at 0, 25, 50, 75 and 100 % (clipmg_jax/data/pose_corruption.py), and each
 kind alone at 100 % ("drop" alone at 100 % = nobody detected). Every figure is one run's test split (or, with
 --split validation, its validation split: what the settings of `+robust` were chosen on), kept in --json under the
 keys benchmarks/pose_corruption.py uses; a rerun computes only what is missing there.
@@ -19,7 +19,7 @@ import statistics
 from benchmarks import ablations
 from benchmarks import pose_corruption as corruption_study
 from benchmarks import trained_runs
-from clipmg_jax.training import pose_corruption
+from clipmg_jax.data import pose_corruption
 
 ALL = ",".join(pose_corruption.KINDS)
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -196,7 +196,8 @@ def loop_timing(config, args, step_seconds):
   """
   import pathlib  # pylint: disable=import-outside-toplevel
   from clipmg_jax.data.records import random_shards  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import input_setup  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.run.folder import RunFolder  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data import input_setup  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
   window = max(args.loop_steps, 1)
   with tempfile.TemporaryDirectory() as tmp:
@@ -219,8 +220,8 @@ def loop_timing(config, args, step_seconds):
     workdir = pathlib.Path(tmp) / "run"
     data = input_setup.make_data_source(config, workdir)
     trainer.train_and_evaluate(config, workdir, data)
-    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  clips_per_second = [l for l in lines if l.get("split") == "train"][-1]["clips_per_second"]
+    lines = RunFolder(workdir).read_metrics("train")
+  clips_per_second = lines[-1]["clips_per_second"]
   per_step = args.batch / clips_per_second
   return dict(loop_seconds_per_step=per_step, bare_step_seconds=step_seconds, loop_over_step=per_step / step_seconds,
               steps_timed=window, shards=shards if args.shards_dir else "random JPEG shards (256 x 456 frames)",

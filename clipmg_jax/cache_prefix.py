@@ -17,7 +17,6 @@ When to use it and what it costs: docs/training.md "Prefix cache".
 
 from absl import flags
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
 from clipmg_jax.training import prefix_cache
 
@@ -37,9 +36,8 @@ _MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "Only the first clips of ea
                                   "a cache is refused for training).")
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
+def main(config, session):
+  del session  # reads the config's dataset; writes only the cache's own folder (--out)
   document = prefix_cache.build(config, _OUT.value, workdir=_WORKDIR.value, views=_VIEWS.value, seed=_SEED.value,
                                 dtype=_DTYPE.value, batch_size=_BATCH.value, records_per_shard=_PER_SHARD.value,
                                 max_clips=_MAX_CLIPS.value)
@@ -50,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG)

@@ -27,12 +27,12 @@ from clipmg_jax.data.records import tfrecord
 from clipmg_jax.exported import artifact
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import records
+from clipmg_jax.run import preemption
+from clipmg_jax.run import workdir_lock
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import preemption
 from clipmg_jax.training import trainer
-from clipmg_jax.training import workdir_lock
 
 # 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
 PREEMPTED_EXIT_CODE = 143

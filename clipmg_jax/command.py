@@ -4,11 +4,13 @@ export).
 absl parses the flags (a missing or bad flag, a misspelled --config.<field> override: one short message, exit
 status 1); main then runs with the libraries' INFO logs quieted, and a failure with a known cause ends in one short
 message and exit status 1 (preemption: 143, after its checkpoint; Ctrl-C: 130). What counts as known, and each message:
-clipmg_jax/cli_errors.py. A command defines its flags (config_flag, workdir_flag and its own), a main(argv) that
-reads top to bottom, and ends with
+clipmg_jax/cli_errors.py. A command defines its flags (config_flag, workdir_flag and its own) and a
+main(config, session) that reads top to bottom; the shell reads --config, opens the command's Session once
+(run/session.py: the processes joined and left; for a command that writes a run, its lock and the SIGTERM watch) and
+calls main inside it. It ends with
 
   if __name__ == "__main__":
-    command.run(main)
+    command.run(main, config=_CONFIG, writes=True)   # train, pretrain; evaluate: processes=True; predict: neither
 """
 
 import functools
@@ -19,7 +21,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from clipmg_jax import cli_errors
-from clipmg_jax.training import logs
+from clipmg_jax.run import logs
+from clipmg_jax.run import session as session_lib
 
 
 def config_flag(help_text: str, required: bool = True):
@@ -40,15 +43,24 @@ def workdir_flag(help_text: str, required: bool = True) -> flags.FlagHolder:
   return holder
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-  """Runs main(argv) as the program (absl's app.run) inside the shell described above; does not return."""
-  app.run(functools.partial(_shell, main), flags_parser=cli_errors.parse_flags)
+def run(main: Callable[[Any, session_lib.Session], Any], *, config=None, writes: bool = False,
+        processes: bool = False) -> None:
+  """Runs main(config, session) as the program (absl's app.run) inside the shell described above; does not return.
+
+  config: the command's config_flag holder (None: the command has none, or reads it itself). writes: the session
+  takes the --workdir's lock and the SIGTERM watch. processes: it joins the other processes (config.distributed)
+  and leaves them at the end."""
+  app.run(functools.partial(_shell, main, config, writes, processes), flags_parser=cli_errors.parse_flags)
 
 
-def _shell(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+def _shell(main, config_holder, writes: bool, processes: bool, argv: list[str]) -> Any:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
   with cli_errors.known_failures(workdir):
-    return main(argv)
+    config = None
+    if config_holder is not None and config_holder.value is not None:
+      config = cli_errors.config_or_exit(config_holder)
+    with session_lib.Session(config, workdir, writes=writes, processes=processes) as session:
+      return main(config, session)

@@ -17,9 +17,8 @@ manifest.
 
 from absl import flags
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
-from clipmg_jax.training import distributed
+from clipmg_jax.figures import results as result_figures
 from clipmg_jax.training import runs
 
 _CONFIG = command.config_flag(
@@ -29,13 +28,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest",
                                   "Which checkpoint: 'latest', 'best' (highest validation top-1) or a step number.")
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
-  distributed.initialize(config)
-  runs.evaluate_checkpoint(config, _WORKDIR.value, _CHECKPOINT.value)
-  distributed.shutdown()
+def main(config, session):
+  runs.evaluate_checkpoint(config, session.workdir, _CHECKPOINT.value, plots=result_figures.write_evaluation_plots)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG, processes=True)

@@ -27,7 +27,6 @@ Loading it with jax and numpy alone (clipmg_jax/exported/artifact.py, which can 
 
 from absl import flags
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
 from clipmg_jax.exported import build
 from clipmg_jax.prediction import predictor as predictor_lib
@@ -42,13 +41,11 @@ _ONNX = flags.DEFINE_bool("onnx", True, "Also write model.onnx when jax2onnx is 
 flags.mark_flag_as_required("out")
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
-  predictor = predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
+def main(config, session):
+  predictor = predictor_lib.Predictor(config, session.workdir, _CHECKPOINT.value)
   info = build.write_export(predictor, _OUT.value, onnx=_ONNX.value)
   checkpoint = info["checkpoint"]
-  print(f"exported checkpoint {checkpoint['step']} ({checkpoint['rule']}) of {_WORKDIR.value}, variant "
+  print(f"exported checkpoint {checkpoint['step']} ({checkpoint['rule']}) of {session.workdir}, variant "
         f"{info['model']['variant']}, {info['weights']['parameters']:,} parameters, to {_OUT.value}:")
   for name, entry in info["files"].items():
     print(f"  {name:16s} {entry['bytes']:>12,} bytes  sha256 {entry['sha256'][:16]}")
@@ -56,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG)

@@ -22,12 +22,11 @@ import pathlib
 from absl import app
 from absl import flags
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
+from clipmg_jax.data import input_setup
 from clipmg_jax.figures import canvas
 from clipmg_jax.figures import clip_views
-from clipmg_jax.training import input_setup
-from clipmg_jax.training import inspection
+from clipmg_jax.prediction import inspection
 from clipmg_jax.training import metrics
 from clipmg_jax.training import runs
 
@@ -75,11 +74,9 @@ def summary(inside: dict, class_names: list[str], clip: dict, step: int) -> dict
   return out
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
+def main(config, session):
   if _LIST.value:
-    data = input_setup.make_data_source(config, _WORKDIR.value)  # resolves (for the synthetic config, makes) the data
+    data = input_setup.make_data_source(config, session.workdir)  # resolves (for the synthetic config, makes) the data
     table = inspection.clip_table(data.data_config, _SPLIT.value)
     print("clip_id label subject")
     for row in zip(table["clip_id"], table["label"], table["subject"]):
@@ -87,7 +84,7 @@ def main(argv):
     return
   if _CLIP_ID.value is None or _OUT.value is None:
     raise app.UsageError("--clip_id and --out are required (or --list to see the clip ids)")
-  run = runs.load_run(config, _WORKDIR.value, _CHECKPOINT.value)
+  run = runs.load_run(config, session.workdir, _CHECKPOINT.value)
   clip = inspection.read_clip(run.config.data, _SPLIT.value, _CLIP_ID.value)
   inside = inspection.look_inside(run, clip)
   out = pathlib.Path(_OUT.value)
@@ -100,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG)

@@ -27,7 +27,7 @@ from the evaluation step (clipmg_jax/prediction/). Use the --config (and overrid
 With --exported, the conversion options, the decoder's settings and the program all come from the export folder
 (its export.json); every file is checked against the sizes and sha256 recorded there before it is used.
 
-Online recognition (clipmg_jax/online.py): every window of --window frames, --stride apart, is classified as one
+Online recognition (clipmg_jax/prediction/online.py): every window of --window frames, --stride apart, is classified as one
 clip; windows whose probability of a class reaches --threshold form that class's segments, and class-agnostic
 temporal NMS (--nms_iou) resolves overlaps; a window with no person in any frame is not classified. With --raw_root
 (or --labels), precision/recall/F1 at temporal IoU >= --iou are computed against the annotation (a prediction
@@ -51,14 +51,13 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
-from clipmg_jax import online
 from clipmg_jax.data.raw import openpose
 from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.exported import predictor as exported_predictor
 from clipmg_jax.figures import timeline
 from clipmg_jax.figures import video as video_figure
+from clipmg_jax.prediction import online
 from clipmg_jax.prediction import online_split
 from clipmg_jax.prediction import outputs
 from clipmg_jax.prediction import pose
@@ -203,7 +202,7 @@ def _evaluate_split(predictor: predictor_lib.Predictor, root: pathlib.Path, out:
   print(f"wrote {path}")
 
 
-def _predictor_maker() -> Callable[[], predictor_lib.Predictor | exported_predictor.ExportedPredictor]:
+def _predictor_maker(config) -> Callable[[], predictor_lib.Predictor | exported_predictor.ExportedPredictor]:
   """What makes the predictor: the export folder of --exported, or the checkpoint of --config, --workdir and
   --checkpoint. The flags and the config are checked here, at once; the run or export loads when it is called."""
   if _EXPORTED.value:
@@ -212,15 +211,14 @@ def _predictor_maker() -> Callable[[], predictor_lib.Predictor | exported_predic
       raise app.UsageError(f"--exported runs an export folder, which records its own config and checkpoint: drop "
                            f"{', '.join(given)}")
     return lambda: exported_predictor.ExportedPredictor(_EXPORTED.value)
-  if _CONFIG.value is None or not _WORKDIR.value:
+  if config is None or not _WORKDIR.value:
     raise app.UsageError("give the training run (--config and --workdir) or an export folder (--exported)")
-  config = cli_errors.config_or_exit(_CONFIG)
   return lambda: predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  make_predictor = _predictor_maker()
+def main(config, session):
+  del session  # reads a run or an export; writes only --out and --render
+  make_predictor = _predictor_maker(config)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   settings = online.Settings(window=_WINDOW.value, stride=_STRIDE.value, threshold=_THRESHOLD.value,
@@ -266,4 +264,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG)

@@ -9,23 +9,18 @@ hf_vision/ (config.json + model.safetensors in the Hugging Face CLIPVisionModel 
 Any config field can be overridden with --config.<path>=<value> (e.g. --config.total_steps=300).
 """
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
 from clipmg_jax.pretraining import contrastive
-from clipmg_jax.training import distributed
 
 _CONFIG = command.config_flag("Config file with get_config() (configs/pretrain_synthetic.py).")
 _WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
-  distributed.initialize(config)
-  out = contrastive.pretrain(config, _WORKDIR.value)
+def main(config, session):
+  out = contrastive.pretrain(config, session.workdir, session=session)
   if out:
     print(f"pretrained vision tower: {out}", flush=True)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG, writes=True, processes=True)

@@ -30,15 +30,13 @@ A config that freezes ViT blocks without init.vit_checkpoint stops at once (Rand
 from absl import logging
 import jax
 
-from clipmg_jax import cli_errors
 from clipmg_jax import command
-from clipmg_jax.training import distributed
+from clipmg_jax.data import input_setup
+from clipmg_jax.figures import results as result_figures
+from clipmg_jax.run import preemption
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import preemption
 from clipmg_jax.training import trainer
-from clipmg_jax.training import workdir_lock
 
 _CONFIG = command.config_flag(
     "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); `file.py:arg` passes arg to "
@@ -46,22 +44,17 @@ _CONFIG = command.config_flag(
 _WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
 
 
-def main(argv):
-  del argv  # the command shell refuses positional arguments
-  config = cli_errors.config_or_exit(_CONFIG)
-  distributed.initialize(config)
+def main(config, session):
   logging.info("config:\n%s", config)
-  workdir = _WORKDIR.value
   model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
-  # The lock and the preemption watch cover the data set-up too (it may generate the synthetic dataset).
-  with workdir_lock.hold(workdir), preemption.Watch() as watch:
-    with watch.stops_at_once(preemption.SETUP):
-      data = input_setup.make_data_source(config, workdir)
-    result = trainer.train_and_evaluate(config, workdir, data)
-  distributed.shutdown()
+  # The session's lock and preemption watch cover the data set-up too (it may generate the synthetic dataset).
+  with session.stops_at_once(preemption.SETUP):
+    data = input_setup.make_data_source(config, session.workdir)
+  result = trainer.train_and_evaluate(config, session.workdir, data, session=session,
+                                      plots=result_figures.write_evaluation_plots)
   if result and jax.process_index() == 0:
-    print(f"final evaluation ({workdir}/eval.json): {evaluation.summary_line(result)}", flush=True)
+    print(f"final evaluation ({session.folder.results_file()}): {evaluation.summary_line(result)}", flush=True)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  command.run(main, config=_CONFIG, writes=True, processes=True)

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from clipmg_jax.run.folder import RunFolder
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 60
 
@@ -30,7 +32,8 @@ STEPS = 60
 def worker(workdir: str, poison_step: int) -> None:
   """One training run of the stand-ins (slowed to ~0.05 s per step so that signals land mid-run)."""
   from tests.training import training_stand_ins as stand_ins  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import loop, preemption, trainer  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.run import preemption  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import loop, trainer  # pylint: disable=import-outside-toplevel
   prefetch = loop._prefetch  # pylint: disable=protected-access
 
   def slow(*args, **kwargs):
@@ -57,7 +60,7 @@ def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   if kill_after is not None:
     # Wait for the first logged step (start-up and compilation vary), then the random delay.
-    metrics = workdir / "metrics.jsonl"
+    metrics = RunFolder(workdir).metrics_file
     start = time.time()
     while proc.poll() is None and not (metrics.is_file() and metrics.read_text().strip()) and (
         time.time() - start < 300):
@@ -74,9 +77,12 @@ def run(workdir: pathlib.Path, poison_step: int = 0, *, kill_after: float | None
 def final_params(workdir: pathlib.Path):
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  state = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(STEPS) / "state")
-  return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+  from clipmg_jax.training import checkpointing  # pylint: disable=import-outside-toplevel
+  ckpt = checkpointing.Checkpointer(RunFolder(workdir).checkpoints_dir)
+  try:
+    return [np.asarray(x) for x in jax.tree.leaves(ckpt.saved_params(STEPS))]
+  finally:
+    ckpt.close()
 
 
 def same(a, b) -> str:
@@ -86,7 +92,7 @@ def same(a, b) -> str:
 
 
 def steps_on_disk(workdir: pathlib.Path) -> list[int]:
-  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  return RunFolder(workdir).checkpoint_steps()
 
 
 def main() -> None:
@@ -119,9 +125,9 @@ def main() -> None:
   results.append(("NaN batch at step 5", f"status {rc}; {line[:160]}...; checkpoints on disk {steps_on_disk(workdir)}"))
 
   workdir = root / "damaged"
-  run(workdir, kill_after=0.0, kill_when=lambda: (workdir / "checkpoints").is_dir() and len(steps_on_disk(workdir)) >= 2)
+  run(workdir, kill_after=0.0, kill_when=lambda: len(steps_on_disk(workdir)) >= 2)
   latest = steps_on_disk(workdir)[-1]
-  (workdir / "checkpoints" / str(latest) / "state" / "_METADATA").unlink()
+  (RunFolder(workdir).checkpoints_dir / str(latest) / "state" / "_METADATA").unlink()
   rc, _, err = run(workdir)
   set_aside = sorted(p.name for p in (workdir / "checkpoints_unreadable").iterdir()) if (
       workdir / "checkpoints_unreadable").is_dir() else []

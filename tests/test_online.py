@@ -4,8 +4,8 @@ precision/recall/F1 matching, against hand-worked cases and an independent frame
 import numpy as np
 import pytest
 
-from clipmg_jax import online
-from clipmg_jax.online import Segment
+from clipmg_jax.prediction import online
+from clipmg_jax.prediction.online import Segment
 
 
 @pytest.mark.parametrize("num_frames,length,stride", [(100, 32, 8), (101, 32, 8), (32, 32, 8), (10, 32, 8),

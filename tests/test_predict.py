@@ -13,13 +13,14 @@ import jax
 import numpy as np
 import pytest
 
-from clipmg_jax import online
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import layouts
 from clipmg_jax.figures import video as video_figure
+from clipmg_jax.prediction import online
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import recognize
@@ -27,7 +28,6 @@ from clipmg_jax.prediction import records
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -12,6 +12,6 @@
   tfds_imigue/ a TFDS builder producing the same records as records/clip_record.
 
 Shared by the stages: keypoints (COCO-18 layout, the pixel map of a resized box) and sampling (which frames of a
-clip are stored at conversion and which are fed to the model). Next: clipmg_jax/training/input_setup.py wraps the
+clip are stored at conversion and which are fed to the model). Next: clipmg_jax/data/input_setup.py wraps the
 pipeline into the trainer's DataSource.
 """

@@ -2,7 +2,7 @@
 
 Every function returns a matplotlib Figure made with pyplot (so a notebook shows it inline); a script that only
 writes files selects the Agg backend first (canvas.files_only) and closes the figures it saved (canvas.save).
-Inputs are the numpy arrays of clipmg_jax.training.inspection.look_inside (one clip, no batch axis): frames uint8
+Inputs are the numpy arrays of clipmg_jax.prediction.inspection.look_inside (one clip, no batch axis): frames uint8
 (T, S, S, 3), keypoints (T_p, 18, 3) in pixels of the S x S frames, maps (T, rows, cols) over the ViT's patches.
 """
 

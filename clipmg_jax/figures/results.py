@@ -1,7 +1,8 @@
 """Figures of an evaluation: the confusion matrix, accuracy per class or subject, and the gate (its histogram over
 a split's windows, and against pose reliability); `write_evaluation_plots` saves the PNGs beside eval.json.
 
-Used by training/evaluation.py (every eval.json), `python -m clipmg_jax.evaluate` and notebooks/03_error_analysis.
+Drawn for every eval.json by the commands that write one (`python -m clipmg_jax.train` and `evaluate`, which hand
+this function to training/evaluation.py), and by notebooks/03_error_analysis.
 Each function returns a pyplot Figure (canvas.py).
 """
 
@@ -11,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from clipmg_jax.figures import canvas
+from clipmg_jax.run.folder import RunFolder
 
 
 def gate_vs_reliability(gate_values: np.ndarray, reliability: np.ndarray, *, title: str = ""):
@@ -101,10 +103,11 @@ def gate_histogram(gate: dict, *, title: str = ""):
   return fig
 
 
-def write_evaluation_plots(result: dict, folder: str | pathlib.Path, suffix: str = "") -> list[pathlib.Path]:
-  """Saves the plots of an evaluation result (training.evaluation.compute_metrics) into `folder`:
-  confusion<suffix>.png, per_class_accuracy<suffix>.png and, with the gate's statistics, gate_histogram<suffix>.png.
-  Returns the paths written."""
+def write_evaluation_plots(result: dict, folder: "str | pathlib.Path | RunFolder",
+                           suffix: str = "") -> list[pathlib.Path]:
+  """Saves the plots of an evaluation result (training.evaluation.compute_metrics) into a run's folder (or any
+  folder): confusion<suffix>.png, per_class_accuracy<suffix>.png and, with the gate's statistics,
+  gate_histogram<suffix>.png (RunFolder.figure_file). Returns the paths written."""
   canvas.files_only()
   names = result["class_names"]
   per_class = result["per_class"]
@@ -121,4 +124,10 @@ def write_evaluation_plots(result: dict, folder: str | pathlib.Path, suffix: str
   gate = (result.get("pose_monitoring") or {}).get("gate")
   if gate:
     figures["gate_histogram"] = gate_histogram(gate)
-  return canvas.save_all(figures, folder, suffix, dpi=120)
+  run = RunFolder.of(folder)
+  run.path.mkdir(parents=True, exist_ok=True)
+  paths = []
+  for name, fig in figures.items():
+    paths.append(run.figure_file(name, suffix))
+    canvas.save(fig, paths[-1], dpi=120)
+  return paths

@@ -8,8 +8,8 @@ a PNG (save_segments); the rendered video draws the same figure as a strip under
 import pathlib
 from typing import Sequence
 
-from clipmg_jax import online
 from clipmg_jax.figures import canvas
+from clipmg_jax.prediction import online
 
 UNSCORED = "tab:orange"
 

@@ -15,11 +15,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from clipmg_jax import online
 from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.figures import canvas
 from clipmg_jax.figures import overlay
 from clipmg_jax.figures import timeline
+from clipmg_jax.prediction import online
 from clipmg_jax.training import metrics
 
 PANEL_WIDTH = 440

@@ -7,11 +7,11 @@ import os
 import pathlib
 from typing import Callable, Sequence
 
-from clipmg_jax import online
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.raw import imigue
+from clipmg_jax.prediction import online
 from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import recognize
-from clipmg_jax.training import input_setup
 
 
 def true_segments(labels_csv: str | os.PathLike, subjects: set[int] | None = None) -> dict[str, list[online.Segment]]:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from clipmg_jax import online
+from clipmg_jax.prediction import online
 from clipmg_jax.training import metrics
 
 CSV_FIELDS = ["video_id", "start_frame", "end_frame", "class", "name", "score"]

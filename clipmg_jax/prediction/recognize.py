@@ -8,8 +8,8 @@ import pathlib
 
 import numpy as np
 
-from clipmg_jax import online
 from clipmg_jax.data.records import example_codec
+from clipmg_jax.prediction import online
 from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import records
 from clipmg_jax.training import metrics

@@ -22,22 +22,21 @@ import ml_collections
 import numpy as np
 import optax
 
+from clipmg_jax.data.data_source import DataSource
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.models import flops
-from clipmg_jax.training import distributed
+from clipmg_jax.run import distributed
+from clipmg_jax.run import preemption
+from clipmg_jax.run import session as session_lib
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import preemption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import trainer
-from clipmg_jax.training import workdir_lock
 from clipmg_jax.training import writers
-from clipmg_jax.training.data_source import DataSource
 from clipmg_jax.training.train_state import TrainState
 from clipmg_jax.weights import hf_export
 
-CORPUS_FILE = "corpus.npz"
-EXPORT_DIR = "hf_vision"
 
 
 def build_model(config: ml_collections.ConfigDict) -> model_setup.ModelBundle:
@@ -185,32 +184,31 @@ def split_people(corpus: captions.Corpus, probe_subjects: int) -> tuple[captions
   return corpus.select(~held), corpus.select(held)
 
 
-def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
+def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+             session: session_lib.Session | None = None) -> str:
   """Pretrains (resuming from <workdir>/checkpoints), exports the tower; returns the export directory, or "" when
   stopped early by config.stop_after_step.
 
-  As the classifier's training: the workdir is locked (training/workdir_lock.py: a second pretraining on it stops
-  with WorkdirLockedError), a SIGTERM during set-up stops with nothing to save, one during the loop saves a
-  checkpoint and raises preemption.Preempted. One during the final save or the export (a second or so) lets them
-  finish, so that a stop never leaves a half-written export.
+  As the classifier's training, inside the command's writing session (or one of its own, run/session.py): the
+  workdir is locked (a second pretraining on it stops with WorkdirLockedError), a SIGTERM during set-up stops with
+  nothing to save, one during the loop saves a checkpoint and raises preemption.Preempted. One during the final save
+  or the export (a second or so) lets them finish, so that a stop never leaves a half-written export.
   """
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock.hold(workdir), preemption.Watch() as watch:
-    return _pretrain(config, workdir, watch)
+  with session_lib.writing(config, workdir, session) as session:
+    return _pretrain(config, session.folder, session.watch)
 
 
-def _pretrain(config: ml_collections.ConfigDict, workdir: pathlib.Path, watch: preemption.Watch) -> str:
+def _pretrain(config: ml_collections.ConfigDict, folder: RunFolder, watch: preemption.Watch) -> str:
   with watch.stops_at_once(preemption.SETUP):
-    corpus = load_corpus(config.corpus, config.data.image_size, workdir / CORPUS_FILE)
+    corpus = load_corpus(config.corpus, config.data.image_size, folder.corpus_file)
     train_part, _ = split_people(corpus, int(config.corpus.probe_subjects))
     data = make_data_source(train_part, config)
     setup = trainer.Setup(config, data, build_model(config))
     logging.info("contrastive pretraining: %d images of %d people; %.2fM parameters", len(train_part),
                  len(data.info["corpus_subjects"]), flops.count_params(setup.abstract_state.params) / 1e6)
     if jax.process_index() == 0:
-      (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-    ckpt = setup.checkpointer(workdir)
+      folder.config_file.write_text(config.to_json_best_effort(indent=1))
+    ckpt = setup.checkpointer(folder)
     try:
       train_iter = data.train_iterator()
       if ckpt.latest_step() is not None:
@@ -225,9 +223,9 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: pathlib.Path, watch: p
     except BaseException:
       ckpt.close()
       raise
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = writers.MetricWriter(folder, enabled=jax.process_index() == 0)
   bar = trainer.progress_bar(setup, int(state.step), "pretrain")
-  out = workdir / EXPORT_DIR
+  out = folder.export_dir
   try:
     # The classifier's loop: it calls only train_step, the checkpointer and the writer (no validation split here).
     with watch.deferred():  # a preemption signal saves a checkpoint, as in the classifier's training

@@ -180,6 +180,16 @@ class Checkpointer:
       return self._restore_verified(abstract_state, data_iterator, step)
     return self._restore_newest_readable(abstract_state, data_iterator)
 
+  def saved_params(self, step: int | None = None) -> Any:
+    """The parameters of checkpoint `step` (default: the latest) as stored: host arrays, no target tree, no checks.
+    For comparing the checkpoints of two runs (the fault pass, the GPU suite's resume check); a run to apply or
+    resume goes through restore (runs.load_run, the trainer)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise NoCheckpointError(f"no checkpoint in {self.directory}")
+    restored = self.manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore()}))
+    return restored[STATE]["params"]
+
   def _restore_verified(self, abstract_state: Any, data_iterator: Any | None, step: int) -> Any:
     self._check_saved_shapes(step, abstract_state)
     items = {STATE: ocp.args.StandardRestore(abstract_state)}

@@ -4,8 +4,8 @@ import ast
 
 import ml_collections
 
-from clipmg_jax.training import distributed
-from clipmg_jax.training import pose_corruption
+from clipmg_jax.data import pose_corruption
+from clipmg_jax.run import distributed
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ import numpy as np
 import tqdm
 
 from clipmg_jax.data.loader import batch as batch_lib
-from clipmg_jax.figures import results as result_figures
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import metrics as metrics_lib
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding as sharding_lib
@@ -77,30 +77,36 @@ class ResultsNotWrittenError(OSError):
   """The workdir did not take an evaluation's results; the message names the temporary file that holds them."""
 
 
-def write_results(result: dict, workdir: str | pathlib.Path, *, suffix: str = "",
-                  extra: dict | None = None) -> pathlib.Path:
+# Draws an evaluation's figures beside its JSON: (result, run folder, file-name suffix) -> the files written. The
+# commands pass figures.results.write_evaluation_plots; training itself never draws.
+Plots = Callable[[dict, RunFolder, str], Any]
+
+
+def write_results(result: dict, workdir: str | pathlib.Path | RunFolder, *, suffix: str = "",
+                  extra: dict | None = None, plots: Plots | None = None) -> pathlib.Path:
   """Writes <workdir>/eval<suffix>.json (the result + `extra`, such as the step, split, checkpoint rule and
-  validation subjects) and the plots confusion<suffix>.png, per_class_accuracy<suffix>.png and, with pose
-  monitoring, gate_histogram<suffix>.png; returns the JSON's path. Called by process 0 only.
+  validation subjects) and, with `plots`, its figures (confusion<suffix>.png, per_class_accuracy<suffix>.png and,
+  with pose monitoring, gate_histogram<suffix>.png); returns the JSON's path. Called by process 0 only.
 
   When the JSON cannot be written, the full results go to a temporary file first and ResultsNotWrittenError (an
   OSError) names it."""
-  workdir = pathlib.Path(workdir)
-  path = workdir / f"eval{suffix}.json"
+  folder = RunFolder.of(workdir)
+  path = folder.results_file(suffix)
   payload = json.dumps(dict(result, **(extra or {})), indent=1)
   try:
-    workdir.mkdir(parents=True, exist_ok=True)
+    folder.path.mkdir(parents=True, exist_ok=True)
     path.write_text(payload)
   except OSError as e:
     fallback = pathlib.Path(tempfile.mkdtemp(prefix="clipmg_eval_")) / path.name
     fallback.write_text(payload)
     print(f"could not write {path}; the full results were written to {fallback}", flush=True)
     raise ResultsNotWrittenError(f"could not write {path} ({e}); the full results are in {fallback}") from e
-  try:
-    result_figures.write_evaluation_plots(result, workdir, suffix)
-  except Exception as e:  # pylint: disable=broad-except
-    # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
-    logging.warning("could not write the evaluation plots: %s", e)
+  if plots is not None:
+    try:
+      plots(result, folder, suffix)
+    except Exception as e:  # pylint: disable=broad-except
+      # A plotting failure (e.g. a broken matplotlib backend) must not lose the numbers, which are already written.
+      logging.warning("could not write the evaluation plots: %s", e)
   return path
 
 

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 import tqdm
 
+from clipmg_jax.data import pose_corruption
+from clipmg_jax.run import preemption
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import pose_corruption
-from clipmg_jax.training import preemption
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import step as step_lib

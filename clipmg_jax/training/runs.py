@@ -15,15 +15,16 @@ import jax
 import ml_collections
 import numpy as np
 
+from clipmg_jax.data import input_setup
+from clipmg_jax.data import pose_corruption
+from clipmg_jax.data.data_source import DataSource
+from clipmg_jax.data.loader import token_cache
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import pose_corruption
-from clipmg_jax.training import prefix_cache
 from clipmg_jax.training import setup as setup_lib
-from clipmg_jax.training.data_source import DataSource
 
 
 def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> ml_collections.ConfigDict:
@@ -37,12 +38,6 @@ def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> ml_c
   config = module.get_config(arg) if arg else module.get_config()
   defaults.override(config, overrides or {})
   return config
-
-
-def checkpoint_steps(workdir: str | pathlib.Path) -> list[int]:
-  """The checkpoint steps kept in <workdir>/checkpoints ([] when there is none), without opening a manager."""
-  folder = pathlib.Path(workdir) / "checkpoints"
-  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 @dataclasses.dataclass
@@ -88,7 +83,7 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
     state = ckpt.restore(setup.abstract_state, None, step=step)
   finally:
     ckpt.close()
-  prefix_cache.check_tower(config, state.params)
+  token_cache.check_tower(config, state.params)
   return Run(config=input_setup.run_config(config, data), setup=setup, params=state.params, step=int(state.step),
              rule=rule)
 
@@ -99,8 +94,8 @@ SELECTORS = "latest, best (the highest validation top-1) or a kept step number"
 def check_selector(workdir: str | pathlib.Path, which: str) -> None:
   """NoCheckpointError unless <workdir>/checkpoints holds checkpoints and `which` is "latest", "best" or one of their
   steps; the message lists the kept steps and the accepted selectors."""
-  folder = pathlib.Path(workdir) / "checkpoints"
-  steps = checkpoint_steps(workdir)
+  folder = RunFolder.of(workdir).checkpoints_dir
+  steps = RunFolder.of(workdir).checkpoint_steps()
   if not steps:
     raise checkpointing.NoCheckpointError(f"no checkpoint in {folder}: train first (python -m clipmg_jax.train)")
   which = str(which).strip()
@@ -131,9 +126,10 @@ def results_suffix(which: str, step: int) -> str:
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, which: str = "latest", *,
-                        data: DataSource | None = None, model: model_setup.ModelBundle | None = None) -> dict:
+                        data: DataSource | None = None, model: model_setup.ModelBundle | None = None,
+                        plots: evaluation.Plots | None = None) -> dict:
   """Evaluates the checkpoint `which` names (load_run) on the test split and writes
-  <workdir>/eval<results_suffix>.json and its plots beside the training run's own eval.json, never over it.
+  <workdir>/eval<results_suffix>.json (and, with `plots`, its figures) beside the training run's own eval.json, never over it.
 
   The file records the split, the checkpoint, the rule that chose it and the validation subjects it was chosen on.
   Returns what the file holds.
@@ -157,6 +153,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
     # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
     print(f"evaluation of checkpoint {run.step}: {evaluation.summary_line(result)}", flush=True)
     suffix = results_suffix(which, run.step) + (f"_pose{round(100 * described['level'])}" if described else "")
-    path = evaluation.write_results(result, workdir, suffix=suffix, extra=extra)
+    path = evaluation.write_results(result, workdir, suffix=suffix, extra=extra, plots=plots)
     print(f"results written to {path}", flush=True)
   return dict(result, **extra)

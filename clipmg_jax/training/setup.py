@@ -11,17 +11,18 @@ from typing import Any
 import jax
 import ml_collections
 
+from clipmg_jax.data import pose_corruption
+from clipmg_jax.data.data_source import DataSource
+from clipmg_jax.run import distributed
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
-from clipmg_jax.training import distributed
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import optimizer as optimizer_lib
-from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state as train_state_lib
-from clipmg_jax.training.data_source import DataSource
 
 
 class ConfigError(ValueError):
@@ -92,10 +93,10 @@ class Setup:
                     out_shardings=self.state_sharding)(params)
     return state
 
-  def checkpointer(self, workdir: pathlib.Path) -> checkpointing.Checkpointer:
+  def checkpointer(self, workdir: "str | pathlib.Path | RunFolder") -> checkpointing.Checkpointer:
     """The checkpoints of <workdir>/checkpoints, recording the global batch size with the input position."""
     ckpt = self.config.checkpoint
-    return checkpointing.Checkpointer(workdir / "checkpoints", keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
+    return checkpointing.Checkpointer(RunFolder.of(workdir).checkpoints_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
                                       global_batch_size=self.config.batch_size)
 
   # --- evaluation

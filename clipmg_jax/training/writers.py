@@ -7,6 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
+from clipmg_jax.run.folder import RunFolder
+
 
 class MetricWriter:
   """Appends {"step": s, "split": ..., **scalars} lines to <workdir>/metrics.jsonl and mirrors scalars to
@@ -16,21 +18,21 @@ class MetricWriter:
   (deduplicated on write, so every reader of the file sees it clean; rewriting the file happens only after a
   resume, when an evaluation stopped part-way is run again)."""
 
-  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True, tensorboard: bool = True):
+  def __init__(self, workdir: "str | pathlib.Path | RunFolder", *, enabled: bool = True, tensorboard: bool = True):
     self.enabled = enabled
     self._file = None
     self._tb = None
     if not enabled:
       return
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    self.path = workdir / "metrics.jsonl"
+    folder = RunFolder.of(workdir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    self.path = folder.metrics_file
     self._written = {_key(line) for line in _lines(self.path)}
     self._file = open(self.path, "a", encoding="utf-8")  # append: a resumed run continues the same file
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-        self._tb = SummaryWriter(str(workdir / "tensorboard"))
+        self._tb = SummaryWriter(str(folder.tensorboard_dir))
       except ImportError:
         logging.info("tensorboardX is not installed: no TensorBoard event files (metrics.jsonl is written)")
 
@@ -66,10 +68,10 @@ class MetricWriter:
       self._tb = None
 
 
-def drop_lines_after(workdir: str | pathlib.Path, step: int) -> None:
+def drop_lines_after(workdir: "str | pathlib.Path | RunFolder", step: int) -> None:
   """Removes the <workdir>/metrics.jsonl lines of steps after `step` (and lines torn by a killed run): a resumed run
   redoes those steps and logs them again."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  path = RunFolder.of(workdir).metrics_file
   lines = _lines(path)
   kept = [line for line in lines if (key := _key(line)) is not None and key[0] <= step]
   if len(kept) != len(lines):

@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from clipmg_jax.training import input_setup
+from clipmg_jax.data import input_setup
 from clipmg_jax.training import runs
 
 nbformat = pytest.importorskip("nbformat")

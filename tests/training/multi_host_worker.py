@@ -27,11 +27,11 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from clipmg_jax.data import input_setup  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax.run import distributed  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import checkpointing  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import defaults  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import distributed  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import evaluation  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import input_setup  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import sharding as sharding_lib  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import trainer  # noqa: E402  pylint: disable=wrong-import-position
 from clipmg_jax.training import writers  # noqa: E402  pylint: disable=wrong-import-position

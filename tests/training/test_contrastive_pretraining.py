@@ -16,9 +16,11 @@ import self_signal
 from clipmg_jax.data.synthetic import captions
 from clipmg_jax.models import contrastive as contrastive_model
 from clipmg_jax.pretraining import contrastive
+from clipmg_jax.run import preemption
+from clipmg_jax.run import workdir_lock
+from clipmg_jax.run import session as session_lib
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import model_setup
-from clipmg_jax.training import preemption
-from clipmg_jax.training import workdir_lock
 from clipmg_jax.weights import hf_export
 from configs import pretrain_synthetic
 from configs import synthetic_pretrained
@@ -71,7 +73,7 @@ def _config(steps, **overrides):
 def test_pretrain_resumes_exactly_and_its_export_loads_into_the_pretrained_config(tmp_path):
   straight = contrastive.pretrain(_config(4), tmp_path / "a")
   (tmp_path / "b").mkdir()
-  shutil.copy(tmp_path / "a" / contrastive.CORPUS_FILE, tmp_path / "b")  # render once
+  shutil.copy(RunFolder(tmp_path / "a").corpus_file, tmp_path / "b")  # render once
   assert contrastive.pretrain(_config(4, stop_after_step=2), tmp_path / "b") == ""
   resumed = contrastive.pretrain(_config(4), tmp_path / "b")
   with open(f"{straight}/{hf_export.WEIGHTS_FILE}", "rb") as a, open(f"{resumed}/{hf_export.WEIGHTS_FILE}", "rb") as b:
@@ -99,26 +101,26 @@ def test_pretrain_resumes_exactly_and_its_export_loads_into_the_pretrained_confi
 def test_pretraining_takes_the_workdir_lock_and_finishes_its_final_save_and_export_on_sigterm(tmp_path, monkeypatch):
   # Held by a live process of this host: refused before anything is rendered.
   (tmp_path / "held").mkdir()
-  (tmp_path / "held" / workdir_lock.FILENAME).write_text(json.dumps(
+  RunFolder(tmp_path / "held").lock_file.write_text(json.dumps(
       {"host": socket.gethostname(), "pid": os.getppid(), "started": "earlier", "command": "pretrain"}))
   with pytest.raises(workdir_lock.WorkdirLockedError, match=f"process {os.getppid()}"):
     contrastive.pretrain(_config(2), tmp_path / "held")
-  assert not (tmp_path / "held" / contrastive.CORPUS_FILE).exists()
+  assert not RunFolder(tmp_path / "held").corpus_file.exists()
 
   with self_signal.sigterm_guard():
     # During set-up (rendering the corpus): stops at once with nothing to save, and the lock is released.
     monkeypatch.setattr(contrastive, "load_corpus", lambda *a, **k: self_signal.sigterm_self())
     with pytest.raises(preemption.Preempted, match="during set-up"):
       contrastive.pretrain(_config(2), tmp_path / "setup")
-    assert not (tmp_path / "setup" / workdir_lock.FILENAME).exists()
+    assert not RunFolder(tmp_path / "setup").lock_file.exists()
     monkeypatch.undo()
 
     # During the final checkpoint write: the write and the export complete, and the run returns its export.
     self_signal.sigterm_when_saving(monkeypatch, 2)
     out = contrastive.pretrain(_config(2), tmp_path / "save")  # step 2 is the final save (the loop saves none)
   assert (tmp_path / "save" / "checkpoints" / "2").is_dir()
-  assert (tmp_path / "save" / contrastive.EXPORT_DIR / hf_export.WEIGHTS_FILE).is_file() and out.endswith("hf_vision")
-  assert not (tmp_path / "save" / workdir_lock.FILENAME).exists()
+  assert (RunFolder(tmp_path / "save").export_dir / hf_export.WEIGHTS_FILE).is_file() and out.endswith("hf_vision")
+  assert not RunFolder(tmp_path / "save").lock_file.exists()
 
 
 def test_pretrained_config_needs_its_checkpoint_except_pose_only():
@@ -216,12 +218,17 @@ def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
   for name in saved:
     delattr(flags.FLAGS, name)
   calls = []
-  monkeypatch.setattr(contrastive, "pretrain", lambda config, workdir: calls.append((config, workdir)) or "")
+  monkeypatch.setattr(contrastive, "pretrain",
+                      lambda config, workdir, session: calls.append((config, workdir, session)) or "")
   try:
     pretrain = importlib.reload(sys.modules["clipmg_jax.pretrain"]) if "clipmg_jax.pretrain" in sys.modules else \
         importlib.import_module("clipmg_jax.pretrain")
     flags.FLAGS(["pretrain", "--config=configs/pretrain_synthetic.py", f"--workdir={tmp_path}"])
-    pretrain.main(["pretrain"])
+    # What command.run does once the flags are parsed: the config read, the command's writing session opened.
+    config = pretrain._CONFIG.value  # pylint: disable=protected-access
+    with session_lib.Session(config, tmp_path, writes=True) as session:
+      assert RunFolder(tmp_path).lock_file.is_file()  # the session holds the run folder
+      pretrain.main(config, session)
   finally:
     flags.FLAGS.unparse_flags()
     for name in ("config", "workdir"):
@@ -230,7 +237,7 @@ def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
     for name, flag in saved.items():
       flags.FLAGS[name] = flag
   assert len(calls) == 1 and calls[0][0].to_dict() == pretrain_synthetic.get_config().to_dict()
-  assert calls[0][1] == str(tmp_path)
+  assert calls[0][1] == tmp_path and calls[0][2] is session
 
 
 def test_probe_features_keep_regions_and_pixel_blocks():

@@ -14,9 +14,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from clipmg_jax.data import input_setup
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ import pytest
 
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import random_shards
 from clipmg_jax.data.records import tfrecord
 from clipmg_jax.training import checkpointing
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import runs
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import trainer

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 import multi_host_worker as worker
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
+from clipmg_jax.run import distributed
 from clipmg_jax.training import data_position
-from clipmg_jax.training import distributed
-from clipmg_jax.training import input_setup
 
 WORKER = pathlib.Path(worker.__file__)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import parity_worker
+from clipmg_jax.models import vit
 from clipmg_jax.training import defaults
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
@@ -13,7 +14,6 @@ from clipmg_jax.training import optimizer as optimizer_lib
 from clipmg_jax.training import sharding as sharding_lib
 from clipmg_jax.training import step as step_lib
 from clipmg_jax.training import train_state as train_state_lib
-from clipmg_jax.models import vit
 
 
 def _step_metrics(variant: str, aux_weight: float):

@@ -1,4 +1,4 @@
-"""Pose that fails at evaluation time (clipmg_jax/training/pose_corruption.py): what each kind does to the
+"""Pose that fails at evaluation time (clipmg_jax/data/pose_corruption.py): what each kind does to the
 keypoints, that a clip's corruption depends on the clip alone, that 0 % is the plain evaluation bit for bit, and
 that with every joint dropped a pose-only model can no longer tell clips apart."""
 
@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from clipmg_jax.data import pose_corruption
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import vit
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import sharding
 from clipmg_jax.training import step as step_lib

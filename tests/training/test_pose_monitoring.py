@@ -15,6 +15,7 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import pose_monitoring
 from clipmg_jax.training import sharding
 from clipmg_jax.training import step as step_lib
+from clipmg_jax.figures import results as result_figures
 
 
 def test_per_window_entropy_is_normalised_to_the_uniform_one():
@@ -80,7 +81,7 @@ def test_evaluation_reports_the_models_own_gate(tmp_path):
   assert 0 < monitoring["patch_entropy"]["mean_with_valid_joint"] < 1
   assert evaluation.scalars(result)["gate_mean"] == pytest.approx(g.mean(), abs=1e-6)
 
-  evaluation.write_results(result, tmp_path, extra={"split": "test"})
+  evaluation.write_results(result, tmp_path, extra={"split": "test"}, plots=result_figures.write_evaluation_plots)
   written = json.loads((tmp_path / "eval.json").read_text())
   assert written["pose_monitoring"]["gate"]["histogram"]["counts"] == monitoring["gate"]["histogram"]["counts"]
   assert (tmp_path / "gate_histogram.png").stat().st_size > 0

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.loader import pipeline
+from clipmg_jax.data.loader import token_cache
 from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.records import token_record
 from clipmg_jax.training import defaults
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import prefix_cache
@@ -81,7 +82,7 @@ def test_cached_tokens_give_the_live_logits_and_gradients(caches):
   assert cached["tokens"].shape == (8, 8, 1 + 4, 16)  # clips, frames, class token + 2 x 2 patches, width
 
   params = prefix_cache.initial_params(live_config, 32)
-  prefix_cache.check_tower(cached_config, params)  # the cache's own tower: accepted
+  token_cache.check_tower(cached_config, params)  # the cache's own tower: accepted
   frames = pipeline_frames(live["frames"])
   labels = jnp.asarray(live["label"])
   logits_live, grads_live = _logits_and_grads(live_config, params, frames, None, live["keypoints"], labels)
@@ -145,7 +146,7 @@ def test_a_cache_of_another_tower_depth_or_data_is_refused(caches):
   # Another tower: the same shapes, other weights (another initialisation seed).
   other = tiny_config(root / "data", seed=1, **{"data.prefix_cache": str(f32)})
   with pytest.raises(token_pipeline.PrefixCacheError, match="another tower"):
-    prefix_cache.check_tower(other, prefix_cache.initial_params(other, 32))
+    token_cache.check_tower(other, prefix_cache.initial_params(other, 32))
   # Another depth: both blocks trainable.
   deeper = tiny_config(root / "data", **{"data.prefix_cache": str(f32), "model.trainable_blocks": 2})
   with pytest.raises(token_pipeline.PrefixCacheError, match="frozen_blocks"):

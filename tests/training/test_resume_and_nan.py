@@ -9,6 +9,7 @@ import pytest
 import training_stand_ins as stand_ins
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import trainer
+from clipmg_jax.figures import results as result_figures
 
 
 def _final_params(workdir):
@@ -23,7 +24,8 @@ def _final_params(workdir):
 
 def test_interrupted_run_resumes_to_identical_params(tmp_path):
   config = stand_ins.tiny_config()
-  full = trainer.train_and_evaluate(config, tmp_path / "full", stand_ins.tiny_data(), stand_ins.tiny_model())
+  full = trainer.train_and_evaluate(config, tmp_path / "full", stand_ins.tiny_data(), stand_ins.tiny_model(),
+                                    plots=result_figures.write_evaluation_plots)
   # Preempted after step 5: the last checkpoint is step 4, so the restart redoes step 5 from the saved iterator.
   stopped = trainer.train_and_evaluate(stand_ins.tiny_config(stop_after_step=5), tmp_path / "resumed",
                                        stand_ins.tiny_data(), stand_ins.tiny_model())

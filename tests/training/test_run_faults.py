@@ -19,15 +19,16 @@ import pytest
 import self_signal
 import training_stand_ins as stand_ins
 from clipmg_jax import cli_errors
+from clipmg_jax.data import input_setup
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.records import random_shards
+from clipmg_jax.run import preemption
+from clipmg_jax.run import workdir_lock
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
-from clipmg_jax.training import input_setup
-from clipmg_jax.training import preemption
 from clipmg_jax.training import runs
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import trainer
-from clipmg_jax.training import workdir_lock
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = pathlib.Path(__file__).with_name("sigterm_worker.py")
@@ -57,7 +58,7 @@ def _lines(workdir: pathlib.Path) -> list[tuple[int, str]]:
 
 def _lock(workdir: pathlib.Path, **holder) -> pathlib.Path:
   workdir.mkdir(parents=True, exist_ok=True)
-  path = workdir / workdir_lock.FILENAME
+  path = RunFolder(workdir).lock_file
   path.write_text(json.dumps(dict({"host": socket.gethostname(), "started": "earlier", "command": "train"},
                                   **holder)))
   return path
@@ -163,7 +164,7 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
     with pytest.raises(preemption.Preempted, match="during set-up"):
       _train(tmp_path / "setup", data, **FINAL)
     assert not (tmp_path / "setup" / "checkpoints").exists() or not _steps(tmp_path / "setup")
-    assert not (tmp_path / "setup" / workdir_lock.FILENAME).exists()  # released
+    assert not RunFolder(tmp_path / "setup").lock_file.exists()  # released
 
 
 def test_metrics_lines_are_deduplicated_on_write(tmp_path):
@@ -297,7 +298,7 @@ _COMPILING = """
 import sys
 import jax, jax.numpy as jnp
 from clipmg_jax import cli_errors
-from clipmg_jax.training import preemption
+from clipmg_jax.run import preemption
 
 def chain(x):  # long enough to compile for seconds: the signal lands inside XLA's compiler
   for i in range(200):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import training_stand_ins as stand_ins
+from clipmg_jax.data import pose_corruption
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
-from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import trainer
 
 ON = {"train_corruption.pose_dropout": 0.3, "train_corruption.probability": 0.5}

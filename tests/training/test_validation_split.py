@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 import training_stand_ins as stand_ins
+from clipmg_jax.data import input_setup
+from clipmg_jax.data.data_source import DataSource
 from clipmg_jax.data.loader import shard_source
 from clipmg_jax.data.loader import validation
 from clipmg_jax.training import checkpointing
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
-from clipmg_jax.training.data_source import DataSource
+from clipmg_jax.figures import results as result_figures
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -131,7 +132,8 @@ def test_periodic_evaluation_and_selection_never_see_the_test_split(tmp_path):
   assert result["split"] == "test" and result["checkpoint"] == "final" and "none" in result["selection"]
   assert result["num_examples"] == 20 and result["validation"]["subjects"] == [10, 11]
 
-  best = runs.evaluate_checkpoint(config, tmp_path, "best", data=data, model=stand_ins.tiny_model())
+  best = runs.evaluate_checkpoint(config, tmp_path, "best", data=data, model=stand_ins.tiny_model(),
+                                  plots=result_figures.write_evaluation_plots)
   chosen = max((val[s]["top1"], s) for s in val)[1]
   result = json.loads((tmp_path / f"eval_best_{chosen}.json").read_text())
   assert result["step"] == chosen and result["split"] == "test" == best["split"]

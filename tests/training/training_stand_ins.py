@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from clipmg_jax.training.data_source import DataSource
+from clipmg_jax.data.data_source import DataSource
 from clipmg_jax.training.model_setup import ModelBundle
 
 NUM_CLASSES = 4

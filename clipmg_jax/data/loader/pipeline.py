@@ -70,7 +70,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   c.num_frames = 8  # RGB frames per clip.
   c.num_pose_frames = 32  # Pose frames per clip (a multiple of num_frames).
   c.image_size = 224  # Side S of the square crops, pixels.
-  c.allow_upscale = False  # True: frames stored smaller than image_size are enlarged (training/frame_size.py).
+  c.allow_upscale = False  # True: frames stored smaller than image_size are enlarged (clipmg_jax/data/frame_size.py).
   c.crop_scale = (0.4, 1.0)  # Training crop area as a fraction of the stored frame area.
   c.crop_ratio = (3 / 4, 4 / 3)  # Training crop aspect ratio (width / height) range.
   c.flip = True  # Random horizontal flip in training (mirrors x and swaps left/right joints).

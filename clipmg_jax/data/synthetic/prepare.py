@@ -21,6 +21,7 @@ from clipmg_jax.data.records import convert as convert_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import plan
 from clipmg_jax.data.synthetic import writer
+from clipmg_jax.run.folder import RunFolder
 
 _DONE = ".generated.json"  # written after a complete generation, so a killed one is redone, not trusted
 
@@ -46,7 +47,7 @@ def resolve_paths(data_config: ml_collections.ConfigDict, workdir: str | pathlib
   synth = data_config.get("synthetic")
   if not synth:
     return data_config
-  cache = pathlib.Path(synth.cache_dir or pathlib.Path(workdir) / "synthetic_data").absolute()
+  cache = pathlib.Path(synth.cache_dir or RunFolder.of(workdir).synthetic_data_dir).absolute()
   if data_config.shards_dir and pathlib.Path(data_config.shards_dir).absolute() != cache / "shards":
     if not manifest_lib.exists(data_config.shards_dir):
       raise manifest_lib.DataSetupError(

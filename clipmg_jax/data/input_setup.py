@@ -12,16 +12,16 @@ import jax
 import ml_collections
 import numpy as np
 
+from clipmg_jax.data import frame_size
+from clipmg_jax.data.data_source import DataSource
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.loader import shard_source
+from clipmg_jax.data.loader import token_cache
 from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.loader import validation as validation_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.models import variants
-from clipmg_jax.training import frame_size
-from clipmg_jax.training import prefix_cache
-from clipmg_jax.training.data_source import DataSource
 
 
 def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
@@ -66,10 +66,10 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   pc, pi = jax.process_count(), jax.process_index()
   eval_batch = int(data.eval_batch_size or data.batch_size)
   # With a prefix cache the same clips, in the same order, come as tokens (its tower is checked against the
-  # parameters once they exist: prefix_cache.check_tower).
+  # parameters once they exist: token_cache.check_tower).
   reader = pipeline
   if data.get("prefix_cache"):
-    prefix_cache.check_run(config, data, manifest)
+    token_cache.check_run(config, data, manifest)
     reader = token_pipeline
 
   def train_iterator():

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from clipmg_jax.data import input_setup
+from clipmg_jax.data import pose_corruption
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.records import example_codec
 from clipmg_jax.data.records import manifest as manifest_lib
@@ -24,10 +26,9 @@ from clipmg_jax.models import clipmg_config
 from clipmg_jax.models import skeleton as skeleton_lib
 from clipmg_jax.models import variants
 from clipmg_jax.models import vit
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import evaluation
-from clipmg_jax.training import input_setup
 from clipmg_jax.training import metrics
-from clipmg_jax.training import pose_corruption
 from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 
@@ -35,7 +36,7 @@ from clipmg_jax.training import trainer
 def ensure_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, steps: int) -> bool:
   """Trains a short run of `steps` steps into <workdir> when it holds no checkpoint (a stand-in for the main job's
   run, so that the notebooks have a model to look at). Returns whether it trained."""
-  if runs.checkpoint_steps(workdir):
+  if RunFolder.of(workdir).checkpoint_steps():
     return False
   short = copy.deepcopy(config)
   short.total_steps = min(int(steps), int(config.total_steps))

@@ -24,7 +24,8 @@ import sys
 import jax
 import numpy as np
 
-FILENAME = "train.lock"
+from clipmg_jax.run.folder import RunFolder
+
 
 _held: dict[pathlib.Path, int] = {}  # lock path -> nesting depth, in this process (the command's and the trainer's)
 
@@ -37,7 +38,7 @@ class WorkdirLockedError(RuntimeError):
 def hold(workdir: str | os.PathLike):
   """Holds <workdir>/train.lock inside (creating workdir); WorkdirLockedError when another live run holds it.
   Re-entrant within a process: only the outermost hold takes and releases the lock."""
-  path = (pathlib.Path(workdir) / FILENAME).absolute()
+  path = RunFolder.of(workdir).lock_file.absolute()
   if path in _held:
     _held[path] += 1
     try:
