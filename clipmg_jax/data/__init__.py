@@ -12,6 +12,7 @@
   tfds_imigue/ a TFDS builder producing the same records as records/clip_record.
 
 Shared by the stages: keypoints (COCO-18 layout, the pixel map of a resized box) and sampling (which frames of a
-clip are stored at conversion and which are fed to the model). Next: clipmg_jax/data/input_setup.py wraps the
-pipeline into the trainer's DataSource.
+clip are stored at conversion and which are fed to the model). Last: input_setup.py wraps the pipeline into the
+trainer's DataSource (data_source.py), after the data checks (frame_size.py; a prefix cache's, loader/token_cache.py);
+pose_corruption.py corrupts keypoints on purpose (evaluation's sweep, training's train_corruption).
 """

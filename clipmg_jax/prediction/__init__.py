@@ -7,6 +7,8 @@
   online_split.py  online recognition scored over a raw dataset's split (true gestures from its labels)
   outputs.py       the JSON and CSV files written
   pose.py          skeleton extraction in the pose environment (data_prep/extract_pose.py)
+  online.py        windows -> segments (NMS) and their matching to true gestures
+  inspection.py    one clip's internals from a checkpoint (python -m clipmg_jax.inspect_clip, the notebooks)
 
-Segments and their matching are online.py's; figures and the rendered video are clipmg_jax/figures/'s.
+Figures and the rendered video are clipmg_jax/figures/'s.
 """

@@ -21,6 +21,11 @@ import pathlib
 from typing import Any, Iterator
 
 
+def _file(name: str, what: str) -> property:
+  """A RunFolder property: <path>/<name>."""
+  return property(lambda self: self.path / name, doc=f"<workdir>/{name}: {what}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunFolder:
   """A run's folder; `RunFolder(path)` accepts a str or a path (and a RunFolder, unchanged, through `of`)."""
@@ -40,13 +45,14 @@ class RunFolder:
     return str(self.path)
 
   # --- the files
-  @property
-  def config_file(self) -> pathlib.Path:
-    return self.path / "config.json"
-
-  @property
-  def metrics_file(self) -> pathlib.Path:
-    return self.path / "metrics.jsonl"
+  config_file = _file("config.json", "the config the run trained with")
+  metrics_file = _file("metrics.jsonl", "one JSON line per logged step and per evaluation")
+  checkpoints_dir = _file("checkpoints", "Orbax checkpoints, one folder per step")
+  tensorboard_dir = _file("tensorboard", "TensorBoard event files")
+  lock_file = _file("train.lock", "who holds the folder (run/workdir_lock.py)")
+  synthetic_data_dir = _file("synthetic_data", "the synthetic configs' dataset")
+  corpus_file = _file("corpus.npz", "contrastive pretraining's rendered corpus")
+  export_dir = _file("hf_vision", "contrastive pretraining's exported tower")
 
   def results_file(self, suffix: str = "") -> pathlib.Path:
     """eval<suffix>.json: the final evaluation (suffix "") or a stand-alone one (suffix "_latest_250")."""
@@ -57,30 +63,6 @@ class RunFolder:
     if name not in FIGURES:
       raise ValueError(f"unknown run figure {name!r}; expected one of {FIGURES}")
     return self.path / f"{name}{suffix}.png"
-
-  @property
-  def checkpoints_dir(self) -> pathlib.Path:
-    return self.path / "checkpoints"
-
-  @property
-  def tensorboard_dir(self) -> pathlib.Path:
-    return self.path / "tensorboard"
-
-  @property
-  def lock_file(self) -> pathlib.Path:
-    return self.path / "train.lock"
-
-  @property
-  def synthetic_data_dir(self) -> pathlib.Path:
-    return self.path / "synthetic_data"
-
-  @property
-  def corpus_file(self) -> pathlib.Path:
-    return self.path / "corpus.npz"
-
-  @property
-  def export_dir(self) -> pathlib.Path:
-    return self.path / "hf_vision"
 
   # --- reading what a run wrote
   def read_config(self) -> dict | None:

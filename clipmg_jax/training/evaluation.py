@@ -1,4 +1,5 @@
-"""Evaluation over a finite split: logits for every example, then metrics, eval.json and PNG plots."""
+"""Evaluation over a finite split: logits for every example, then metrics and eval.json (the command hands in what draws
+its plots)."""
 
 import json
 import logging
