@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks import ablations
+from studies import ablations
 
 # iMiGUE's cross-subject split as the converter plans it (clipmg_jax/data/raw/imigue.py; tests/data/test_imigue.py).
 IMIGUE_TRAIN_CLIPS, IMIGUE_TEST_CLIPS = 13935, 4563

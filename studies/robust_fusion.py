@@ -4,21 +4,21 @@ differences paired by seed against `full` and against `visual_only` (docs/result
 The conditions: all four corruptions at 0, 25, 50, 75 and 100 % (clipmg_jax/training/pose_corruption.py), and each
 kind alone at 100 % ("drop" alone at 100 % = nobody detected). Every figure is one run's test split (or, with
 --split validation, its validation split: what the settings of `+robust` were chosen on), kept in --json under the
-keys benchmarks/pose_corruption.py uses; a rerun computes only what is missing there.
+keys studies/pose_corruption.py uses; a rerun computes only what is missing there.
 
 `visual_only` reads no keypoints, so it is scored with clean keypoints only, and that figure stands for every
 condition (the table says so).
 
-  python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+  python -m studies.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --variants full+robust,full,no_gate,visual_only --seeds 0,1,2,3,4 --steps 250 --eval_every 50 --marker robust_runs
-  python -m benchmarks.robust_fusion --root runs/ablations_pretrained
+  python -m studies.robust_fusion --root runs/ablations_pretrained
 """
 
 import statistics
 
-from benchmarks import ablations
-from benchmarks import pose_corruption as corruption_study
-from benchmarks import trained_runs
+from studies import ablations
+from studies import pose_corruption as corruption_study
+from studies import trained_runs
 from clipmg_jax.training import pose_corruption
 
 ALL = ",".join(pose_corruption.KINDS)

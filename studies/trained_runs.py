@@ -1,4 +1,4 @@
-"""The finished runs of an ablation sweep (benchmarks/ablations.py: <root>/<variant>/seed<k>), read back for the
+"""The finished runs of an ablation sweep (studies/ablations.py: <root>/<variant>/seed<k>), read back for the
 analyses that need their final state: pose corruption, query alignment, gate dynamics, per-subject checks.
 
 A run counts as finished when its eval.json is of the sweep's last step; it is loaded with the config it was trained
@@ -16,7 +16,7 @@ from flax import traverse_util
 import jax
 import numpy as np
 
-from benchmarks import ablations
+from studies import ablations
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.figures import canvas
 from clipmg_jax.models import vit
@@ -42,7 +42,7 @@ def sweep_parser(description: str, *, name: str, variants: str, figure: str | No
   parser.add_argument("--variants", default=variants, help="comma-separated variants")
   parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
   parser.add_argument("--steps", type=int, default=250, help="the sweep's training steps (finished runs only)")
-  parser.add_argument("--json", default=f"benchmarks/results/{name}.json", help="the figures (reused on a rerun)")
+  parser.add_argument("--json", default=f"studies/results/{name}.json", help="the figures (reused on a rerun)")
   parser.add_argument("--figure", default=f"docs/figures/{figure or name}.png", help="the plot")
   parser.add_argument("--output", default="docs/results.md", help="Markdown file the table goes into")
   parser.add_argument("--marker", default=name, help="the table goes between <!-- MARKER:begin/end --> of --output")

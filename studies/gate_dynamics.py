@@ -7,7 +7,7 @@ u · LN(s) (u starts at 0) against the reliability term a·r (a starts at 4, β 
 mean absolute size and each one's share of the variance of the logit — and how far a and β moved. Writes a
 figure (gate over training; per class at the end), a Markdown table into --output and the figures in --json.
 
-  python -m benchmarks.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
 import json
@@ -16,7 +16,7 @@ import statistics
 
 import numpy as np
 
-from benchmarks import trained_runs
+from studies import trained_runs
 from clipmg_jax.figures import canvas
 
 

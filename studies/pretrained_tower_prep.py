@@ -1,7 +1,7 @@
-"""The two preparations of benchmarks/pretrained_tower.sh, each made once and shared by the runs after it:
+"""The two preparations of studies/pretrained_tower.sh, each made once and shared by the runs after it:
 
-  python -m benchmarks.pretrained_tower_prep corpus runs/x/corpus.npz 408 24   # path, people, held-out people
-  python -m benchmarks.pretrained_tower_prep data runs/x/synthetic_data 8      # cache dir, conversion workers
+  python -m studies.pretrained_tower_prep corpus runs/x/corpus.npz 408 24   # path, people, held-out people
+  python -m studies.pretrained_tower_prep data runs/x/synthetic_data 8      # cache dir, conversion workers
 
 corpus: the captioned corpus of configs/pretrain_synthetic.py with another number of people, in the .npz that
 `python -m clipmg_jax.pretrain` reuses when its settings match. data: the benchmark's dataset exactly as

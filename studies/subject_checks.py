@@ -9,7 +9,7 @@ subject, and its held-out accuracy is compared with chance (1 / subjects). A fea
 looking at is the hope of pose guidance in cross-subject recognition. Writes a figure (per-subject top-1 by
 variant), a Markdown table into --output and the figures in --json.
 
-  python -m benchmarks.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
 import json
@@ -18,8 +18,8 @@ import statistics
 
 import numpy as np
 
-from benchmarks import linear_probe
-from benchmarks import trained_runs
+from studies import linear_probe
+from studies import trained_runs
 from clipmg_jax.figures import canvas
 
 

@@ -3,12 +3,12 @@
 #   1. the synthetic benchmark dataset (seed 0, preset demo) is generated and converted, in the background;
 #   2. one captioned corpus of PEOPLE people (PROBE of them held out) is rendered, then the tower is pretrained on it
 #      twice side by side, without and with colour jitter (configs/pretrain_synthetic.py, STEPS steps of BATCH);
-#   3. the linear probe (benchmarks/linear_probe.py) of each on the held-out people; the recipe whose "regions"
+#   3. the linear probe (studies/linear_probe.py) of each on the held-out people; the recipe whose "regions"
 #      features read the two hand regions best (mean balanced accuracy) is kept;
 #   4. the benchmark with that tower (configs/synthetic_pretrained.py: visual_only, full, full+extras, pose_only)
 #      and, for comparison, visual_only from random initialisation (configs/synthetic.py), SEEDS, side by side.
 #
-#   bash benchmarks/pretrained_tower.sh ROOT [RESULTS_DIR]
+#   bash studies/pretrained_tower.sh ROOT [RESULTS_DIR]
 #
 # RESULTS_DIR (default ROOT/results) gets, as they are made: probe_plain.txt, probe_jitter.txt, hf_vision.tgz (the
 # kept tower with its pretraining config and probe), results_pretrained.md, results_scratch.md, and at the end
@@ -33,14 +33,14 @@ stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 
 # The benchmark's dataset as configs/synthetic.py makes it on first use, with more conversion workers.
 data="$root/synthetic_data"
-$py -m benchmarks.pretrained_tower_prep data "$data" $(( CORES / 2 )) > "$logs/data.log" 2>&1 &
+$py -m studies.pretrained_tower_prep data "$data" $(( CORES / 2 )) > "$logs/data.log" 2>&1 &
 data_pid=$!
 
 plain="$root/pretrain_plain"
 jitter="$root/pretrain_jitter"
 stamp "rendering the corpus ($PEOPLE people)"
 mkdir -p "$plain" "$jitter"
-$py -m benchmarks.pretrained_tower_prep corpus "$plain/corpus.npz" $PEOPLE $PROBE > "$logs/corpus.log" 2>&1 \
+$py -m studies.pretrained_tower_prep corpus "$plain/corpus.npz" $PEOPLE $PROBE > "$logs/corpus.log" 2>&1 \
   && cp "$plain/corpus.npz" "$jitter/" || { stamp "corpus failed"; tail -20 "$logs/corpus.log"; }
 
 stamp "pretraining, both recipes side by side"
@@ -56,9 +56,9 @@ p2=$!
 wait $p1 $p2
 
 stamp "probes"
-$py -m benchmarks.linear_probe --pretrain_workdir "$plain" > "$results/probe_plain.txt" 2> "$logs/probe_plain.log" &
+$py -m studies.linear_probe --pretrain_workdir "$plain" > "$results/probe_plain.txt" 2> "$logs/probe_plain.log" &
 p1=$!
-$py -m benchmarks.linear_probe --pretrain_workdir "$jitter" > "$results/probe_jitter.txt" 2> "$logs/probe_jitter.log" &
+$py -m studies.linear_probe --pretrain_workdir "$jitter" > "$results/probe_jitter.txt" 2> "$logs/probe_jitter.log" &
 p2=$!
 wait $p1 $p2
 best=$($py -c '
@@ -80,14 +80,14 @@ stamp "benchmark data ready"
 left=$(( ${LIMIT:-100000} - ($(date +%s) - t0) - 25 ))
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.05
 if [ -n "$best" ]; then
-  timeout $left $py -m benchmarks.ablations --config configs/synthetic_pretrained.py \
+  timeout $left $py -m studies.ablations --config configs/synthetic_pretrained.py \
       --root "$root/ablations_pretrained" --pretrain_workdir "$best" --data_dir "$data" \
       --variants visual_only,full,full+extras,pose_only --seeds "$SEEDS" --steps $BENCH_STEPS \
       --eval_every $(( BENCH_STEPS / 2 )) --jobs 12 --output "$results/results_pretrained.md" \
       --marker ablations_pretrained > "$logs/ablations_pretrained.log" 2>&1 &
   a1=$!
 fi
-timeout $left $py -m benchmarks.ablations --config configs/synthetic.py --root "$root/ablations_scratch" \
+timeout $left $py -m studies.ablations --config configs/synthetic.py --root "$root/ablations_scratch" \
     --data_dir "$data" --variants visual_only --seeds "$SEEDS" --steps $BENCH_STEPS \
     --eval_every $(( BENCH_STEPS / 2 )) --jobs 3 --output "$results/results_scratch.md" \
     --marker ablations_scratch > "$logs/ablations_scratch.log" 2>&1

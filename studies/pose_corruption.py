@@ -7,14 +7,14 @@ The paper's claim (the gate "falls back on vision when pose is unreliable") hold
 and the mean gate) into --output between the markers, the plot --plot, and every figure in --json (rerunning
 reuses what it holds).
 
-  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --seeds 0,1,2,3,4
-  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
+  python -m studies.pose_corruption --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
 """
 
 import statistics
 
-from benchmarks import ablations
-from benchmarks import trained_runs
+from studies import ablations
+from studies import trained_runs
 from clipmg_jax.figures import canvas
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import inspection
@@ -70,7 +70,7 @@ def table(results: dict, variants: list[str], seeds: list[int], levels: list[flo
     lines.append(f"| {variant} ({n} seeds) | " + " | ".join(cells) + " |")
   lines += ["", f"Top-1 % on the test split (mean ± sd over the seeds), g = mean gate over the windows, for "
             f"keypoints corrupted by `{args.kinds}` at each level (jitter {args.jitter_px:g} px at 100 %, "
-            f"corruption seed {args.corruption_seed}); the final state of each run of `benchmarks/ablations.py` "
+            f"corruption seed {args.corruption_seed}); the final state of each run of `studies/ablations.py` "
             f"({args.config}, {args.steps} steps)."]
   return "\n".join(lines)
 

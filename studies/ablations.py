@@ -5,10 +5,10 @@ workdir <root>/<variant>/seed<k> (rerunning this script resumes unfinished runs 
 one synthetic dataset, generated and converted once before the runs start. The table (Markdown: the mean over the
 seeds, then each seed's value) is printed and written to --output.
 
-  python -m benchmarks.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
-  python -m benchmarks.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper's architecture
-  python -m benchmarks.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
-  python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+  python -m studies.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
+  python -m studies.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper's architecture
+  python -m studies.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
+  python -m studies.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --pretrain_workdir runs/pretrain_synthetic --variants full+extras,full,visual_only,pose_only \
       --seeds 0,1,2 --steps 250 --eval_every 125 --marker ablations_pretrained    # the pretrained tower
 

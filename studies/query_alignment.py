@@ -8,14 +8,14 @@ on the part patches (each frame's w sums to 1); attention share = the cross-atte
 part patches of all frames (it sums to 1 over the clip's tokens); uniform = the part patches' share of the patches.
 Lift = share / uniform. Also an overlay figure for one correct and one wrong clip of the first run of --figure_variant.
 
-  python -m benchmarks.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
 
 import numpy as np
 import tqdm
 
-from benchmarks import trained_runs
+from studies import trained_runs
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.synthetic import moved_parts
 from clipmg_jax.figures import canvas

@@ -8,7 +8,7 @@ frames of the pretraining people and tested on the people held out of pretrainin
 same probe on a randomly initialised tower of the same shape is the baseline. Reports accuracy against the majority
 rate of the test people, and balanced accuracy (mean recall over the values present) against 1 / their number.
 
-  python -m benchmarks.linear_probe --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
+  python -m studies.linear_probe --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
 """
 
 import argparse
