@@ -16,10 +16,11 @@ condition (the table says so).
 
 import statistics
 
+from clipmg_jax.training import pose_corruption
 from studies import ablations
 from studies import pose_corruption as corruption_study
+from studies import sweep
 from studies import trained_runs
-from clipmg_jax.training import pose_corruption
 
 ALL = ",".join(pose_corruption.KINDS)
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -44,9 +45,9 @@ def figures(results: dict, args, variant: str, kinds: str, level: float, key: st
   return out
 
 
-def evaluate(args, results: trained_runs.Saved) -> None:
+def evaluate(args, results: sweep.Saved) -> None:
   """Scores every finished run under every condition; visual_only only with clean keypoints (it reads none)."""
-  found = trained_runs.finished(args)
+  found = sweep.finished(args)
   vision = {k: v for k, v in found.items() if k[0] == VISION}
   corruption_study.evaluate_runs(args, vision, [(ALL, 0.0)], results, results.save)
   corruption_study.evaluate_runs(args, {k: v for k, v in found.items() if k[0] != VISION}, CONDITIONS, results,
@@ -129,13 +130,13 @@ def plot(results: dict, args) -> None:
 
 
 def main(argv=None):
-  parser = trained_runs.sweep_parser(__doc__, name="robust_fusion", variants=f"{FULL},{ROBUST},{VISION},no_gate")
+  parser = sweep.analysis_parser(__doc__, name="robust_fusion", variants=f"{FULL},{ROBUST},{VISION},no_gate")
   parser.add_argument("--split", default="test", choices=("test", "validation"),
                       help="the split scored (validation: what the settings were chosen on)")
   parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
   parser.add_argument("--corruption_seed", type=int, default=0)
-  args = trained_runs.parse(parser, argv)
-  results = trained_runs.Saved(args.json)
+  args = sweep.parse(parser, argv)
+  results = sweep.Saved(args.json)
   evaluate(args, results)
   text = (accuracy_table(results, args)
           + f"\n\n{args.split.capitalize()} top-1 % (mean ± sd over seeds {args.seeds}; g = mean gate over the "
@@ -145,7 +146,7 @@ def main(argv=None):
           f"column.\n\nPaired differences (top-1 points, mean over the seeds [95 % t interval]):\n\n"
           + difference_table(results, args))
   plot(results, args)
-  trained_runs.publish(args, text)
+  sweep.publish(args, text)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,12 @@
-"""The finished runs of an ablation sweep (studies/ablations.py: <root>/<variant>/seed<k>), read back for the
-analyses that need their final state: pose corruption, query alignment, gate dynamics, per-subject checks.
+"""A finished run of a sweep (studies/sweep.py), loaded for the analyses that need its final state: pose corruption,
+query alignment, gate dynamics, per-subject checks; and what they share to show it (a figure file, mean ± sd).
 
-A run counts as finished when its eval.json is of the sweep's last step; it is loaded with the config it was trained
-with (the config file's variant, its seed and the sweep's dataset) through runs.load_run, like every other reader of
-a trained run. XLA's compilation cache is on (the runs of one variant compile the same programs).
+A run is loaded with the config it was trained with (the config file's variant, its seed, the sweep's dataset and
+overrides) through runs.load_run, like every other reader of a trained run. XLA's compilation cache is switched on
+with the first load (the runs of one variant compile the same programs).
 """
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -16,10 +15,10 @@ from flax import traverse_util
 import jax
 import numpy as np
 
-from studies import ablations
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.figures import canvas
 from clipmg_jax.models import vit
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,87 +30,19 @@ def use_compilation_cache(folder: str | None = None) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def sweep_parser(description: str, *, name: str, variants: str, figure: str | None = None) -> argparse.ArgumentParser:
-  """The flags every analysis of a sweep shares: where the sweep is (--root, --config, --data_dir, --steps), which
-  runs (--variants, --seeds), where the results go (--json, reused on a rerun; --figure; --output/--marker, the
-  Markdown table's place)."""
-  parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--root", default="runs/ablations_pretrained", help="the sweep's folder (ablations.py --root)")
-  parser.add_argument("--config", default="configs/synthetic_pretrained.py", help="the sweep's config file")
-  parser.add_argument("--data_dir", default="", help="the sweep's dataset (default <root>/synthetic_data)")
-  parser.add_argument("--variants", default=variants, help="comma-separated variants")
-  parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
-  parser.add_argument("--steps", type=int, default=250, help="the sweep's training steps (finished runs only)")
-  parser.add_argument("--json", default=f"studies/results/{name}.json", help="the figures (reused on a rerun)")
-  parser.add_argument("--figure", default=f"docs/figures/{figure or name}.png", help="the plot")
-  parser.add_argument("--output", default="docs/results.md", help="Markdown file the table goes into")
-  parser.add_argument("--marker", default=name, help="the table goes between <!-- MARKER:begin/end --> of --output")
-  parser.add_argument("--set", default="", dest="overrides",
-                      help="space-separated KEY=VALUE config overrides the sweep's runs were trained with "
-                           "(ablations.py's arguments after --, without --config.)")
-  return parser
-
-
-def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-  """Parsed flags with data_dir resolved, variant_list and seed_list; the compilation cache switched on."""
-  args = parser.parse_args(argv)
-  args.data_dir = args.data_dir or str(pathlib.Path(args.root) / "synthetic_data")
-  args.variant_list = args.variants.split(",")
-  args.seed_list = [int(s) for s in args.seeds.split(",")]
-  from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  args.override_dict = defaults.parse_overrides(args.overrides.split())
-  use_compilation_cache()
-  return args
-
-
-class Saved(dict):
-  """The JSON file of an analysis' figures, as a dict; save() writes it back (after each run, so an interrupted
-  analysis keeps what it computed)."""
-
-  def __init__(self, path: str | pathlib.Path):
-    self.path = pathlib.Path(path)
-    super().__init__(json.loads(self.path.read_text()) if self.path.is_file() else {})
-
-  def save(self) -> None:
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    self.path.write_text(json.dumps(self, indent=1, sort_keys=True))
-
-
 def write_figure(fig, path: str) -> None:
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   canvas.save(fig, path)
   print(f"wrote {path}")
 
 
-def finished(args: argparse.Namespace) -> dict:
-  """{(variant, seed): workdir} of the sweep's runs (parse's args) whose eval.json is of step args.steps; the others
-  are listed on stdout."""
-  out, missing = {}, []
-  for variant in args.variant_list:
-    for seed in args.seed_list:
-      workdir = pathlib.Path(args.root) / variant / f"seed{seed}"
-      if ablations.final_result(workdir, args.steps) is not None:
-        out[(variant, seed)] = workdir
-      else:
-        missing.append(f"{variant}/seed{seed}")
-  if missing:
-    print(f"not finished (left out): {', '.join(missing)}", flush=True)
-  return out
-
-
-def publish(args: argparse.Namespace, text: str) -> None:
-  """Prints an analysis's Markdown and writes it between the --marker comments of --output."""
-  print(text)
-  ablations.write_into(pathlib.Path(args.output), text, args.marker)
-
-
-def load(config_file: str, variant: str, seed: int, workdir: pathlib.Path, data_dir: str,
-         which: str = "latest", overrides: dict | None = None) -> runs.Run:
-  """The run's checkpoint `which` (default: the final state), with the config it was trained with (plus the sweep's
-  `overrides`)."""
-  config = runs.load_config(str(REPO / config_file) + f":{variant}",
-                            {**(overrides or {}), "seed": seed, "data.synthetic.cache_dir": str(data_dir)})
-  return runs.load_run(config, workdir, which)
+def load(args: argparse.Namespace, variant: str, seed: int, folder: RunFolder, which: str = "latest") -> runs.Run:
+  """The run's checkpoint `which` (default: the final state), with the config it was trained with: the sweep's
+  config file (args.config) at `variant`, `seed`, the sweep's dataset (args.data_dir) and overrides (--set)."""
+  use_compilation_cache()
+  overrides = {**getattr(args, "override_dict", {}), "seed": seed, "data.synthetic.cache_dir": str(args.data_dir)}
+  config = runs.load_config(str(REPO / args.config) + f":{variant}", overrides)
+  return runs.load_run(config, folder.path, which)
 
 
 def mean_and_spread(values: list[float]) -> str:
