@@ -105,17 +105,18 @@ def table(saved: dict, variants: list[str]) -> str:
   return "\n".join(lines)
 
 
+NOTE = ("Final state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
+        "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
+        "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
+
+
 def main(argv=None):
   parser = sweep.analysis_parser(__doc__, name="gate_dynamics", variants="full,no_guidance,no_cross_attention")
   args = sweep.parse(parser, argv)
   saved = sweep.Saved(args.json)
   sweep.per_run(args, saved, lambda variant, seed, folder: measure(args, variant, seed, folder))
   figure(saved, args.variant_list, args.figure)
-  text = table(saved, args.variant_list) + (
-      "\n\nFinal state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
-      "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
-      "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
-  sweep.publish(args, text)
+  sweep.publish(args, table(saved, args.variant_list) + "\n\n" + NOTE)
 
 
 if __name__ == "__main__":

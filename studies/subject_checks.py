@@ -2,10 +2,10 @@ r"""Per subject: how evenly each variant does across the test subjects, and how 
 pooled clip feature carries.
 
 Spread: each run's per-subject top-1 on the test split (per_subject of the run's final results), its standard
-deviation and range over the subjects, averaged over the seeds. Identity probe (for --probe_variants, default `full` against
-`visual_only`): the pooled clip feature the head classifies (the cross-attention output) of every test clip; each
-subject's clips are split alternately into a fitting half and a held-out half, a softmax regression predicts the
-subject, and its held-out accuracy is compared with chance (1 / subjects). A feature that knows less of who it is
+deviation and range over the subjects, averaged over the seeds. Identity probe (for --probe_variants, default `full`
+against `visual_only`): the pooled clip feature the head classifies (the cross-attention output) of every test clip;
+each subject's clips are split alternately into a fitting half and a held-out half, a softmax regression predicts
+the subject, and its held-out accuracy is compared with chance (1 / subjects). A feature that knows less of who it is
 looking at is the hope of pose guidance in cross-subject recognition. Writes a figure (per-subject top-1 by
 variant), a Markdown table into --output and the figures in --json.
 
@@ -75,6 +75,11 @@ def table(saved: dict, variants: list[str]) -> str:
   return "\n".join(lines)
 
 
+NOTE = ("Test split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax regression "
+        "on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test subject and "
+        "scored on the others.")
+
+
 def main(argv=None):
   parser = sweep.analysis_parser(
       __doc__, name="subject_checks", figure="per_subject",
@@ -91,11 +96,7 @@ def main(argv=None):
       print(f"[{key}] identity probe: {entry['probe']}", flush=True)
     saved.save()
   figure(saved, args.variant_list, args.figure)
-  text = table(saved, args.variant_list) + (
-      "\n\nTest split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax "
-      "regression on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test "
-      "subject and scored on the others.")
-  sweep.publish(args, text)
+  sweep.publish(args, table(saved, args.variant_list) + "\n\n" + NOTE)
 
 
 if __name__ == "__main__":
