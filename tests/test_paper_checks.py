@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks import ablations
-from benchmarks import query_alignment
+from studies import ablations
+from studies import query_alignment
 from clipmg_jax.data import keypoints as keypoints_lib
 from clipmg_jax.data.synthetic import motions
 from clipmg_jax.data.synthetic import moved_parts
@@ -70,7 +70,7 @@ def test_robust_fusion_pairs_by_seed_and_judges_the_targets():
   targets compare means over the seeds all three variants have, and visual_only's clean figure stands for every
   condition."""
   import argparse  # pylint: disable=import-outside-toplevel
-  from benchmarks import robust_fusion  # pylint: disable=import-outside-toplevel
+  from studies import robust_fusion  # pylint: disable=import-outside-toplevel
   args = argparse.Namespace(split="test", seed_list=[0, 1, 2], variant_list=["full", "full+robust", "visual_only"])
   all_kinds = robust_fusion.ALL
   top1 = {("full", 0.0): [0.50, 0.55, 0.52], ("full+robust", 0.0): [0.50, 0.54, 0.52],

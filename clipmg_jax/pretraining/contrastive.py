@@ -7,7 +7,7 @@ contrastive loss, and an in-memory Grain source over the corpus. At the end the 
 CLIPVisionModel checkpoint (<workdir>/hf_vision), the form in which real CLIP weights arrive.
 
 The corpus's last `corpus.probe_subjects` people are held out of pretraining, for the linear probe
-(benchmarks/linear_probe.py) to test on people the tower never saw.
+(studies/linear_probe.py) to test on people the tower never saw.
 """
 
 import logging

@@ -241,7 +241,7 @@ def test_pretrain_command_line_reaches_pretraining(tmp_path, monkeypatch):
 
 
 def test_probe_features_keep_regions_and_pixel_blocks():
-  from benchmarks import linear_probe as probe  # pylint: disable=import-outside-toplevel
+  from studies import linear_probe as probe  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   tokens = rng.normal(size=(2, 49, 4)).astype(np.float32)
   regions = np.asarray(probe._region_means(tokens, 7)).reshape(2, 9, 4)  # pylint: disable=protected-access

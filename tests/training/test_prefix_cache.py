@@ -171,16 +171,20 @@ def test_off_by_default_and_training_from_the_cache(caches, tmp_path):
 
 
 def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp_path, monkeypatch, capsys):
-  """benchmarks/prefix_cache.py --accuracy: the commands it runs (commands stubbed: their results are written as a
-  run would), that it reuses finished live runs and skips what exists, and its table with the paired differences."""
-  from benchmarks import prefix_cache as bench  # pylint: disable=import-outside-toplevel
+  """studies/prefix_cache_accuracy.py: the commands it runs (commands stubbed: their results are written as a run
+  would), that it reuses finished live runs and skips what exists, and its table with the paired differences."""
+  from clipmg_jax.run.folder import RunFolder  # pylint: disable=import-outside-toplevel
+  from studies import prefix_cache_accuracy as study  # pylint: disable=import-outside-toplevel
+  from studies import sweep  # pylint: disable=import-outside-toplevel
   ran = []
 
   def write_eval(workdir, top1, step=250):
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "eval.json").write_text(json.dumps({"top1": top1, "mean_class_accuracy": 0.25, "step": step}))
+    RunFolder(workdir).results_file().write_text(
+        json.dumps({"top1": top1, "mean_class_accuracy": 0.25, "step": step}))
 
-  def fake_run(command):
+  def fake_run(command, log=None):
+    assert log is None  # one run at a time: its output goes to the sweep's
     ran.append(command)
     out = [a.split("=", 1)[1] for a in command if a.startswith(("--out=", "--workdir="))]
     if "clipmg_jax.cache_prefix" in command:
@@ -191,13 +195,13 @@ def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp
       cached = any(a.startswith("--config.data.prefix_cache=") for a in command)
       write_eval(pathlib.Path(out[0]), 0.5 + seed / 10 - (0.02 if cached else 0))
 
-  monkeypatch.setattr(bench, "_run", fake_run)
+  monkeypatch.setattr(sweep, "run_command", fake_run)
   live_runs = tmp_path / "sweep"
   write_eval(live_runs / "full" / "seed0", 0.5)  # reused
   write_eval(live_runs / "full" / "seed1", 0.9, step=100)  # another budget: trained again
-  args = ["--accuracy", "--root", str(tmp_path / "root"), "--variants", "full,visual_only", "--seeds", "0,1",
+  args = ["--root", str(tmp_path / "root"), "--variants", "full,visual_only", "--seeds", "0,1",
           "--ks", "1,4", "--live_runs", str(live_runs)]
-  result = bench.accuracy(bench.parse_args(args))
+  result = study.accuracy(study.parse_args(args))
   builds = [c for c in ran if "clipmg_jax.cache_prefix" in c]
   trainings = [c for c in ran if "clipmg_jax.train" in c]
   assert len(builds) == 2 and len(trainings) == 2 * 3 * 2 - 1  # a cache per K; one live run reused
@@ -208,6 +212,10 @@ def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp
   assert pathlib.Path(result["runs"][0]["workdir"]).resolve() == (live_runs / "full" / "seed0").resolve()
   assert "| `full` | live | 2 | 55.0 ± 7.1 | — | 25.0 ± 0.0 | — |" in result["table"]
   assert "| `full` | K=4 | 2 | 53.0 ± 7.1 | -2.0 [-2.0, -2.0] | 25.0 ± 0.0 | +0.0 [+0.0, +0.0] |" in result["table"]
+  # The wall times are the sweep's record, not written into the runs' results; a reused run has none.
+  assert all("seconds" not in RunFolder(r["workdir"]).read_results() for r in result["runs"])
+  assert result["runs"][0]["seconds"] is None and all(r["seconds"] >= 0 for r in result["runs"][1:])
   ran.clear()
-  bench.accuracy(bench.parse_args(args))  # everything exists: nothing runs again
+  again = study.accuracy(study.parse_args(args))  # everything exists: nothing runs again
   assert ran == []
+  assert again["runs"] == result["runs"]  # the wall times read back from the record

@@ -1,6 +1,6 @@
 """Which body part each synthetic class moves, as its motion program (motions.PROGRAMS) moves it, in COCO-18 joints.
 
-The ground truth for "does the pose-guided query look where the gesture happens" (benchmarks/query_alignment.py).
+The ground truth for "does the pose-guided query look where the gesture happens" (studies/query_alignment.py).
 One-hand programs act with one hand chosen per clip (the dominant one 85 % of the time), which the class does not
 say: their part is "acting_hand", the wrist and elbow of the side whose wrist travels further in the clip
 (acting_side). Classes that share a program share a part (C2/C29, C23/C24/C26).

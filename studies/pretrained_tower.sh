@@ -3,17 +3,18 @@
 #   1. the synthetic benchmark dataset (seed 0, preset demo) is generated and converted, in the background;
 #   2. one captioned corpus of PEOPLE people (PROBE of them held out) is rendered, then the tower is pretrained on it
 #      twice side by side, without and with colour jitter (configs/pretrain_synthetic.py, STEPS steps of BATCH);
-#   3. the linear probe (benchmarks/linear_probe.py) of each on the held-out people; the recipe whose "regions"
+#   3. the linear probe (studies/linear_probe.py) of each on the held-out people; the recipe whose "regions"
 #      features read the two hand regions best (mean balanced accuracy) is kept;
 #   4. the benchmark with that tower (configs/synthetic_pretrained.py: visual_only, full, full+extras, pose_only)
 #      and, for comparison, visual_only from random initialisation (configs/synthetic.py), SEEDS, side by side.
 #
-#   bash benchmarks/pretrained_tower.sh ROOT [RESULTS_DIR]
+#   bash studies/pretrained_tower.sh ROOT [RESULTS_DIR]
 #
-# RESULTS_DIR (default ROOT/results) gets, as they are made: probe_plain.txt, probe_jitter.txt, hf_vision.tgz (the
+# RESULTS_DIR (default ROOT/results) gets, as they are made: probe_plain.txt, probe_jitter.txt, tower.tgz (the
 # kept tower with its pretraining config and probe), results_pretrained.md, results_scratch.md, and at the end
-# runs.tgz (every run's logs, metrics.jsonl and eval.json; no checkpoints or data). LIMIT (seconds) bounds the
-# whole study: the benchmark runs get what is left of it. On a 2-core CPU the same steps take many hours.
+# runs.tgz (every run's logs, config, metrics and results, and the sweeps' records; no checkpoints or data). LIMIT
+# (seconds) bounds the whole study: the benchmark runs get what is left of it. On a 2-core CPU the same steps take
+# many hours. The steps that read or pack the runs' folders are studies/pretrained_tower_prep.py's.
 set -uo pipefail
 root=${1:-runs/pretrained_tower}
 results=${2:-$root/results}
@@ -32,16 +33,15 @@ t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 
 # The benchmark's dataset as configs/synthetic.py makes it on first use, with more conversion workers.
-data="$root/synthetic_data"
-$py -m benchmarks.pretrained_tower_prep data "$data" $(( CORES / 2 )) > "$logs/data.log" 2>&1 &
+data="$root/dataset"
+$py -m studies.pretrained_tower_prep data "$data" $(( CORES / 2 )) > "$logs/data.log" 2>&1 &
 data_pid=$!
 
 plain="$root/pretrain_plain"
 jitter="$root/pretrain_jitter"
 stamp "rendering the corpus ($PEOPLE people)"
-mkdir -p "$plain" "$jitter"
-$py -m benchmarks.pretrained_tower_prep corpus "$plain/corpus.npz" $PEOPLE $PROBE > "$logs/corpus.log" 2>&1 \
-  && cp "$plain/corpus.npz" "$jitter/" || { stamp "corpus failed"; tail -20 "$logs/corpus.log"; }
+$py -m studies.pretrained_tower_prep corpus $PEOPLE $PROBE "$plain" "$jitter" > "$logs/corpus.log" 2>&1 \
+  || { stamp "corpus failed"; tail -20 "$logs/corpus.log"; }
 
 stamp "pretraining, both recipes side by side"
 pre=(--config configs/pretrain_synthetic.py --config.corpus.num_subjects=$PEOPLE --config.corpus.probe_subjects=$PROBE
@@ -56,43 +56,32 @@ p2=$!
 wait $p1 $p2
 
 stamp "probes"
-$py -m benchmarks.linear_probe --pretrain_workdir "$plain" > "$results/probe_plain.txt" 2> "$logs/probe_plain.log" &
+$py -m studies.linear_probe --pretrain_workdir "$plain" > "$results/probe_plain.txt" 2> "$logs/probe_plain.log" &
 p1=$!
-$py -m benchmarks.linear_probe --pretrain_workdir "$jitter" > "$results/probe_jitter.txt" 2> "$logs/probe_jitter.log" &
+$py -m studies.linear_probe --pretrain_workdir "$jitter" > "$results/probe_jitter.txt" 2> "$logs/probe_jitter.log" &
 p2=$!
 wait $p1 $p2
-best=$($py -c '
-import json, pathlib, sys
-scores = {}
-for workdir in sys.argv[1:]:
-  path = pathlib.Path(workdir) / "linear_probe.json"
-  if path.is_file():
-    r = json.loads(path.read_text())["results"]["pretrained, regions"]
-    scores[workdir] = (r["right_hand"]["balanced"] + r["left_hand"]["balanced"]) / 2
-print(" hand-region scores:", {k: round(100 * v, 1) for k, v in scores.items()}, file=sys.stderr)
-print(max(scores, key=scores.get) if scores else "", end="")
-' "$plain" "$jitter")
+best=$($py -m studies.pretrained_tower_prep best "$plain" "$jitter")
 stamp "kept: ${best:-none}"
-[ -n "$best" ] && tar -C "$best" -czf "$results/hf_vision.tgz" hf_vision config.json linear_probe.json
+[ -n "$best" ] && $py -m studies.pretrained_tower_prep keep "$best" "$results/tower.tgz"
 wait $data_pid || { stamp "data preparation failed"; tail -20 "$logs/data.log"; }
 stamp "benchmark data ready"
 
 left=$(( ${LIMIT:-100000} - ($(date +%s) - t0) - 25 ))
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.05
 if [ -n "$best" ]; then
-  timeout $left $py -m benchmarks.ablations --config configs/synthetic_pretrained.py \
+  timeout $left $py -m studies.ablations --config configs/synthetic_pretrained.py \
       --root "$root/ablations_pretrained" --pretrain_workdir "$best" --data_dir "$data" \
       --variants visual_only,full,full+extras,pose_only --seeds "$SEEDS" --steps $BENCH_STEPS \
       --eval_every $(( BENCH_STEPS / 2 )) --jobs 12 --output "$results/results_pretrained.md" \
       --marker ablations_pretrained > "$logs/ablations_pretrained.log" 2>&1 &
   a1=$!
 fi
-timeout $left $py -m benchmarks.ablations --config configs/synthetic.py --root "$root/ablations_scratch" \
+timeout $left $py -m studies.ablations --config configs/synthetic.py --root "$root/ablations_scratch" \
     --data_dir "$data" --variants visual_only --seeds "$SEEDS" --steps $BENCH_STEPS \
     --eval_every $(( BENCH_STEPS / 2 )) --jobs 3 --output "$results/results_scratch.md" \
     --marker ablations_scratch > "$logs/ablations_scratch.log" 2>&1
 [ -n "${a1:-}" ] && wait $a1
 stamp "done"
-tar -C "$root" -czf "$results/runs.tgz" --exclude=checkpoints --exclude=synthetic_data --exclude='*.npz' \
-    --exclude=hf_vision --exclude=tensorboard --exclude=results . 2>/dev/null
+$py -m studies.pretrained_tower_prep pack "$root" "$results/runs.tgz" dataset results 2>/dev/null
 ls -la "$results"

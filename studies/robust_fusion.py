@@ -4,22 +4,23 @@ differences paired by seed against `full` and against `visual_only` (docs/result
 The conditions: all four corruptions at 0, 25, 50, 75 and 100 % (clipmg_jax/data/pose_corruption.py), and each
 kind alone at 100 % ("drop" alone at 100 % = nobody detected). Every figure is one run's test split (or, with
 --split validation, its validation split: what the settings of `+robust` were chosen on), kept in --json under the
-keys benchmarks/pose_corruption.py uses; a rerun computes only what is missing there.
+keys studies/pose_corruption.py uses; a rerun computes only what is missing there.
 
 `visual_only` reads no keypoints, so it is scored with clean keypoints only, and that figure stands for every
 condition (the table says so).
 
-  python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+  python -m studies.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --variants full+robust,full,no_gate,visual_only --seeds 0,1,2,3,4 --steps 250 --eval_every 50 --marker robust_runs
-  python -m benchmarks.robust_fusion --root runs/ablations_pretrained
+  python -m studies.robust_fusion --root runs/ablations_pretrained
 """
 
 import statistics
 
-from benchmarks import ablations
-from benchmarks import pose_corruption as corruption_study
-from benchmarks import trained_runs
 from clipmg_jax.data import pose_corruption
+from studies import ablations
+from studies import pose_corruption as corruption_study
+from studies import sweep
+from studies import trained_runs
 
 ALL = ",".join(pose_corruption.KINDS)
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -44,9 +45,9 @@ def figures(results: dict, args, variant: str, kinds: str, level: float, key: st
   return out
 
 
-def evaluate(args, results: trained_runs.Saved) -> None:
+def evaluate(args, results: sweep.Saved) -> None:
   """Scores every finished run under every condition; visual_only only with clean keypoints (it reads none)."""
-  found = trained_runs.finished(args)
+  found = sweep.finished(args)
   vision = {k: v for k, v in found.items() if k[0] == VISION}
   corruption_study.evaluate_runs(args, vision, [(ALL, 0.0)], results, results.save)
   corruption_study.evaluate_runs(args, {k: v for k, v in found.items() if k[0] != VISION}, CONDITIONS, results,
@@ -129,13 +130,13 @@ def plot(results: dict, args) -> None:
 
 
 def main(argv=None):
-  parser = trained_runs.sweep_parser(__doc__, name="robust_fusion", variants=f"{FULL},{ROBUST},{VISION},no_gate")
+  parser = sweep.analysis_parser(__doc__, name="robust_fusion", variants=f"{FULL},{ROBUST},{VISION},no_gate")
   parser.add_argument("--split", default="test", choices=("test", "validation"),
                       help="the split scored (validation: what the settings were chosen on)")
   parser.add_argument("--jitter_px", type=float, default=8.0, help="jitter at 100 %%, pixels of the 112-px input")
   parser.add_argument("--corruption_seed", type=int, default=0)
-  args = trained_runs.parse(parser, argv)
-  results = trained_runs.Saved(args.json)
+  args = sweep.parse(parser, argv)
+  results = sweep.Saved(args.json)
   evaluate(args, results)
   text = (accuracy_table(results, args)
           + f"\n\n{args.split.capitalize()} top-1 % (mean ± sd over seeds {args.seeds}; g = mean gate over the "
@@ -145,7 +146,7 @@ def main(argv=None):
           f"column.\n\nPaired differences (top-1 points, mean over the seeds [95 % t interval]):\n\n"
           + difference_table(results, args))
   plot(results, args)
-  trained_runs.publish(args, text)
+  sweep.publish(args, text)
 
 
 if __name__ == "__main__":

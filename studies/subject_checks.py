@@ -1,31 +1,31 @@
 r"""Per subject: how evenly each variant does across the test subjects, and how much of the subject's identity the
 pooled clip feature carries.
 
-Spread: each run's per-subject top-1 on the test split (eval.json's per_subject), its standard deviation and range
-over the subjects, averaged over the seeds. Identity probe (for --probe_variants, default `full` against
-`visual_only`): the pooled clip feature the head classifies (the cross-attention output) of every test clip; each
-subject's clips are split alternately into a fitting half and a held-out half, a softmax regression predicts the
-subject, and its held-out accuracy is compared with chance (1 / subjects). A feature that knows less of who it is
+Spread: each run's per-subject top-1 on the test split (per_subject of the run's final results), its standard
+deviation and range over the subjects, averaged over the seeds. Identity probe (for --probe_variants, default `full`
+against `visual_only`): the pooled clip feature the head classifies (the cross-attention output) of every test clip;
+each subject's clips are split alternately into a fitting half and a held-out half, a softmax regression predicts
+the subject, and its held-out accuracy is compared with chance (1 / subjects). A feature that knows less of who it is
 looking at is the hope of pose guidance in cross-subject recognition. Writes a figure (per-subject top-1 by
 variant), a Markdown table into --output and the figures in --json.
 
-  python -m benchmarks.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.subject_checks --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import json
-import pathlib
 import statistics
 
 import numpy as np
 
-from benchmarks import linear_probe
-from benchmarks import trained_runs
 from clipmg_jax.figures import canvas
+from clipmg_jax.run.folder import RunFolder
+from studies import linear_probe
+from studies import sweep
+from studies import trained_runs
 
 
-def per_subject(workdir: pathlib.Path) -> dict[str, float]:
-  result = json.loads((workdir / "eval.json").read_text())
-  return {str(k): v["accuracy"] for k, v in result["per_subject"].items()}
+def per_subject(folder: RunFolder) -> dict[str, float]:
+  """{subject: test top-1} of the run's final state."""
+  return {str(k): v["accuracy"] for k, v in folder.read_results()["per_subject"].items()}
 
 
 def identity_probe(run) -> dict:
@@ -75,27 +75,28 @@ def table(saved: dict, variants: list[str]) -> str:
   return "\n".join(lines)
 
 
+NOTE = ("Test split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax regression "
+        "on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test subject and "
+        "scored on the others.")
+
+
 def main(argv=None):
-  parser = trained_runs.sweep_parser(
+  parser = sweep.analysis_parser(
       __doc__, name="subject_checks", figure="per_subject",
       variants="full,visual_only,pose_only,no_guidance,no_cross_attention,no_gate")
   parser.add_argument("--probe_variants", default="full,visual_only", help="variants given the identity probe")
-  args = trained_runs.parse(parser, argv)
+  args = sweep.parse(parser, argv)
   probe_variants = set(args.probe_variants.split(","))
-  saved = trained_runs.Saved(args.json)
-  for (variant, seed), workdir in trained_runs.finished(args).items():
+  saved = sweep.Saved(args.json)
+  for (variant, seed), folder in sweep.finished(args).items():
     key = f"{variant}/seed{seed}"
-    entry = saved.setdefault(key, {"per_subject": per_subject(workdir)})
+    entry = saved.setdefault(key, {"per_subject": per_subject(folder)})
     if variant in probe_variants and "probe" not in entry:
-      entry["probe"] = identity_probe(trained_runs.load(args.config, variant, seed, workdir, args.data_dir))
+      entry["probe"] = identity_probe(trained_runs.load(args, variant, seed, folder))
       print(f"[{key}] identity probe: {entry['probe']}", flush=True)
     saved.save()
   figure(saved, args.variant_list, args.figure)
-  text = table(saved, args.variant_list) + (
-      "\n\nTest split (12 subjects), final state of each run, mean over the seeds. Identity probe: softmax "
-      "regression on the pooled clip feature (the cross-attention output), fitted on alternate clips of each test "
-      "subject and scored on the others.")
-  trained_runs.publish(args, text)
+  sweep.publish(args, table(saved, args.variant_list) + "\n\n" + NOTE)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,21 @@ on the part patches (each frame's w sums to 1); attention share = the cross-atte
 part patches of all frames (it sums to 1 over the clip's tokens); uniform = the part patches' share of the patches.
 Lift = share / uniform. Also an overlay figure for one correct and one wrong clip of the first run of --figure_variant.
 
-  python -m benchmarks.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.query_alignment --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
 
 import numpy as np
 import tqdm
 
-from benchmarks import trained_runs
 from clipmg_jax.data.loader import pipeline
 from clipmg_jax.data.synthetic import moved_parts
 from clipmg_jax.figures import canvas
 from clipmg_jax.figures import clip_views
 from clipmg_jax.models import pose_guidance
 from clipmg_jax.prediction import inspection
+from studies import sweep
+from studies import trained_runs
 
 
 def part_patches(keypoints: np.ndarray, joints: tuple[int, ...], num_frames: int, size: int, patch: int,
@@ -143,20 +144,19 @@ def table(summaries: dict) -> str:
 
 
 def main(argv=None):
-  parser = trained_runs.sweep_parser(__doc__, name="query_alignment", variants="full,no_gate,no_guidance,visual_only")
+  parser = sweep.analysis_parser(__doc__, name="query_alignment", variants="full,no_gate,no_guidance,visual_only")
   parser.add_argument("--radius", type=float, default=1.0, help="part patches: centre within this many patches")
   parser.add_argument("--figure_variant", default="full", help="the variant of the overlay figure (first seed)")
-  args = trained_runs.parse(parser, argv)
-  saved = trained_runs.Saved(args.json)
+  args = sweep.parse(parser, argv)
+  saved = sweep.Saved(args.json)
   summaries, figure_done = {}, False
-  for (variant, seed), workdir in trained_runs.finished(args).items():
+  for (variant, seed), folder in sweep.finished(args).items():
     key = f"{variant}/seed{seed}/r{args.radius:g}"
     need_figure = variant == args.figure_variant and not figure_done
     if key not in saved or need_figure:
-      run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
+      run = trained_runs.load(args, variant, seed, folder)
       rows = analyse_run(run, args)
-      saved[key] = summary(rows)
-      saved.save()
+      saved.put(key, summary(rows))
       print(f"[{variant} seed {seed}] {saved[key]}", flush=True)
       if need_figure:
         overlay(run, rows, args)
@@ -165,7 +165,7 @@ def main(argv=None):
   text = table(summaries) + (
       f"\n\nTest split, final state of each run; shares in % (mean ± sd over the seeds); part patches within "
       f"{args.radius:g} patch of a joint the class moves (moved_parts.py); lift = share / uniform.")
-  trained_runs.publish(args, text)
+  sweep.publish(args, text)
 
 
 if __name__ == "__main__":

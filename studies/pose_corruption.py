@@ -4,32 +4,31 @@ pose frames lost, all at the same level; seeded per clip, so every variant sees 
 
 The paper's claim (the gate "falls back on vision when pose is unreliable") holds if `full` degrades towards
 `visual_only` and no lower while `no_gate` falls below it. Writes a Markdown table (top-1 mean ± sd over the seeds,
-and the mean gate) into --output between the markers, the plot --plot, and every figure in --json (rerunning
+and the mean gate) into --output between the markers, the plot --figure, and every figure in --json (rerunning
 reuses what it holds).
 
-  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --seeds 0,1,2,3,4
-  python -m benchmarks.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
+  python -m studies.pose_corruption --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.pose_corruption --root runs/ablations_pretrained --kinds drop --marker pose_corruption_drop
 """
 
 import statistics
 
-from benchmarks import ablations
-from benchmarks import trained_runs
 from clipmg_jax.data import pose_corruption
 from clipmg_jax.figures import canvas
 from clipmg_jax.prediction import inspection
 from clipmg_jax.training import evaluation
+from studies import sweep
+from studies import trained_runs
 
 
 def evaluate_runs(args, found: dict, conditions: list[tuple[str, float]], results: dict, save) -> None:
   """Fills results["[<split>/]<variant>/seed<k>/<kinds>/<level>"] = {top1, mean_class_accuracy, gate_mean} for
   each (kinds, level) of `conditions` that is missing, loading each run once."""
-  for (variant, seed), workdir in found.items():
+  for (variant, seed), folder in found.items():
     keys = {(kinds, level): _key(args, variant, seed, kinds, level) for kinds, level in conditions}
     if all(k in results for k in keys.values()):
       continue
-    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir,
-                            overrides=getattr(args, "override_dict", None))
+    run = trained_runs.load(args, variant, seed, folder)
     batches = list(inspection.split_batches(run, args.split))  # read once, scored under every condition
     for (kinds, level), key in keys.items():
       if key in results:
@@ -70,7 +69,7 @@ def table(results: dict, variants: list[str], seeds: list[int], levels: list[flo
     lines.append(f"| {variant} ({n} seeds) | " + " | ".join(cells) + " |")
   lines += ["", f"Top-1 % on the test split (mean ± sd over the seeds), g = mean gate over the windows, for "
             f"keypoints corrupted by `{args.kinds}` at each level (jitter {args.jitter_px:g} px at 100 %, "
-            f"corruption seed {args.corruption_seed}); the final state of each run of `benchmarks/ablations.py` "
+            f"corruption seed {args.corruption_seed}); the final state of each run of `studies/ablations.py` "
             f"({args.config}, {args.steps} steps)."]
   return "\n".join(lines)
 
@@ -106,7 +105,7 @@ def plot_curves(curves: dict, levels: list[float], kinds: str, split: str, path:
 
 
 def main(argv=None):
-  parser = trained_runs.sweep_parser(__doc__, name="pose_corruption", variants="full,no_gate,pose_only,visual_only")
+  parser = sweep.analysis_parser(__doc__, name="pose_corruption", variants="full,no_gate,pose_only,visual_only")
   parser.add_argument("--levels", default="0,0.25,0.5,0.75,1", help="corruption levels, fractions")
   parser.add_argument("--kinds", default=",".join(pose_corruption.KINDS),
                       help=f"comma-separated subset of {pose_corruption.KINDS}, all applied at each level")
@@ -114,15 +113,15 @@ def main(argv=None):
   parser.add_argument("--corruption_seed", type=int, default=0)
   parser.add_argument("--split", default="test", choices=("test", "validation"),
                       help="the split scored (validation: for choosing settings)")
-  args = trained_runs.parse(parser, argv)
+  args = sweep.parse(parser, argv)
   pose_corruption.parse_kinds(args.kinds)
   levels = [float(v) for v in args.levels.split(",")]
-  results = trained_runs.Saved(args.json)
-  found = trained_runs.finished(args)
+  results = sweep.Saved(args.json)
+  found = sweep.finished(args)
   evaluate_runs(args, found, [(args.kinds, level) for level in levels], results, results.save)
   text = table(results, args.variant_list, args.seed_list, levels, args)
   plot(results, args.variant_list, args.seed_list, levels, args)
-  trained_runs.publish(args, text)
+  sweep.publish(args, text)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,24 @@
 r"""How the gate g = sigmoid(u · LN(s) + a·r + β) behaves, and how much of it is learned rather than built in.
 
 For every finished run with a gate (full, no_guidance, no_cross_attention): its mean over the validation split at
-each periodic evaluation (metrics.jsonl's gate_mean), its mean per class on the test split at the end (eval.json),
+each periodic evaluation (the gate_mean of the run's validation metrics), its mean per class on the test split at
+the end (the run's final results),
 and, on the test split's windows at the final state, the two terms inside the sigmoid: the learned feature term
 u · LN(s) (u starts at 0) against the reliability term a·r (a starts at 4, β at −2, docs/method.md §6) — their
 mean absolute size and each one's share of the variance of the logit — and how far a and β moved. Writes a
 figure (gate over training; per class at the end), a Markdown table into --output and the figures in --json.
 
-  python -m benchmarks.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
+  python -m studies.gate_dynamics --root runs/ablations_pretrained --seeds 0,1,2,3,4
 """
 
-import json
-import pathlib
 import statistics
 
 import numpy as np
 
-from benchmarks import trained_runs
 from clipmg_jax.figures import canvas
+from clipmg_jax.run.folder import RunFolder
+from studies import sweep
+from studies import trained_runs
 
 
 def gate_terms(run) -> dict:
@@ -40,15 +41,22 @@ def gate_terms(run) -> dict:
           "gate_if_feature_term_removed": float(np.mean(1 / (1 + np.exp(-(reliability_term + beta)))))}
 
 
-def validation_curve(workdir: pathlib.Path) -> dict[str, float]:
+def validation_curve(folder: RunFolder) -> dict[str, float]:
   """{"step": mean gate on the validation split} of the run's periodic evaluations (string keys, as in JSON)."""
-  lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-  return {str(m["step"]): m["gate_mean"] for m in lines if m.get("split") == "validation" and "gate_mean" in m}
+  return {str(m["step"]): m["gate_mean"] for m in folder.read_metrics("validation") if "gate_mean" in m}
 
 
-def per_class(workdir: pathlib.Path) -> dict[str, float]:
-  result = json.loads((workdir / "eval.json").read_text())
-  return {k: v for k, v in result["pose_monitoring"]["gate"]["per_class"].items() if v is not None}
+def per_class(folder: RunFolder) -> dict[str, float]:
+  """The final state's mean gate per class on the test split (classes without a window left out)."""
+  gate = folder.read_results()["pose_monitoring"]["gate"]
+  return {k: v for k, v in gate["per_class"].items() if v is not None}
+
+
+def measure(args, variant: str, seed: int, folder: RunFolder) -> dict:
+  """One finished run's figures: the gate's terms at the final state, its validation curve and its per-class mean."""
+  terms = gate_terms(trained_runs.load(args, variant, seed, folder))
+  print(f"[{variant}/seed{seed}] {terms}", flush=True)
+  return {"terms": terms, "validation_curve": validation_curve(folder), "per_class": per_class(folder)}
 
 
 def figure(saved: dict, variants: list[str], path: str) -> None:
@@ -97,25 +105,18 @@ def table(saved: dict, variants: list[str]) -> str:
   return "\n".join(lines)
 
 
+NOTE = ("Final state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
+        "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
+        "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
+
+
 def main(argv=None):
-  parser = trained_runs.sweep_parser(__doc__, name="gate_dynamics", variants="full,no_guidance,no_cross_attention")
-  args = trained_runs.parse(parser, argv)
-  saved = trained_runs.Saved(args.json)
-  for (variant, seed), workdir in trained_runs.finished(args).items():
-    key = f"{variant}/seed{seed}"
-    if key in saved:
-      continue
-    run = trained_runs.load(args.config, variant, seed, workdir, args.data_dir)
-    saved[key] = {"terms": gate_terms(run), "validation_curve": validation_curve(workdir),
-                  "per_class": per_class(workdir)}
-    saved.save()
-    print(f"[{key}] {saved[key]['terms']}", flush=True)
+  parser = sweep.analysis_parser(__doc__, name="gate_dynamics", variants="full,no_guidance,no_cross_attention")
+  args = sweep.parse(parser, argv)
+  saved = sweep.Saved(args.json)
+  sweep.per_run(args, saved, lambda variant, seed, folder: measure(args, variant, seed, folder))
   figure(saved, args.variant_list, args.figure)
-  text = table(saved, args.variant_list) + (
-      "\n\nFinal state of each run (mean over the seeds); |·| = mean absolute value over the test split's windows; "
-      "variance share = the term's variance over the windows / the variance of the whole logit u·LN(s) + a·r + β; "
-      "'gate without u·LN(s)' = the mean of sigmoid(a·r + β), the gate the reliability alone would give.")
-  trained_runs.publish(args, text)
+  sweep.publish(args, table(saved, args.variant_list) + "\n\n" + NOTE)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ r"""Linear probe of a frozen vision tower: do its features carry the captioned a
 Features of the frozen tower, for every frame of the captioned corpus (clipmg_jax/data/synthetic/captions.py):
 "mean", the mean of ln_post over the patch tokens (CLIP-MG's query without keypoints), and "regions", the means of
 ln_post over a 3 x 3 grid of image regions (CLIP-MG pools the patch tokens by attention, so where a feature is
-matters; the mean erases it). Raw pixels (8 x 8 pixel block means) are the baseline that needs no tower. For each attribute, a softmax regression is fitted on the
-frames of the pretraining people and tested on the people held out of pretraining (corpus.probe_subjects). The
-same probe on a randomly initialised tower of the same shape is the baseline. Reports accuracy against the majority
-rate of the test people, and balanced accuracy (mean recall over the values present) against 1 / their number.
+matters; the mean erases it). Raw pixels (8 x 8 pixel block means) are the baseline that needs no tower. For each
+attribute, a softmax regression is fitted on the frames of the pretraining people and tested on the people held out
+of pretraining (corpus.probe_subjects). The same probe on a randomly initialised tower of the same shape is the
+baseline. Reports accuracy against the majority rate of the test people, and balanced accuracy (mean recall over the
+values present) against 1 / their number. The figures go into a JSON file, by default beside the pretraining's own
+files (probe_file).
 
-  python -m benchmarks.linear_probe --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and hf_vision
+  python -m studies.linear_probe --pretrain_workdir runs/pretrain_synthetic     # reads its corpus and export
 """
 
 import argparse
@@ -101,24 +103,30 @@ def probe(train_x, train_y, test_x, test_y) -> dict:
               balanced_chance=float(1.0 / len(present)), values_in_test=int(len(present)))
 
 
+def probe_file(folder: RunFolder) -> pathlib.Path:
+  """Where the probe of a pretraining run's tower is written by default (and where studies/pretrained_tower.sh
+  reads it back)."""
+  return folder.path / "linear_probe.json"
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--pretrain_workdir", required=True,
-                      help="workdir of python -m clipmg_jax.pretrain (its config.json, corpus.npz and hf_vision/)")
-  parser.add_argument("--checkpoint", default="", help="tower to probe (default <pretrain_workdir>/hf_vision)")
-  parser.add_argument("--output", default="", help="JSON results (default <pretrain_workdir>/linear_probe.json)")
+                      help="workdir of python -m clipmg_jax.pretrain (its config, corpus and exported tower)")
+  parser.add_argument("--checkpoint", default="", help="tower to probe (default: the workdir's exported tower)")
+  parser.add_argument("--output", default="", help="JSON results (default: linear_probe.json in the workdir)")
   args = parser.parse_args(argv)
-  workdir = pathlib.Path(args.pretrain_workdir)
-  config_path = workdir / "config.json"
-  if not config_path.is_file():
-    raise SystemExit(f"{config_path}: not found; run python -m clipmg_jax.pretrain --workdir {workdir} first")
+  workdir = RunFolder(args.pretrain_workdir)
+  saved_config = workdir.read_config()
+  if saved_config is None:
+    raise SystemExit(f"{workdir.config_file}: not found; run python -m clipmg_jax.pretrain --workdir {workdir} first")
   import ml_collections  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  corpus = contrastive.load_corpus(config.corpus, config.data.image_size, RunFolder(workdir).corpus_file)
+  config = ml_collections.ConfigDict(saved_config)
+  corpus = contrastive.load_corpus(config.corpus, config.data.image_size, workdir.corpus_file)
   train, test = contrastive.split_people(corpus, int(config.corpus.probe_subjects))
   if not len(test):
     raise SystemExit("corpus.probe_subjects is 0: no held-out people to test the probe on")
-  model, pretrained = load_clip_vision(args.checkpoint or str(RunFolder(workdir).export_dir))
+  model, pretrained = load_clip_vision(args.checkpoint or str(workdir.export_dir))
   random_init = model.init(jax.random.key(0), jnp.zeros((1, model.image_size, model.image_size, 3)))["params"]
   extracted = {"pixels": (pixel_features(train.images), pixel_features(test.images))}
   for name, params in (("pretrained", pretrained), ("random init", random_init)):
@@ -128,7 +136,7 @@ def main(argv=None):
   results = {name: {a: probe(f_train, train.attributes[:, j], f_test, test.attributes[:, j])
                     for j, a in enumerate(captions.ATTRIBUTE_NAMES)}
              for name, (f_train, f_test) in tqdm.tqdm(extracted.items(), desc="probes")}
-  out = pathlib.Path(args.output or workdir / "linear_probe.json")
+  out = pathlib.Path(args.output or probe_file(workdir))
   out.write_text(json.dumps(dict(train_images=len(train), test_images=len(test),
                                  test_people=sorted(set(test.subjects.tolist())), results=results), indent=1))
   print(f"{len(train)} frames of {len(set(train.subjects.tolist()))} pretraining people -> "

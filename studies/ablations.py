@@ -1,21 +1,23 @@
 r"""Trains the CLIP-MG ablations on the synthetic benchmark with a longer budget and prints a results table.
 
 Each (variant, seed) is one `python -m clipmg_jax.train --config configs/synthetic.py:<variant>` run in its own
-workdir <root>/<variant>/seed<k> (rerunning this script resumes unfinished runs and reuses finished ones); all share
-one synthetic dataset, generated and converted once before the runs start. The table (Markdown: the mean over the
-seeds, then each seed's value) is printed and written to --output.
+workdir <root>/<variant>/seed<k>, trained by studies/sweep.py (rerunning this script resumes unfinished runs and
+reuses finished ones; each training's wall time goes into the sweep's record in <root>); all share one synthetic
+dataset, generated and converted once before the runs start. The table (Markdown: the mean over the seeds, then
+each seed's value) is printed and written to --output.
 
-  python -m benchmarks.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
-  python -m benchmarks.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper's architecture
-  python -m benchmarks.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
-  python -m benchmarks.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
+  python -m studies.ablations                                   # full+extras, visual_only, pose_only; 2 seeds
+  python -m studies.ablations --variants full,no_gate,no_guidance,no_cross_attention --seeds 0   # paper's architecture
+  python -m studies.ablations --jobs 8 -- --config.data.worker_count=2   # a many-core machine with a GPU
+  python -m studies.ablations --config configs/synthetic_pretrained.py --root runs/ablations_pretrained \
       --pretrain_workdir runs/pretrain_synthetic --variants full+extras,full,visual_only,pose_only \
       --seeds 0,1,2 --steps 250 --eval_every 125 --marker ablations_pretrained    # the pretrained tower
 
 With --pretrain_workdir the tower is first pretrained there (python -m clipmg_jax.pretrain --config
 configs/pretrain_synthetic.py; skipped when its export exists) and every run with a vision tower loads the export
-(--config.init.vit_checkpoint). --data_dir points all runs at one synthetic dataset (e.g. the main job's
-runs/synthetic/synthetic_data), generated there only when it is not there yet.
+(--config.init.vit_checkpoint). --data_dir points all runs at one synthetic dataset (e.g. the main job's, in
+runs/synthetic), generated there only when it is not there yet. full+extras is configs/synthetic.py's default
+model, full the paper's.
 
 Budget: 2000 steps of batch 32 per run. On a 16-core machine with one H100, 6 runs side by side (--jobs 6, 2 loader
 workers each) take 4-5 minutes; on a 2-core CPU a `full` run takes ~40 minutes, `pose_only` ~13.
@@ -23,14 +25,13 @@ workers each) take 4-5 minutes; on a 2-core CPU a `full` run takes ~40 minutes, 
 
 import argparse
 import concurrent.futures
-import json
 import pathlib
 import statistics
-import subprocess
 import sys
-import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from clipmg_jax.run.folder import RunFolder
+from studies import sweep
+
 METRICS = (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class acc."), ("macro_f1", "macro-F1"))
 
 
@@ -39,72 +40,39 @@ def prepare_data(args) -> None:
   from clipmg_jax.data.synthetic import prepare  # pylint: disable=import-outside-toplevel
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
-  config.data.synthetic.cache_dir = data_dir(args)
+  config.data.synthetic.cache_dir = args.data_dir
   prepare.make_shards(config.data, args.root)
-
-
-def data_dir(args) -> str:
-  return str(pathlib.Path(args.data_dir or pathlib.Path(args.root) / "synthetic_data").absolute())
 
 
 def pretrain(args) -> str:
   """Pretrains the tower in --pretrain_workdir unless its export exists; returns the export directory."""
-  workdir = pathlib.Path(args.pretrain_workdir).absolute()
-  export = workdir / "hf_vision"
-  if (export / "model.safetensors").is_file():
-    print(f"[pretrain] already done: {export}", flush=True)
-    return str(export)
-  cmd = [sys.executable, "-m", "clipmg_jax.pretrain", "--config", args.pretrain_config, "--workdir", str(workdir)]
-  print(f"[pretrain] {' '.join(cmd)}", flush=True)
-  workdir.mkdir(parents=True, exist_ok=True)
-  with open(workdir / "pretrain.log", "a") as log:
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
-  return str(export)
+  from clipmg_jax.weights import hf_export  # pylint: disable=import-outside-toplevel
+  folder = RunFolder(pathlib.Path(args.pretrain_workdir).absolute())
+  if (folder.export_dir / hf_export.WEIGHTS_FILE).is_file():
+    print(f"[pretrain] already done: {folder.export_dir}", flush=True)
+    return str(folder.export_dir)
+  folder.path.mkdir(parents=True, exist_ok=True)
+  sweep.run_command([sys.executable, "-m", "clipmg_jax.pretrain", "--config", args.pretrain_config, "--workdir",
+                     str(folder)], sweep.log_file(folder, "pretrain"))
+  return str(folder.export_dir)
 
 
-def last_validation(workdir: pathlib.Path) -> dict | None:
-  """The last validation line of a run's metrics.jsonl (the final state's), or None."""
-  path = workdir / "metrics.jsonl"
-  if not path.is_file():
-    return None
-  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  lines = [m for m in lines if m.get("split") == "validation"]
+def last_validation(folder: RunFolder) -> dict | None:
+  """The run's last validation metrics (the final state's), or None."""
+  lines = folder.read_metrics("validation")
   return lines[-1] if lines else None
 
 
-def final_result(workdir: pathlib.Path, steps: int) -> dict | None:
-  """A run's eval.json when it was trained to `steps` (a finished run of the sweep), else None."""
-  eval_json = pathlib.Path(workdir) / "eval.json"
-  if not eval_json.is_file():
-    return None
-  result = json.loads(eval_json.read_text())
-  return result if result.get("step") == steps else None
-
-
-def run_one(variant: str, seed: int, args) -> dict:
-  workdir = pathlib.Path(args.root) / variant / f"seed{seed}"
-  eval_json = workdir / "eval.json"
-  result = final_result(workdir, args.steps)
-  if result is not None:
-    print(f"[{variant} seed {seed}] already trained: {eval_json}", flush=True)
-    return dict(result, final_validation=last_validation(workdir))
-  cmd = [sys.executable, "-m", "clipmg_jax.train", "--config", f"{args.config}:{variant}",
-         "--workdir", str(workdir), f"--config.total_steps={args.steps}", f"--config.seed={seed}",
-         f"--config.eval_every_steps={args.eval_every}",
-         f"--config.data.synthetic.cache_dir={data_dir(args)}"] + args.extra
+def run_one(runs: sweep.Sweep, variant: str, seed: int, args) -> dict:
+  """One run of the sweep, trained unless finished: its results and its last validation metrics."""
+  overrides = {"total_steps": args.steps, "seed": seed, "eval_every_steps": args.eval_every,
+               "data.synthetic.cache_dir": args.data_dir}
   from clipmg_jax.models import variants  # pylint: disable=import-outside-toplevel
   if args.vit_checkpoint and variants.uses(variants.parse(variant).variant).vision:
-    cmd.append(f"--config.init.vit_checkpoint={args.vit_checkpoint}")
-  print(f"[{variant} seed {seed}] {' '.join(cmd)}", flush=True)
-  start = time.time()
-  workdir.mkdir(parents=True, exist_ok=True)
-  with open(workdir / "train.log", "a") as log:  # parallel runs would interleave their progress bars
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
-  result = json.loads(eval_json.read_text())
-  result["seconds"] = time.time() - start
-  eval_json.write_text(json.dumps(result, indent=1))
-  print(f"[{variant} seed {seed}] top-1 {100 * result['top1']:.1f} in {result['seconds']:.0f} s", flush=True)
-  return dict(result, final_validation=last_validation(workdir))
+    overrides["init.vit_checkpoint"] = args.vit_checkpoint
+  folder = runs.folder(variant, seed)
+  result = runs.train(folder, f"{args.config}:{variant}", overrides, args.extra)
+  return dict(result, final_validation=last_validation(folder))
 
 
 def table(results: dict[str, list[dict]], args) -> str:
@@ -180,58 +148,31 @@ def paired_differences(results: dict[str, list[dict]], seeds: list[int], referen
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--variants", default="full+extras,visual_only,pose_only",
-                      help="comma-separated config arguments (configs/synthetic.py:<variant>[+extras]); "
-                           "full+extras is configs/synthetic.py's default model, full the paper's")
-  parser.add_argument("--config", default="configs/synthetic.py",
-                      help="config file of the runs (configs/synthetic.py, configs/synthetic_pretrained.py)")
+  sweep.add_sweep_flags(parser, root=str(sweep.REPO / "runs" / "ablations"), config="configs/synthetic.py",
+                        variants="full+extras,visual_only,pose_only", seeds="0,1", steps=2000, marker="ablations")
   parser.add_argument("--pretrain_workdir", default="",
                       help="pretrain the vision tower here first (once) and load its export in every run with a "
                            "vision tower")
   parser.add_argument("--pretrain_config", default="configs/pretrain_synthetic.py",
                       help="config of the pretraining (with --pretrain_workdir)")
-  parser.add_argument("--data_dir", default="",
-                      help="shared synthetic dataset folder (default <root>/synthetic_data); made if absent")
-  parser.add_argument("--marker", default="ablations",
-                      help="the table goes between <!-- MARKER:begin --> and <!-- MARKER:end --> of --output")
-  parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds (the dataset is the same)")
-  parser.add_argument("--steps", type=int, default=2000, help="training steps per run (batch 32)")
   parser.add_argument("--eval_every", type=int, default=1000, help="periodic evaluation interval in steps")
   parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side (they share the devices)")
-  parser.add_argument("--root", default=str(REPO / "runs" / "ablations"),
-                      help="folder of the per-run workdirs and the shared synthetic dataset")
-  parser.add_argument("--output", default=str(REPO / "docs" / "results.md"),
-                      help="Markdown file the table is written into (between the ablation markers)")
   parser.add_argument("extra", nargs="*", help="more --config.x=y overrides for every run (after --)")
-  args = parser.parse_args(argv)
+  args = sweep.parse(parser, argv)
   prepare_data(args)
   args.vit_checkpoint = pretrain(args) if args.pretrain_workdir else ""
-  variants = args.variants.split(",")
-  seeds = [int(s) for s in args.seeds.split(",")]
+  variants, seeds = args.variant_list, args.seed_list
+  runs = sweep.Sweep(args.root)
   jobs = [(v, s) for s in seeds for v in variants]  # seed by seed: an interrupted sweep leaves paired seeds
   with concurrent.futures.ThreadPoolExecutor(max(args.jobs, 1)) as pool:
-    done = dict(zip(jobs, pool.map(lambda job: run_one(*job, args), jobs)))
+    done = dict(zip(jobs, pool.map(lambda job: run_one(runs, *job, args), jobs)))
   results = {v: [done[(v, s)] for s in seeds] for v in variants}
   text = table(results, args)
   reference = next((v for v in ("full", "full+extras") if v in results), None)
   if reference and len(results) > 1:
     text += "\n\nPaired differences (each seed's run against the same seed's `" + reference + "`):\n\n"
     text += paired_differences(results, seeds, reference)
-  print(text)
-  write_into(pathlib.Path(args.output), text, args.marker)
-
-
-def write_into(path: pathlib.Path, text: str, marker: str = "ablations") -> None:
-  """Replaces the text between the markers of `path` (appends a section when there are none)."""
-  begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-  block = f"{begin}\n{text}\n{end}"
-  old = path.read_text() if path.is_file() else "# Results\n"
-  if begin in old and end in old:
-    new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-  else:
-    new = old.rstrip("\n") + "\n\n## Ablations on the synthetic benchmark\n\n" + block + "\n"
-  path.write_text(new)
-  print(f"wrote {path}")
+  sweep.publish(args, text)
 
 
 if __name__ == "__main__":
