@@ -14,7 +14,7 @@ Evaluation (`config.eval_corruption`: level, kinds, jitter_px, seed; read by `py
 batch size and process count sees the same corrupted keypoints for the same clip. Level 0 returns the batch
 unchanged (the plain evaluation, bit for bit); level 1 with "drop" (or "frames") leaves no joint at all.
 
-Training (`config.train_corruption`, off by default, and not part of `+robust`): before each train step, each clip of
+Training (`config.train_corruption`, off by default, and not part of `+robust`): before each train step, each clip of the
 batch loses its whole pose stream with probability pose_dropout (every joint dropped: nobody detected), or else is
 corrupted with probability `probability` by the same kinds at a level drawn uniformly from [0, max_level]. The
 random numbers come from (config.seed, step, clip_id) alone, so a resumed run draws what the uninterrupted one drew,
