@@ -44,16 +44,17 @@ def workdir_flag(help_text: str, required: bool = True) -> flags.FlagHolder:
 
 
 def run(main: Callable[[Any, session_lib.Session], Any], *, config=None, writes: bool = False,
-        processes: bool = False) -> None:
+        processes: bool = False, check: Callable[[Any], None] | None = None) -> None:
   """Runs main(config, session) as the program (absl's app.run) inside the shell described above; does not return.
 
-  config: the command's config_flag holder (None: the command has none, or reads it itself). writes: the session
-  takes the --workdir's lock and the SIGTERM watch. processes: it joins the other processes (config.distributed)
-  and leaves them at the end."""
-  app.run(functools.partial(_shell, main, config, writes, processes), flags_parser=cli_errors.parse_flags)
+  config: the command's config_flag holder (None: the command has none). writes: the session takes the --workdir's
+  lock and the SIGTERM watch. processes: it joins the other processes (config.distributed) and leaves them at the
+  end. check: checks of the config alone, run before the session takes anything, so that a misconfigured run
+  stops at once and leaves no folder behind."""
+  app.run(functools.partial(_shell, main, config, writes, processes, check), flags_parser=cli_errors.parse_flags)
 
 
-def _shell(main, config_holder, writes: bool, processes: bool, argv: list[str]) -> Any:
+def _shell(main, config_holder, writes: bool, processes: bool, check, argv: list[str]) -> Any:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
@@ -62,5 +63,7 @@ def _shell(main, config_holder, writes: bool, processes: bool, argv: list[str]) 
     config = None
     if config_holder is not None and config_holder.value is not None:
       config = cli_errors.config_or_exit(config_holder)
+    if check is not None:
+      check(config)
     with session_lib.Session(config, workdir, writes=writes, processes=processes) as session:
       return main(config, session)

@@ -46,7 +46,6 @@ _WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
 
 def main(config, session):
   logging.info("config:\n%s", config)
-  model_setup.check_vision_init(config)  # before any data work: a misconfigured run stops at once
   # The session's lock and preemption watch cover the data set-up too (it may generate the synthetic dataset).
   with session.stops_at_once(preemption.SETUP):
     data = input_setup.make_data_source(config, session.workdir)
@@ -57,4 +56,5 @@ def main(config, session):
 
 
 if __name__ == "__main__":
-  command.run(main, config=_CONFIG, writes=True, processes=True)
+  # The vision-init check runs before the session takes the folder: a misconfigured run leaves nothing behind.
+  command.run(main, config=_CONFIG, writes=True, processes=True, check=model_setup.check_vision_init)
