@@ -54,6 +54,7 @@ ROBUST = {
     "robust.vision_readout": "tower",  # a visual_only classifier (own trainable blocks, cross-attention, head)
     "robust.vision_aux_weight": 1.0,  # its loss, on every clip
     "robust.distill_weight": 1.0,  # and its cross-entropy to the fused model's class probabilities
+    "robust.vision_lr_scale": 2.0,  # an optimizer group of its own (own gradient clip), at twice the learning rate
     "robust.reliability_floor": 0.25,  # below this pose reliability its logits take over (all of them at r = 0)
 }
 
