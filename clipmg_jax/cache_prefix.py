@@ -18,6 +18,7 @@ When to use it and what it costs: docs/training.md "Prefix cache".
 from absl import flags
 
 from clipmg_jax import command
+from clipmg_jax.run import output_paths
 from clipmg_jax.training import prefix_cache
 
 _CONFIG = command.config_flag("The training config file of the runs that will read the cache; `file.py:arg` and "
@@ -38,6 +39,8 @@ _MAX_CLIPS = flags.DEFINE_integer("max_clips", None, "Only the first clips of ea
 
 def main(config, session):
   del session  # reads the config's dataset; writes only the cache's own folder (--out)
+  output_paths.check_folder(_OUT.value, flag="out", inputs={"workdir": _WORKDIR.value,
+                                                            "config.data.shards_dir": config.data.get("shards_dir")})
   document = prefix_cache.build(config, _OUT.value, workdir=_WORKDIR.value, views=_VIEWS.value, seed=_SEED.value,
                                 dtype=_DTYPE.value, batch_size=_BATCH.value, records_per_shard=_PER_SHARD.value,
                                 max_clips=_MAX_CLIPS.value)

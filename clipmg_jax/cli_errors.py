@@ -28,6 +28,7 @@ from clipmg_jax.exported import artifact
 from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import records
 from clipmg_jax.run import preemption
+from clipmg_jax.run import output_paths
 from clipmg_jax.run import workdir_lock
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import evaluation
@@ -42,7 +43,8 @@ INTERRUPTED_EXIT_CODE = 130
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 token_pipeline.PrefixCacheError,
-                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError, artifact.ExportedArtifactError)
+                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError, artifact.ExportedArtifactError,
+                output_paths.OutputPathError)
 # The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
 # that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.
 KNOWN_DATA_ERRORS = (convert.RawDataError, video_io.UnreadableVideoError, records.FrameRangeError,

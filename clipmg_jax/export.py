@@ -30,6 +30,7 @@ from absl import flags
 from clipmg_jax import command
 from clipmg_jax.exported import build
 from clipmg_jax.prediction import predictor as predictor_lib
+from clipmg_jax.run import output_paths
 
 _CONFIG = command.config_flag(
     "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides.")
@@ -42,6 +43,9 @@ flags.mark_flag_as_required("out")
 
 
 def main(config, session):
+  # Before the checkpoint loads: an export folder written over the run (or its checkpoints) would replace them.
+  output_paths.check_folder(_OUT.value, flag="out", inputs={"workdir": session.workdir,
+                                                            "workdir's checkpoints": session.folder.checkpoints_dir})
   predictor = predictor_lib.Predictor(config, session.workdir, _CHECKPOINT.value)
   info = build.write_export(predictor, _OUT.value, onnx=_ONNX.value)
   checkpoint = info["checkpoint"]

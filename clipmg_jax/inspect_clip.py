@@ -27,6 +27,7 @@ from clipmg_jax.data import input_setup
 from clipmg_jax.figures import canvas
 from clipmg_jax.figures import clip_views
 from clipmg_jax.prediction import inspection
+from clipmg_jax.run import output_paths
 from clipmg_jax.training import metrics
 from clipmg_jax.training import runs
 
@@ -84,6 +85,7 @@ def main(config, session):
     return
   if _CLIP_ID.value is None or _OUT.value is None:
     raise app.UsageError("--clip_id and --out are required (or --list to see the clip ids)")
+  output_paths.check_folder(_OUT.value, flag="out", inputs={"workdir": session.workdir})
   run = runs.load_run(config, session.workdir, _CHECKPOINT.value)
   clip = inspection.read_clip(run.config.data, _SPLIT.value, _CLIP_ID.value)
   inside = inspection.look_inside(run, clip)

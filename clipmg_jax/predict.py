@@ -64,6 +64,7 @@ from clipmg_jax.prediction import pose
 from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import recognize
 from clipmg_jax.prediction import records
+from clipmg_jax.run import output_paths
 
 _CONFIG = command.config_flag(
     "The training config file of the checkpoint (e.g. configs/synthetic.py), with its overrides (not with "
@@ -216,10 +217,23 @@ def _predictor_maker(config) -> Callable[[], predictor_lib.Predictor | exported_
   return lambda: predictor_lib.Predictor(config, _WORKDIR.value, _CHECKPOINT.value)
 
 
+def _check_outputs() -> pathlib.Path:
+  """--out and --render checked before any work: neither may be an input (a render onto its own video would replace
+  it), both writable, --render an .mp4."""
+  inputs = {"video": _VIDEO.value, "skeleton_dir": _SKELETON_DIR.value, "labels": _LABELS.value,
+            "raw_root": _RAW_ROOT.value, "workdir": _WORKDIR.value, "exported": _EXPORTED.value}
+  if _RAW_ROOT.value and _PLOT.value:  # the video --render draws on (online_split's layout: <root>/videos/<id>.mp4)
+    inputs["plot_video"] = pathlib.Path(_RAW_ROOT.value) / "videos" / f"{_PLOT.value}.mp4"
+  out = output_paths.check_folder(_OUT.value, flag="out", inputs=inputs)
+  if _RENDER.value:
+    output_paths.check_file(_RENDER.value, flag="render", suffixes=(".mp4",), inputs=inputs)
+  return out
+
+
 def main(config, session):
   del session  # reads a run or an export; writes only --out and --render
   make_predictor = _predictor_maker(config)
-  out = pathlib.Path(_OUT.value)
+  out = _check_outputs()
   out.mkdir(parents=True, exist_ok=True)
   settings = online.Settings(window=_WINDOW.value, stride=_STRIDE.value, threshold=_THRESHOLD.value,
                              nms_iou=_NMS_IOU.value, min_frames=_MIN_FRAMES.value)
