@@ -22,6 +22,7 @@ from clipmg_jax.data.loader import validation as validation_lib
 from clipmg_jax.data.records import manifest as manifest_lib
 from clipmg_jax.data.synthetic import prepare as synthetic_prepare
 from clipmg_jax.models import variants
+from clipmg_jax.run.folder import RunFolder
 
 
 def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
@@ -60,8 +61,10 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   num_classes = int(config.model.num_classes)
   class_names = list(manifest.get("classes") or [f"class_{i}" for i in range(num_classes)])
   val, train_records, val_records, counts = split_validation(data, manifest)
+  data = data.copy_and_resolve_references()  # the run's resolved data block (config.json); config is not written to
+  with data.unlocked():
+    data.dataset_digest = token_pipeline.source_digest(manifest)  # what check_same_dataset compares on resume
   if val.subjects and "validation" in data:
-    data = data.copy_and_resolve_references()
     data.validation.subjects = tuple(val.subjects)
   pc, pi = jax.process_count(), jax.process_index()
   eval_batch = int(data.eval_batch_size or data.batch_size)
@@ -97,6 +100,23 @@ def make_data_source(config: ml_collections.ConfigDict, workdir: str | pathlib.P
                     train_class_counts=counts, image_size=int(data.image_size), eval_batch_size=eval_batch // pc,
                     info=info, validation_batches=validation_batches if val_records is not None else None,
                     data_config=data)
+
+
+def check_same_dataset(config: ml_collections.ConfigDict, data: DataSource, folder: RunFolder, doing: str) -> None:
+  """DataSetupError when the run in `folder` was trained on another dataset than `data` (their digests of the
+  shards' records differ, token_pipeline.source_digest), unless config.new_dataset asks for it: resuming would
+  apply one dataset's input position to another and mix their metrics; an evaluation would replace the run's
+  figures with another dataset's. Runs that recorded no digest are not checked."""
+  saved = (folder.read_config() or {}).get("data") or {}
+  before, now = saved.get("dataset_digest"), (data.data_config or {}).get("dataset_digest")
+  if not before or not now or before == now or config.get("new_dataset", False):
+    return
+  raise manifest_lib.DataSetupError(
+      f"{folder} was trained on the dataset in {saved.get('shards_dir')} (records digest {before[:12]}); this "
+      f"{doing} would read {data.info.get('shards_dir')} (digest {now[:12]}), another dataset. Point "
+      "--config.data.shards_dir back at the run's, use another --workdir, or pass --config.new_dataset=True to use "
+      "this one on purpose" + (" (the trained state is kept, the input position starts afresh)." if doing == "resume"
+                               else "."))
 
 
 def run_config(config: ml_collections.ConfigDict, data: DataSource) -> ml_collections.ConfigDict:

@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.stop_after_step = 0        # > 0: leave after this step as if preempted (resume tests, debugging)
   config.train_all_params = False   # True: ignore the model's frozen partition (random-init training)
   config.nonfinite_skips = 0        # consecutive NaN/Inf steps skipped (not applied) before stopping; 0 = stop
+  # True: resume (or evaluate) a run on another dataset than the one it trained on, on purpose: the trained state is
+  # kept and the input position starts afresh (input_setup.check_same_dataset refuses it otherwise).
+  config.new_dataset = False
 
   config.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, warmup_steps=100, final_lr_fraction=0.01, weight_decay=0.05, b1=0.9, b2=0.999,
@@ -37,7 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.init = ml_collections.ConfigDict(dict(vit_checkpoint="", allow_random_vit=False))
   # Keypoints corrupted at evaluation time (python -m clipmg_jax.evaluate; off at level 0): pose_corruption.py.
   config.eval_corruption = pose_corruption.default_config()
-  # Keypoints corrupted or dropped before each train step (robust fusion, `+robust`; off by default): pose_corruption.py.
+  # Keypoints corrupted or dropped before each train step (robust fusion; off by default, not part of `+robust`):
+  # pose_corruption.py.
   config.train_corruption = pose_corruption.train_config()
   config.model = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict()

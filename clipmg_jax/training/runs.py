@@ -74,6 +74,7 @@ def load_run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, whi
   check_selector(workdir, which)  # before any data work: an empty workdir or a wrong --checkpoint stops at once
   if data is None:
     data = input_setup.make_data_source(config, workdir)
+    input_setup.check_same_dataset(config, data, RunFolder(workdir), "evaluation")
   setup = setup_lib.Setup(config, data, model)
   ckpt = setup.checkpointer(workdir)
   try:

@@ -76,8 +76,12 @@ def _train_and_evaluate(config, folder: RunFolder, data: DataSource, model, watc
     try:
       train_iter = data.train_iterator()
       if ckpt.latest_step() is not None:
-        state = ckpt.restore(setup.abstract_state, train_iter, fallback=True)
-        logging.info("resuming from step %d (%s)", int(state.step), ckpt.directory)
+        input_setup.check_same_dataset(config, data, folder, "resume")
+        # On another dataset, asked for (config.new_dataset): the trained state, and the new data from its start.
+        position = None if config.get("new_dataset", False) else train_iter
+        state = ckpt.restore(setup.abstract_state, position, fallback=True)
+        logging.info("resuming from step %d (%s)%s", int(state.step), ckpt.directory,
+                     "; the input position starts afresh (config.new_dataset)" if position is None else "")
         if is_main:
           writers.drop_lines_after(folder, int(state.step))
       else:

@@ -15,8 +15,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from clipmg_jax.data import input_setup
+from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
+from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -81,6 +84,33 @@ def test_resume_with_the_real_pipeline_is_exact(cache_dir, tmp_path):
   manifest = json.loads((cache_dir / "shards" / "manifest.json").read_text())
   assert full["num_examples"] == manifest["splits"]["test"]["num_clips"]  # padding removed, nothing dropped
   assert full["class_names"] == manifest["classes"]
+
+
+@pytest.mark.slow
+def test_another_dataset_is_refused_on_resume_and_evaluation_unless_asked(cache_dir, tmp_path_factory):
+  """A run knows its data: resuming or evaluating it on another dataset (here the same preset drawn with another
+  seed) is a named error naming both, and rewrites nothing; with config.new_dataset it resumes on the new data."""
+  other = tmp_path_factory.mktemp("other_dataset")
+  workdir = tmp_path_factory.mktemp("run")
+  ours = tiny_config(**{"data.synthetic.cache_dir": str(cache_dir), "total_steps": 4, "eval_every_steps": 0})
+  trainer.train_and_evaluate(ours, workdir, input_setup.make_data_source(ours, workdir))
+  run = RunFolder(workdir)
+  results, metrics, ours_digest = run.read_results(), run.read_metrics(), run.read_config()["data"]["dataset_digest"]
+
+  def theirs(**extra):
+    return tiny_config(**{"data.synthetic.cache_dir": str(other), "data.synthetic.seed": 1, "total_steps": 6,
+                          "eval_every_steps": 0, **extra})
+
+  data = input_setup.make_data_source(theirs(), workdir)
+  assert data.data_config.dataset_digest != ours_digest
+  with pytest.raises(manifest_lib.DataSetupError, match=rf"trained on the dataset in {cache_dir}.*would read {other}"):
+    trainer.train_and_evaluate(theirs(), workdir, data)
+  with pytest.raises(manifest_lib.DataSetupError, match="--config.new_dataset=True"):
+    runs.evaluate_checkpoint(theirs(), workdir)
+  assert run.read_results() == results and run.read_metrics() == metrics  # nothing rewritten
+  asked = theirs(new_dataset=True)
+  trainer.train_and_evaluate(asked, workdir, input_setup.make_data_source(asked, workdir))
+  assert run.read_results()["step"] == 6 and run.read_config()["data"]["dataset_digest"] == data.data_config.dataset_digest
 
 
 @pytest.mark.slow
