@@ -95,6 +95,9 @@ def build(config: ml_collections.ConfigDict, out_dir: str | pathlib.Path, *, wor
   manifest_lib.check_splits(data.shards_dir, source_manifest, splits)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  # A rebuild first removes the manifest, which is written last: a build killed half way leaves a folder that no run
+  # reads as a cache (never the old manifest over new shards: a run would train on two towers' tokens).
+  manifest_lib.path(out_dir).unlink(missing_ok=True)
   params = initial_params(config, int(data.image_size))
   vit_params = params["vit"]
   prefix = prefix_function(config.model)

@@ -219,3 +219,34 @@ def test_the_accuracy_sweep_runs_every_build_and_training_once_and_tabulates(tmp
   again = study.accuracy(study.parse_args(args))  # everything exists: nothing runs again
   assert ran == []
   assert again["runs"] == result["runs"]  # the wall times read back from the record
+
+
+def test_a_killed_rebuild_is_never_read_as_a_cache_and_a_missing_file_is_found_at_set_up(caches, tmp_path,
+                                                                                          monkeypatch):
+  """A rebuild into an existing cache removes its manifest first: killed half way, the folder is refused, never read
+  as the old cache over new shards. A cache file gone is named at data set-up, before step 1."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.data.records import shard_writer  # pylint: disable=import-outside-toplevel
+  root, _, bf16 = caches
+  copy = tmp_path / "bf16"
+  shutil.copytree(bf16, copy)
+  config = tiny_config(root / "data", **{"data.prefix_cache": str(copy)})
+  input_setup.make_data_source(config, root)  # the intact copy is accepted
+
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of writing the first shard
+
+  monkeypatch.setattr(shard_writer, "write_shard", killed)
+  with pytest.raises(KeyboardInterrupt):
+    prefix_cache.build(tiny_config(root / "data"), copy, views=1, dtype="bfloat16", progress=False)
+  monkeypatch.undo()
+  with pytest.raises(token_pipeline.PrefixCacheError, match="manifest.json"):
+    input_setup.make_data_source(config, root)
+
+  shutil.rmtree(copy)
+  shutil.copytree(bf16, copy)
+  document = json.loads((copy / "manifest.json").read_text())
+  missing = copy / document["splits"]["test"]["shards"][0]["path"]
+  missing.unlink()
+  with pytest.raises(token_pipeline.PrefixCacheError, match=f"{missing} is missing"):
+    input_setup.make_data_source(config, root)

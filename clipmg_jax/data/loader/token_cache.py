@@ -11,6 +11,7 @@ Only the prefix is frozen in such a run: config.train_all_params (everything tra
 """
 
 import hashlib
+import pathlib
 
 import jax
 import ml_collections
@@ -18,6 +19,7 @@ import numpy as np
 
 from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.records import manifest as manifest_lib
+from clipmg_jax.data.records import tfrecord
 from clipmg_jax.models import clipmg_config
 from clipmg_jax.models import variants
 
@@ -76,6 +78,26 @@ def check_run(config: ml_collections.ConfigDict, data: ml_collections.ConfigDict
                              f"(model.trainable_blocks={config.model.trainable_blocks}). Build a cache for this "
                              "run's model.")
   token_pipeline.check_data(data.prefix_cache, cache, data, source_manifest, (data.train_split, data.eval_split))
+  check_files(data.prefix_cache, cache, (data.train_split, data.eval_split))
+
+
+def check_files(cache_dir, cache: dict, splits) -> None:
+  """PrefixCacheError unless every shard of `splits` that the manifest lists is there with an offset index of its
+  record count: a missing or cut file is found before step 1, not at the final evaluation."""
+  root = pathlib.Path(cache_dir)
+  for split in dict.fromkeys(splits):
+    for shard in cache["splits"][split]["shards"]:
+      for name in (shard["path"], shard["index"]):
+        if not (root / name).is_file():
+          raise PrefixCacheError(f"{root / name} is missing from the prefix cache {root} (its manifest lists it). "
+                                 "Build the cache again (python -m clipmg_jax.cache_prefix).")
+      try:
+        count = len(tfrecord.read_index(root / shard["index"]))
+      except ValueError as e:
+        raise PrefixCacheError(f"{e}: the prefix cache {root} is damaged; build it again.") from None
+      if count != shard["num_records"]:
+        raise PrefixCacheError(f"{root / shard['index']} holds {count} records, the manifest of {root} says "
+                               f"{shard['num_records']}: the cache is damaged or half rebuilt; build it again.")
 
 
 def check_tower(config: ml_collections.ConfigDict, params) -> None:
