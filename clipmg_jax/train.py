@@ -36,12 +36,19 @@ from clipmg_jax.figures import results as result_figures
 from clipmg_jax.run import preemption
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import trainer
 
 _CONFIG = command.config_flag(
     "Config file with get_config() (e.g. configs/synthetic.py, configs/imigue.py); `file.py:arg` passes arg to "
     "get_config (the model variant in the shipped configs).")
 _WORKDIR = command.workdir_flag("Output folder; an existing one is resumed.")
+
+
+def _check(config) -> None:
+  """Before the session takes the folder or any data work: a misconfigured run stops at once and leaves nothing."""
+  setup_lib.check_config(config)
+  model_setup.check_vision_init(config)
 
 
 def main(config, session):
@@ -56,5 +63,4 @@ def main(config, session):
 
 
 if __name__ == "__main__":
-  # The vision-init check runs before the session takes the folder: a misconfigured run leaves nothing behind.
-  command.run(main, config=_CONFIG, writes=True, processes=True, check=model_setup.check_vision_init)
+  command.run(main, config=_CONFIG, writes=True, processes=True, check=_check)

@@ -39,7 +39,10 @@ def split_validation(data_config: ml_collections.ConfigDict, manifest: dict
       "validation_subjects"):
     return validation_lib.Validation((), "none (config.data.validation.num_subjects=0)"), None, None, counts
   table = shard_source.record_table(data_config.shards_dir, data_config.train_split)
-  val = validation_lib.resolve(cfg, manifest, np.unique(table["subject"]))
+  try:
+    val = validation_lib.resolve(cfg, manifest, np.unique(table["subject"]))
+  except ValueError as e:  # its message names the field and the subjects there are: one line, no traceback
+    raise manifest_lib.DataSetupError(f"{e} ({data_config.shards_dir})") from None
   held_out = np.isin(table["subject"], val.subjects)
   if counts is not None:
     counts = np.bincount(table["label"][~held_out], minlength=len(counts)).astype(np.int64)

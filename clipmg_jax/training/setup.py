@@ -13,6 +13,8 @@ import ml_collections
 
 from clipmg_jax.data import pose_corruption
 from clipmg_jax.data.data_source import DataSource
+from clipmg_jax.models import clipmg_config
+from clipmg_jax.models import variants
 from clipmg_jax.run import distributed
 from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
@@ -29,6 +31,36 @@ class ConfigError(ValueError):
   """A config value that cannot work with this machine (named field, the value, and what would)."""
 
 
+# Trainer fields that must be at least this (a negative step count would "train" nothing and evaluate the random
+# model; a negative learning rate climbs the loss): (dotted field, lowest value, what it is).
+_AT_LEAST = (("total_steps", 1, "optimizer steps"), ("batch_size", 1, "clips per step"),
+             ("eval_batch_size", 1, "clips per evaluation batch"), ("log_every_steps", 1, "steps"),
+             ("eval_every_steps", 0, "steps (0: only at the end)"), ("checkpoint.every_steps", 1, "steps"),
+             ("optimizer.warmup_steps", 0, "steps"), ("optimizer.weight_decay", 0, "a decay rate"),
+             ("data.image_size", 1, "pixels"))
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """ConfigError naming the field for a value that cannot mean anything: counts and sizes below their minimum, a
+  learning rate that is not positive, a crop that is not a whole number of ViT patches. Run by the train command
+  before any work (command.run's check) and by Setup."""
+  for field, lowest, unit in _AT_LEAST:
+    value = config
+    for key in field.split("."):
+      value = value.get(key) if value is not None else None
+    if value is not None and value < lowest:
+      raise ConfigError(f"config.{field}={value}: expected at least {lowest} ({unit})")
+  rate = config.optimizer.learning_rate
+  if not rate > 0:
+    raise ConfigError(f"config.optimizer.learning_rate={rate}: expected a positive rate")
+  model = config.get("model")
+  if model is not None and "variant" in model and variants.uses(model.variant).vision:  # CLIP-MG's, not pretraining's
+    patch = int(clipmg_config.vit_fields(model)["patch_size"])
+    if int(config.data.image_size) % patch:
+      raise ConfigError(f"config.data.image_size={config.data.image_size} is not a multiple of the ViT's patch "
+                        f"size {patch} (config.model.vit.patch_size): e.g. {int(config.data.image_size) // patch * patch}")
+
+
 class Setup:
   """Everything built from a config that training, stand-alone evaluation and prediction need, in the order it is
   built: model -> mesh -> parameter shapes -> optimizer -> state shardings -> steps."""
@@ -36,6 +68,7 @@ class Setup:
   def __init__(self, config: ml_collections.ConfigDict, data: DataSource,
                model: model_setup.ModelBundle | None = None, devices: list | None = None):
     """devices: the mesh's devices (default: this machine's; clipmg_jax.training.aot passes a TPU slice's)."""
+    check_config(config)
     self.config = config
     self.data = data
     self.total_steps = int(config.total_steps)

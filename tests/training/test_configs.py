@@ -17,6 +17,8 @@ from clipmg_jax.models import clipmg
 from clipmg_jax.models import flops
 from clipmg_jax.models import variants
 from clipmg_jax.training import model_setup
+from clipmg_jax.training import defaults
+from clipmg_jax.training import setup as setup_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -149,6 +151,30 @@ def test_command_line_without_checkpoint_exits_at_once(tmp_path):
   assert "RandomVisionTowerError" in run.stderr and "--config.init.allow_random_vit=True" in run.stderr
   assert not (tmp_path / "x").exists()  # nothing was built or written
   print(f"exited after {time.time() - start:.1f} s")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"total_steps": -5}, r"config.total_steps=-5: expected at least 1"),
+    ({"batch_size": 0}, r"config.batch_size=0: expected at least 1"),
+    ({"optimizer.learning_rate": -1e-3}, r"config.optimizer.learning_rate=-0.001: expected a positive rate"),
+    ({"data.image_size": 100}, r"config.data.image_size=100 is not a multiple of the ViT's patch size 16"),
+    ({"checkpoint.every_steps": 0}, r"config.checkpoint.every_steps=0"),
+])
+def test_meaningless_values_are_refused_naming_the_field(override, message):
+  config = synthetic_config.get_config()
+  defaults.override(config, override)
+  with pytest.raises(setup_lib.ConfigError, match=message):
+    setup_lib.check_config(config)
+  setup_lib.check_config(synthetic_config.get_config())  # the shipped values pass
+
+
+def test_a_negative_step_count_stops_the_command_before_any_work(tmp_path):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  run = subprocess.run([sys.executable, "-m", "clipmg_jax.train", "--config", "configs/synthetic.py",
+                        "--workdir", str(tmp_path / "x"), "--config.total_steps=-5"], cwd=REPO_ROOT, env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+  assert run.returncode == 1 and "config.total_steps=-5: expected at least 1" in run.stderr, run.stderr
+  assert "Traceback" not in run.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("variant", clipmg.VARIANTS)
