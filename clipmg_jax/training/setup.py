@@ -33,11 +33,12 @@ class ConfigError(ValueError):
 
 # Trainer fields that must be at least this (a negative step count would "train" nothing and evaluate the random
 # model; a negative learning rate climbs the loss): (dotted field, lowest value, what it is).
-_AT_LEAST = (("total_steps", 1, "optimizer steps"), ("batch_size", 1, "clips per step"),
-             ("eval_batch_size", 1, "clips per evaluation batch"), ("log_every_steps", 1, "steps"),
-             ("eval_every_steps", 0, "steps (0: only at the end)"), ("checkpoint.every_steps", 1, "steps"),
-             ("optimizer.warmup_steps", 0, "steps"), ("optimizer.weight_decay", 0, "a decay rate"),
-             ("data.image_size", 1, "pixels"))
+_AT_LEAST = (
+    ("total_steps", 1, "optimizer steps"), ("batch_size", 1, "clips per step"),
+    ("eval_batch_size", 1, "clips per evaluation batch"), ("log_every_steps", 1, "steps"),
+    ("eval_every_steps", 0, "steps (0: only at the end)"), ("checkpoint.every_steps", 0, "steps (0: only the last)"),
+    ("optimizer.warmup_steps", 0, "steps"), ("optimizer.weight_decay", 0, "a decay rate"),
+    ("data.image_size", 1, "pixels"))
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -57,8 +58,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if model is not None and "variant" in model and variants.uses(model.variant).vision:  # CLIP-MG's, not pretraining's
     patch = int(clipmg_config.vit_fields(model)["patch_size"])
     if int(config.data.image_size) % patch:
-      raise ConfigError(f"config.data.image_size={config.data.image_size} is not a multiple of the ViT's patch "
-                        f"size {patch} (config.model.vit.patch_size): e.g. {int(config.data.image_size) // patch * patch}")
+      size = int(config.data.image_size)
+      raise ConfigError(f"config.data.image_size={size} is not a multiple of the ViT's patch size {patch} "
+                        f"(config.model.vit.patch_size): e.g. {size // patch * patch}")
 
 
 class Setup:
@@ -129,7 +131,8 @@ class Setup:
   def checkpointer(self, workdir: "str | pathlib.Path | RunFolder") -> checkpointing.Checkpointer:
     """The checkpoints of <workdir>/checkpoints, recording the global batch size with the input position."""
     ckpt = self.config.checkpoint
-    return checkpointing.Checkpointer(RunFolder.of(workdir).checkpoints_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
+    return checkpointing.Checkpointer(RunFolder.of(workdir).checkpoints_dir, keep_last=ckpt.keep_last,
+                                      keep_best=ckpt.keep_best,
                                       global_batch_size=self.config.batch_size)
 
   # --- evaluation

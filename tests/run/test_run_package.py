@@ -31,7 +31,8 @@ def test_folder_names_and_reads_what_a_run_wrote(tmp_path):
   (run.checkpoints_dir / "10.orbax-checkpoint-tmp").mkdir()  # a half-written save is not a step
   assert run.finished(10) == {"top1": 0.5, "step": 10} and run.finished(20) is None
   assert run.read_results("_best_4") == {"top1": 0.25} and run.results_file("_best_4").name == "eval_best_4.json"
-  assert [m["step"] for m in run.read_metrics()] == [5, 10] and run.read_metrics("validation") == [{"step": 10, "split": "validation"}]
+  assert [m["step"] for m in run.read_metrics()] == [5, 10]
+  assert run.read_metrics("validation") == [{"step": 10, "split": "validation"}]
   assert run.checkpoint_steps() == [5, 10]
   assert run.figure_file("confusion", "_latest_6").name == "confusion_latest_6.png"
   with pytest.raises(ValueError, match="unknown run figure"):

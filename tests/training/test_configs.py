@@ -158,7 +158,7 @@ def test_command_line_without_checkpoint_exits_at_once(tmp_path):
     ({"batch_size": 0}, r"config.batch_size=0: expected at least 1"),
     ({"optimizer.learning_rate": -1e-3}, r"config.optimizer.learning_rate=-0.001: expected a positive rate"),
     ({"data.image_size": 100}, r"config.data.image_size=100 is not a multiple of the ViT's patch size 16"),
-    ({"checkpoint.every_steps": 0}, r"config.checkpoint.every_steps=0"),
+    ({"checkpoint.every_steps": -1}, r"config.checkpoint.every_steps=-1: expected at least 0"),
 ])
 def test_meaningless_values_are_refused_naming_the_field(override, message):
   config = synthetic_config.get_config()

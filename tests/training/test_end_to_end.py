@@ -110,7 +110,8 @@ def test_another_dataset_is_refused_on_resume_and_evaluation_unless_asked(cache_
   assert run.read_results() == results and run.read_metrics() == metrics  # nothing rewritten
   asked = theirs(new_dataset=True)
   trainer.train_and_evaluate(asked, workdir, input_setup.make_data_source(asked, workdir))
-  assert run.read_results()["step"] == 6 and run.read_config()["data"]["dataset_digest"] == data.data_config.dataset_digest
+  assert run.read_results()["step"] == 6
+  assert run.read_config()["data"]["dataset_digest"] == data.data_config.dataset_digest
 
 
 @pytest.mark.slow
