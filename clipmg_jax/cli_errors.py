@@ -43,7 +43,8 @@ INTERRUPTED_EXIT_CODE = 130
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,
                 token_pipeline.PrefixCacheError,
-                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError, artifact.ExportedArtifactError,
+                evaluation.ResultsNotWrittenError, workdir_lock.WorkdirLockedError,
+                workdir_lock.WorkdirNotWritableError, artifact.ExportedArtifactError,
                 output_paths.OutputPathError)
 # The data side's: raw data the converter cannot plan (data_prep/convert.py runs in known_failures too); a video
 # that cannot be read, a clip range past its last decodable frame, a clip without a person, a failed extraction.

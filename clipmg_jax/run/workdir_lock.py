@@ -69,24 +69,52 @@ def hold(workdir: str | os.PathLike):
       _release(path)
 
 
+class WorkdirNotWritableError(OSError):
+  """The workdir (or its lock) cannot be created or written; the message names it."""
+
+
 def _acquire(path: pathlib.Path) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  mine = _identity()
-  for _ in range(3):  # another run may take over the same stale lock at the same moment: look again
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # another run may take over the same stale lock at the same moment: look again
+      if _create_whole(path, json.dumps(_identity())):
+        return
+      holder = _read(path)
+      if holder is None or not _is_gone(holder):
+        raise WorkdirLockedError(_locked_message(path, holder))
+      _take_over(path, holder)
+  except PermissionError as e:
+    raise WorkdirNotWritableError(f"cannot write the run folder {path.parent} ({e.strerror}): choose a --workdir "
+                                  "you can write to") from None
+  raise WorkdirLockedError(_locked_message(path, _read(path)))
+
+
+def _create_whole(path: pathlib.Path, text: str) -> bool:
+  """Creates `path` holding `text`, or returns False when it exists. The file appears with its content (written
+  aside, then hard-linked into place): another run never reads a lock that exists but is still empty, which it
+  would take for a torn, stale one and take over."""
+  aside = path.with_name(f"{path.name}.{os.getpid()}.new")
+  with open(aside, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  try:
+    os.link(aside, path)
+    return True
+  except FileExistsError:
+    return False
+  except OSError:  # a file system without hard links: create exclusively, then write (the old window remains)
     try:
       fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-      holder = _read(path)
-      if holder is None or not _is_gone(holder):
-        raise WorkdirLockedError(_locked_message(path, holder)) from None
-      _take_over(path, holder)
-      continue
+      return False
     with os.fdopen(fd, "w") as f:
-      json.dump(mine, f)
+      f.write(text)
       f.flush()
       os.fsync(f.fileno())
-    return
-  raise WorkdirLockedError(_locked_message(path, _read(path)))
+    return True
+  finally:
+    aside.unlink(missing_ok=True)
 
 
 def _take_over(path: pathlib.Path, holder: dict) -> None:

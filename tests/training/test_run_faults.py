@@ -84,6 +84,50 @@ def test_a_live_holder_is_refused_a_dead_one_taken_over(tmp_path, caplog):
   assert f"taking over the lock of process {gone.pid}" in caplog.text
 
 
+def test_two_runs_taking_the_lock_at_the_same_instant_never_both_hold_it(tmp_path, monkeypatch):
+  """The second run looks while the first is in the middle of taking the lock (as it serialises its identity): it
+  must not find an empty lock file, take it for a torn stale one and take it over, leaving both holding the folder."""
+  path = RunFolder(tmp_path).lock_file
+  winners = []
+
+  class SecondRunLooks:
+    """json, but the first serialisation lets the second run try the lock first."""
+
+    def __getattr__(self, name):
+      attr = getattr(json, name)
+      if name not in ("dump", "dumps"):
+        return attr
+
+      def serialise(*args, **kwargs):
+        monkeypatch.setattr(workdir_lock, "json", json)  # once
+        try:
+          workdir_lock._acquire(path)  # pylint: disable=protected-access
+          winners.append("second")
+        except workdir_lock.WorkdirLockedError:
+          pass
+        return attr(*args, **kwargs)
+      return serialise
+
+  monkeypatch.setattr(workdir_lock, "json", SecondRunLooks())
+  try:
+    workdir_lock._acquire(path)  # pylint: disable=protected-access
+    winners.append("first")
+  except workdir_lock.WorkdirLockedError:
+    pass
+  assert len(winners) == 1, winners
+  assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_an_unwritable_workdir_is_one_message(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root writes into read-only folders: run as another user to check this")
+  locked = tmp_path / "ro"
+  locked.mkdir(mode=0o500)
+  with pytest.raises(workdir_lock.WorkdirNotWritableError, match=f"cannot write the run folder {locked}"):
+    with workdir_lock.hold(locked):
+      pass
+
+
 @pytest.mark.slow
 def test_a_second_train_on_the_same_workdir_refuses_at_once(tmp_path):
   workdir = tmp_path / "run"
