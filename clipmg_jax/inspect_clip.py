@@ -87,7 +87,10 @@ def main(config, session):
     raise app.UsageError("--clip_id and --out are required (or --list to see the clip ids)")
   output_paths.check_folder(_OUT.value, flag="out", inputs={"workdir": session.workdir})
   run = runs.load_run(config, session.workdir, _CHECKPOINT.value)
-  clip = inspection.read_clip(run.config.data, _SPLIT.value, _CLIP_ID.value)
+  try:
+    clip = inspection.read_clip(run.config.data, _SPLIT.value, _CLIP_ID.value)
+  except KeyError as e:  # an unknown clip id: its message names the split; --list gives the ids
+    raise app.UsageError(f"{e.args[0]}; --list prints the clip ids of --split={_SPLIT.value}") from None
   inside = inspection.look_inside(run, clip)
   out = pathlib.Path(_OUT.value)
   paths = write_figures(inside, run.class_names, int(clip["label"][0]), out)

@@ -160,6 +160,15 @@ def corrupted(batches: Iterable[dict[str, np.ndarray]],
     yield corrupt_batch(batch, corruption)
 
 
+def results_suffix(described: dict | None) -> str:
+  """What a corrupted evaluation adds to its files' names: "_pose50" with every kind, "_pose50_jitter" (or
+  "_pose50_drop-frames") with some, so that two kinds at one level never share a file; "" when off."""
+  if not described:
+    return ""
+  kinds = described["kinds"]
+  return f"_pose{round(100 * described['level'])}" + ("" if set(kinds) == set(KINDS) else "_" + "-".join(kinds))
+
+
 def describe(corruption: ml_collections.ConfigDict | None) -> dict | None:
   """What eval.json records of a corruption (None when off)."""
   if corruption is None or float(corruption.level) == 0.0:

@@ -155,7 +155,10 @@ def train_loop(setup: setup_lib.Setup, state, train_step, io: LoopIO) -> tuple[A
     step_now = int(state.step)
     if step_now > 0 and step_now != last_saved:
       ckpt.save(step_now, state, train_iter, data_state=positions[step_now])
-    logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
+    if step_now > 0:
+      logging.warning("interrupted at step %d; checkpoint saved. Run the same command again to resume.", step_now)
+    else:  # nothing trained yet: say so rather than promise a checkpoint that was never written
+      logging.warning("interrupted before the first step: nothing was trained or saved.")
     raise
   return state, False
 

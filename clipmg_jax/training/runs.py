@@ -153,7 +153,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | pathli
   if jax.process_index() == 0:
     # The numbers first: an unwritable workdir must not lose an evaluation that may have taken hours.
     print(f"evaluation of checkpoint {run.step}: {evaluation.summary_line(result)}", flush=True)
-    suffix = results_suffix(which, run.step) + (f"_pose{round(100 * described['level'])}" if described else "")
+    suffix = results_suffix(which, run.step) + pose_corruption.results_suffix(described)
     path = evaluation.write_results(result, workdir, suffix=suffix, extra=extra, plots=plots)
     print(f"results written to {path}", flush=True)
   return dict(result, **extra)

@@ -67,6 +67,10 @@ def save_hf_vision(out_dir: str | os.PathLike, config: dict[str, Any], params: A
   tmp = os.path.join(out_dir, WEIGHTS_FILE + ".tmp")
   save_file(state, tmp, metadata={"format": "pt"})
   os.replace(tmp, os.path.join(out_dir, WEIGHTS_FILE))
+  # The writer creates its file private (0600); an exported tower is meant to be shared: the umask's usual mode.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(os.path.join(out_dir, WEIGHTS_FILE), 0o666 & ~umask)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(config_json(config), f, indent=2)
   return str(out_dir)

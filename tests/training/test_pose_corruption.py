@@ -3,6 +3,7 @@ keypoints, that a clip's corruption depends on the clip alone, that 0 % is the p
 that with every joint dropped a pose-only model can no longer tell clips apart."""
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -129,3 +130,14 @@ def test_every_joint_dropped_leaves_pose_only_one_answer():
   dropped = pose_corruption.corrupted([batch], _config(1.0, "drop"))
   logits = evaluation.predict(params, eval_step, dropped, mesh, 8, progress=False)["logits"]
   np.testing.assert_array_equal(logits, np.broadcast_to(logits[0], logits.shape))
+
+
+def test_corrupted_evaluations_of_two_kinds_at_one_level_get_files_of_their_own():
+  every = pose_corruption.describe(ml_collections.ConfigDict(dict(level=1.0, kinds=",".join(pose_corruption.KINDS),
+                                                                  jitter_px=8.0, seed=0)))
+  jitter = dict(every, kinds=["jitter"])
+  drop_frames = dict(every, kinds=["drop", "frames"])
+  assert pose_corruption.results_suffix(every) == "_pose100"  # every kind: the name it always had
+  assert pose_corruption.results_suffix(jitter) == "_pose100_jitter"
+  assert pose_corruption.results_suffix(drop_frames) == "_pose100_drop-frames"
+  assert pose_corruption.results_suffix(None) == ""

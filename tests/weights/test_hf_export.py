@@ -1,6 +1,7 @@
 """Export of a Flax tower as a Hugging Face CLIPVisionModel checkpoint, checked with transformers itself."""
 
 import importlib.util
+import os
 import pathlib
 
 import jax
@@ -34,6 +35,10 @@ def _random_tower(config, seed=0):
 def test_exported_tower_is_read_by_transformers_and_load_clip_vision(tmp_path, config):
   model, params = _random_tower(config)
   out = hf_export.save_hf_vision(tmp_path / "hf", config, params)
+  umask = os.umask(0)
+  os.umask(umask)
+  # Shared like any file this user writes (the writer alone would leave it 0600).
+  assert (pathlib.Path(out) / hf_export.WEIGHTS_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
 
   # The project's reader gets every leaf back exactly, with the same ViT config.
   loaded_model, loaded = weights.load_clip_vision(out)
