@@ -108,6 +108,33 @@ def test_keypoint_anomalies_are_counted_or_skipped_with_reasons(tmp_path):
   assert record.keypoints[1, 0, 2] == 0 and record.keypoints[1, 0, 0] == 0  # the null joint was zeroed
 
 
+def test_joints_far_outside_the_frame_are_dropped_and_counted(tmp_path):
+  """A joint at 3e38 (a broken estimate) becomes missed and is counted; one just outside the frame is kept."""
+  root = _raw_root(tmp_path)
+  person = _person(2)
+  person["pose_keypoints_2d"][0:2] = [3e38, -3e38]  # joint 0: far away
+  person["pose_keypoints_2d"][3:5] = [-5.0, 30.0]  # joint 1: 5 px left of the frame
+  _write_frame(root, "1", 2, [person])
+  out = tmp_path / "shards"
+  manifest = _convert(root, out)
+  assert manifest["skeleton_report"]["off_frame_joints"] == 1
+  shard = manifest["splits"]["train"]["shards"][0]["path"]
+  (_, data), = list(tfrecord.iter_records(out / shard))
+  record = example_codec.decode(data)
+  assert record.keypoints[2, 0].tolist() == [0.0, 0.0, 0.0] and record.keypoints[2, 1, 2] > 0
+
+
+def test_a_split_left_empty_by_skipped_clips_is_refused_before_training(tmp_path):
+  root = _raw_root(tmp_path)
+  for frame in range(0, 5):  # video 2 holds the only test clip: no one in any frame
+    _write_frame(root, "2", frame, [])
+  out = tmp_path / "shards"
+  manifest = _convert(root, out)
+  assert manifest["splits"]["test"]["num_clips"] == 0 and len(manifest["skipped"]) == 1
+  with pytest.raises(manifest_lib.DataSetupError, match="split 'test' of .* has no clip"):
+    manifest_lib.check_splits(out, manifest, ("train", "test"))
+
+
 def _mount_small_disk(path: pathlib.Path, size: str) -> bool:
   path.mkdir()
   try:

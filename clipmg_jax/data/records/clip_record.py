@@ -147,6 +147,9 @@ def make_record(task: layouts.ClipTask, options: ConvertOptions, cache: dict | N
   else:
     indices = sampling.presample_indices(task.num_frames, options.max_stored_frames)
     src_hw, dst_hw, jpegs = frames(task, task.start_frame + indices, options)
+  keypoints, off_frame = keypoints_lib.drop_off_frame(keypoints, src_hw)
+  if off_frame:  # counted into the conversion's skeleton report, beside the other dropped joints
+    counts = {**counts, "off_frame_joints": counts.get("off_frame_joints", 0) + off_frame}
   record = example_codec.ClipRecord(
       video_id=task.video_id, clip_id=task.clip_id, label_id=task.label_id, label=task.label, subject=task.subject,
       start_frame=task.start_frame, frame_height=dst_hw[0], frame_width=dst_hw[1], video_height=src_hw[0],

@@ -107,6 +107,10 @@ def check_splits(shards_dir: str | os.PathLike, document: dict, splits) -> None:
   for split in dict.fromkeys(splits):
     if split not in document.get("splits", {}):
       raise DataSetupError(f"{path(shards_dir)} has no split {split!r} (has {sorted(document.get('splits', {}))})")
+    if not document["splits"][split].get("num_clips", 1):
+      # Found now, not when the split is first read (after training, for the test split).
+      raise DataSetupError(f"split {split!r} of {shards_dir} has no clip: the conversion skipped all of them "
+                           f"({path(shards_dir)} lists the skipped clips and why)")
     for entry in document["splits"][split].get("shards", []):
       shard = shards_dir / entry["path"]
       index = tfrecord.index_path(shard)
