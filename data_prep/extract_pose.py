@@ -2,8 +2,11 @@ r"""Raw video -> per-frame OpenPose-format JSON (BODY_25 layout), with MediaPipe
 
   bash scripts/pose_env.sh          # once: makes ./.venv-pose (mediapipe 0.10.21 pins numpy<2 and an old jax, so it
                                     # cannot live in the project's ./.venv)
-  .venv-pose/bin/python data_prep/extract_pose.py --video my_interview.mp4 --out skeletons/
-  .venv-pose/bin/python data_prep/extract_pose.py --video 17.mp4 --out skeletons/ --start_frame 0 --end_frame 999
+  .venv-pose/bin/python -m data_prep.extract_pose --video my_interview.mp4 --out skeletons/
+  .venv-pose/bin/python -m data_prep.extract_pose --video 17.mp4 --out skeletons/ --start_frame 0 --end_frame 999
+
+Run it as a module from the repository root (as above): that puts the root on the path, and with it clipmg_jax,
+which ./.venv-pose does not install.
 
 Writes <out>/<video_id>/<video_id>_<frame:012d>_keypoints.json for every frame of the range (0-based, end inclusive;
 frame k = the k-th decoded frame, as in clipmg_jax/data/raw/video.py), the layout OpenPose's --write_json gives and
@@ -36,10 +39,18 @@ import sys
 
 import numpy as np
 
-# The project's package root, for its one full-disk message (clipmg_jax/disk_full.py imports only the standard
-# library, so it loads in this script's own environment).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from clipmg_jax import disk_full  # noqa: E402  pylint: disable=wrong-import-position
+# The project's one full-disk message (clipmg_jax/disk_full.py imports only the standard library, so it loads in this
+# command's own environment). clipmg_jax is not installed there: it comes from the repository root, on the path when
+# this runs as `python -m data_prep.extract_pose` from there.
+try:
+  from clipmg_jax import disk_full
+except ModuleNotFoundError as e:
+  if e.name != "clipmg_jax" or __name__ != "__main__":
+    raise
+  # Run by its file path (`python data_prep/extract_pose.py`), the root is not on the path: say how to run it.
+  print("data_prep/extract_pose.py runs as a module from the repository root: .venv-pose/bin/python -m "
+        "data_prep.extract_pose --help", file=sys.stderr)
+  sys.exit(2)
 
 # BODY_25 joint <- BlazePose landmark index, or a pair whose midpoint is the joint, or None (not in BlazePose).
 #   BlazePose: 0 nose, 2 left eye, 5 right eye, 7 left ear, 8 right ear, 11/12 left/right shoulder, 13/14 elbows,
@@ -241,7 +252,8 @@ def extract(video: str | os.PathLike, out: str | os.PathLike, *, video_id: str |
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(prog="python -m data_prep.extract_pose", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--video", required=True, help="the video file (anything FFmpeg/PyAV decodes, e.g. H.264 mp4)")
   parser.add_argument("--out", required=True, help="skeleton root: JSON goes to <out>/<video_id>/")
   parser.add_argument("--video_id", default=None, help="name of the output folder and files (default: the video's "

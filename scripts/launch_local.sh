@@ -64,15 +64,17 @@ for ((i = 0; i < N; i++)); do
 done
 declare -A rank status
 for ((i = 0; i < N; i++)); do rank[${pids[$i]}]=$i; done
-left=$N
-while ((left > 0)); do
+running=("${pids[@]}")
+while ((${#running[@]} > 0)); do
   done_pid="" rc=0
-  wait -n -p done_pid "${pids[@]}" || rc=$?
-  [[ -z "$done_pid" ]] && continue  # a trapped signal woke the wait: the trap ran, keep waiting
+  wait -n -p done_pid "${running[@]}" || rc=$?
+  [[ -z "${done_pid:-}" ]] && continue  # a trapped signal woke the wait: the trap ran, keep waiting
   status[$done_pid]=$rc
-  left=$((left - 1))
+  still=()
+  for pid in "${running[@]}"; do [[ $pid != "$done_pid" ]] && still+=("$pid"); done
+  running=("${still[@]+"${still[@]}"}")
   # One process gone wrong: the others would wait for it at their next collective until the heartbeat timeout.
-  if ((rc != 0)) && ((left > 0)); then stop "process ${rank[$done_pid]} exited with status $rc"; fi
+  if ((rc != 0)) && ((${#running[@]} > 0)); then stop "process ${rank[$done_pid]} exited with status $rc"; fi
 done
 [[ -n "$killer" ]] && kill "$killer" 2>/dev/null
 sleep 0.2  # process 0's tee flushes the last lines before the summary

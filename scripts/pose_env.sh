@@ -20,4 +20,4 @@ if [ ! -f "$stamp" ]; then
   .venv-pose/bin/python -m pip install -q "mediapipe==0.10.21" "av>=14,<20" "tqdm>=4.66,<5"
   touch "$stamp"
 fi
-echo "[pose_env] ready: .venv-pose/bin/python data_prep/extract_pose.py --help"
+echo "[pose_env] ready: .venv-pose/bin/python -m data_prep.extract_pose --help   (from the repository root)"

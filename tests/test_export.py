@@ -19,16 +19,14 @@ from clipmg_jax.exported import predictor as exported_predictor
 from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import recognize
 from clipmg_jax.training import evaluation
+# test_predict's tiny run (a synthetic dataset and a checkpoint of random parameters) and its command line.
+from tests.test_predict import TINY_OVERRIDES
+from tests.test_predict import _fake_pose_python
+from tests.test_predict import _predict_command
+from tests.test_predict import run  # noqa: F401  pylint: disable=unused-import
+from tests.test_predict import tiny_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-# test_predict's tiny run (a synthetic dataset and a checkpoint of random parameters) and its command line.
-from tests.test_predict import TINY_OVERRIDES  # noqa: E402  pylint: disable=wrong-import-position
-from tests.test_predict import _fake_pose_python  # noqa: E402  pylint: disable=wrong-import-position
-from tests.test_predict import _predict_command  # noqa: E402  pylint: disable=wrong-import-position
-from tests.test_predict import run  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-from tests.test_predict import tiny_config  # noqa: E402  pylint: disable=wrong-import-position
-
 REAL_VIDEOS = REPO_ROOT.parent / "shared" / "videos"
 # What the loader must do without (artifact.py's promise).
 TRAINING_PACKAGES = ("flax", "optax", "orbax", "grain", "ml_collections", "tensorflow_datasets", "absl")

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+import damaged_videos  # tests/fakes
 from clipmg_jax.data import input_setup
 from clipmg_jax.data.raw import imigue
 from clipmg_jax.data.raw import video as video_io
@@ -29,10 +30,9 @@ from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import evaluation
 from clipmg_jax.training import trainer
+from configs import synthetic as synthetic_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
 
 # A tiny CLIP-MG (32 x 32 crops, 8 x 8 heatmaps): compiles in seconds on a CPU.
 TINY = {
@@ -231,14 +231,13 @@ def test_predict_extract_pose_on_a_real_clip(run, tmp_path):
 
 # --- Bad videos: one message each, or (a file cut short) the frames that decode, said. ------------------------------
 
-sys.path.insert(0, str(REPO_ROOT / "tests" / "fakes"))
-import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
-
 
 def _fake_pose_python(folder: pathlib.Path) -> pathlib.Path:
   """A --pose_python that runs data_prep/extract_pose.py with the stand-in tracker (tests/fakes/pose/mediapipe)."""
   path = folder / "pose_python"
-  path.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO_ROOT / "tests" / "fakes" / "pose"}" exec "{sys.executable}" "$@"\n')
+  # Prepended, not replacing: the PYTHONPATH predict gives the extractor names the repository root it runs from.
+  path.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO_ROOT / "tests" / "fakes" / "pose"}${{PYTHONPATH:+:$PYTHONPATH}}" '
+                  f'exec "{sys.executable}" "$@"\n')
   path.chmod(0o755)
   return path
 

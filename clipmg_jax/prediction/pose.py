@@ -7,6 +7,7 @@ import subprocess
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXTRACT_SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"
+EXTRACT_MODULE = "data_prep.extract_pose"  # EXTRACT_SCRIPT, run as a module
 POSE_PYTHON = REPO_ROOT / ".venv-pose" / "bin" / "python"
 
 
@@ -21,11 +22,14 @@ def extract_pose(video: str | os.PathLike, out: str | os.PathLike, video_id: str
   if not pathlib.Path(python).is_file():
     raise FileNotFoundError(f"no pose environment at {python}: run `bash scripts/pose_env.sh` first "
                             f"(or pass --pose_python, or give OpenPose JSON with --skeleton_dir)")
-  cmd = [str(python), str(EXTRACT_SCRIPT), "--video", str(video), "--out", str(out), "--video_id", video_id,
+  cmd = [str(python), "-m", EXTRACT_MODULE, "--video", str(video), "--out", str(out), "--video_id", video_id,
          "--start_frame", str(start)]
   if end is not None:
     cmd += ["--end_frame", str(end)]
-  done = subprocess.run(cmd, check=False)  # its progress bar and messages go to the terminal
+  # The pose environment does not install the project: the repository root in PYTHONPATH lets it import data_prep and
+  # clipmg_jax from here, whatever the working directory (kept, so that relative paths mean what the caller meant).
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH")] if p))
+  done = subprocess.run(cmd, check=False, env=env)  # its progress bar and messages go to the terminal
   if done.returncode != 0:
     raise PoseExtractionError(f"{EXTRACT_SCRIPT.relative_to(REPO_ROOT)} failed on {video} (exit status "
                               f"{done.returncode}; its message is above)")

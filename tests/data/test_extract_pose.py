@@ -1,6 +1,7 @@
-"""data_prep/extract_pose.py: the BlazePose -> BODY_25 table, and with a stand-in tracker (runs anywhere) resumed and
-split runs equal to an uninterrupted one, damaged videos, a full disk; extraction from the real clips of
-../shared/videos in the pose environment ./.venv-pose (skipped, with the reason, where either is absent)."""
+"""data_prep/extract_pose.py (python -m data_prep.extract_pose): the BlazePose -> BODY_25 table, and with a stand-in
+tracker (runs anywhere) resumed and split runs equal to an uninterrupted one, damaged videos, a full disk; extraction
+from the real clips of ../shared/videos in the pose environment ./.venv-pose (skipped, with the reason, where either
+is absent)."""
 
 import errno
 import importlib.util
@@ -16,19 +17,19 @@ import time
 import numpy as np
 import pytest
 
+import damaged_videos  # tests/fakes
 from clipmg_jax.data import keypoints as kp
 from clipmg_jax.data.raw import openpose
 from clipmg_jax.data.raw import video as video_io
 from clipmg_jax.data.records import convert
+from data_prep import extract_pose  # numpy only at import: mediapipe is imported when extracting
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "data_prep" / "extract_pose.py"
+# The command as the README gives it, run from the repository root (which -m puts on the path: the pose environment
+# does not install clipmg_jax).
+COMMAND = ("-m", "data_prep.extract_pose")
 POSE_PYTHON = REPO_ROOT / ".venv-pose" / "bin" / "python"
 VIDEOS = REPO_ROOT.parent / "shared" / "videos"
-
-_spec = importlib.util.spec_from_file_location("extract_pose", SCRIPT)
-extract_pose = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(extract_pose)  # numpy only at import: mediapipe is imported when extracting
 
 
 def _body25_index(name):
@@ -77,8 +78,8 @@ def videos() -> list[pathlib.Path]:
 
 
 def _extract(python, *args) -> subprocess.CompletedProcess:
-  return subprocess.run([str(python), str(SCRIPT), "--no_progress", *map(str, args)], capture_output=True,
-                        text=True, timeout=600)
+  return subprocess.run([str(python), *COMMAND, "--no_progress", *map(str, args)], capture_output=True, text=True,
+                        timeout=600, cwd=REPO_ROOT)
 
 
 @pytest.mark.slow
@@ -144,8 +145,6 @@ def test_unreadable_video_is_a_clear_error(tmp_path):
 # --- Without mediapipe: the extractor with a stand-in tracker (tests/fakes/pose/mediapipe) ---------------------------
 
 FAKES = REPO_ROOT / "tests" / "fakes"
-sys.path.insert(0, str(FAKES))
-import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 
 @pytest.fixture
@@ -235,8 +234,9 @@ def test_extraction_killed_and_rerun_equals_an_uninterrupted_one(pose_python, vi
   assert done.returncode == 0, done.stderr[-3000:]
   expected = _files(tmp_path / "whole" / video.stem)
   folder = tmp_path / "killed" / video.stem
-  proc = subprocess.Popen([str(pose_python), str(SCRIPT), "--no_progress", "--video", str(video), "--out",
-                           str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen([str(pose_python), *COMMAND, "--no_progress", "--video", str(video), "--out",
+                           str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          cwd=REPO_ROOT)
   try:
     deadline = time.monotonic() + 300
     while len(list(folder.glob("*_keypoints.json"))) < 15 and proc.poll() is None and time.monotonic() < deadline:

@@ -1,15 +1,12 @@
 """H.264 write/read round trip, frame selection by index, and damaged files (what decodes of them)."""
 
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
+import damaged_videos  # tests/fakes
 from clipmg_jax.data.raw import video
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fakes"))
-import damaged_videos  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _frames(num, height=96, width=128):

@@ -35,9 +35,9 @@ TINY = {
     "data.validation.num_subjects": 1,
 }
 
-CONFIG_FILE = """import sys
-sys.path.insert(0, {root!r})
-from clipmg_jax.training import defaults
+# Imports configs/ from the repository root: pytest's pythonpath has it when the fixture below loads this file, and
+# the notebook kernels (and what they start) get it in PYTHONPATH.
+CONFIG_FILE = """from clipmg_jax.training import defaults
 from configs import synthetic
 
 def get_config(arg=synthetic.DEFAULT_ARG):
@@ -51,7 +51,7 @@ def environment(tmp_path_factory) -> dict[str, str]:
   named like an ablation run (<root>/full+extras) so that 02's ablation section finds and loads it too."""
   root = tmp_path_factory.mktemp("notebooks")
   config_file = root / "tiny_synthetic.py"
-  config_file.write_text(CONFIG_FILE.format(root=str(REPO_ROOT), overrides={
+  config_file.write_text(CONFIG_FILE.format(overrides={
       **TINY, "data.synthetic.cache_dir": str(root / "synthetic_data")}))
   run = root / "runs" / "full+extras"
   input_setup.make_data_source(runs.load_config(config_file), run)

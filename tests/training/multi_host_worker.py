@@ -24,18 +24,17 @@ import time
 import jax
 import numpy as np
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-
-from clipmg_jax.data import input_setup  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.run import distributed  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import checkpointing  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import defaults  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import evaluation  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import sharding as sharding_lib  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import trainer  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import writers  # noqa: E402  pylint: disable=wrong-import-position
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
+from clipmg_jax.data import input_setup
+from clipmg_jax.run import distributed
+from clipmg_jax.training import checkpointing
+from clipmg_jax.training import defaults
+from clipmg_jax.training import evaluation
+from clipmg_jax.training import sharding as sharding_lib
+from clipmg_jax.training import trainer
+from clipmg_jax.training import writers
+# The repository root, for configs/: in PYTHONPATH when test_multi_host.py starts this file, pytest's pythonpath when
+# it imports it.
+from configs import synthetic as synthetic_config
 
 TOTAL_STEPS = 6
 # A tiny CLIP-MG on 32 x 32 crops over the real pipeline: 6 steps of global batch 8 (2 per device on 2 x 2),

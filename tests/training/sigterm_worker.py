@@ -10,12 +10,13 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import training_stand_ins as stand_ins  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax import cli_errors  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import loop  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import setup as setup_lib  # noqa: E402  pylint: disable=wrong-import-position
-from clipmg_jax.training import trainer  # noqa: E402  pylint: disable=wrong-import-position
+# Beside this file; its callers also name tests/training in PYTHONPATH, as pyproject.toml's pythonpath does for the
+# tests.
+import training_stand_ins as stand_ins
+from clipmg_jax import cli_errors
+from clipmg_jax.training import loop
+from clipmg_jax.training import setup as setup_lib
+from clipmg_jax.training import trainer
 
 
 def slow(batches):

@@ -16,14 +16,13 @@ import pytest
 from clipmg_jax.models import clipmg
 from clipmg_jax.models import flops
 from clipmg_jax.models import variants
-from clipmg_jax.training import model_setup
 from clipmg_jax.training import defaults
+from clipmg_jax.training import model_setup
 from clipmg_jax.training import setup as setup_lib
+from configs import imigue as imigue_config
+from configs import synthetic as synthetic_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-from configs import imigue as imigue_config  # noqa: E402  pylint: disable=wrong-import-position
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
 
 # Every setting of the paper (CLIP-MG, arXiv 2506.16385) as docs/method.md describes it, by config path. A change to
 # configs/imigue.py, to clipmg.get_model_config's defaults or to the pipeline's that moves any of them fails here.

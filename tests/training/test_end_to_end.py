@@ -21,10 +21,9 @@ from clipmg_jax.training import checkpointing
 from clipmg_jax.training import defaults
 from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
+from configs import synthetic as synthetic_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
 
 # A tiny CLIP-MG over 32 x 32 crops (2 x 2 patches), 8 x 8 heatmaps: seconds per step on a CPU.
 TINY = {

@@ -138,7 +138,9 @@ def test_failed_resume_leaves_config_json_and_checkpoints_alone(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(tmp_path):
   workdir = tmp_path / "run"
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  # The worker imports the project and training_stand_ins (beside it): its PYTHONPATH names both folders.
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(pathlib.Path(__file__).parent),
+                                                     os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).with_name("sigterm_worker.py")), str(workdir),
                            "40"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   metrics = workdir / "metrics.jsonl"
@@ -174,7 +176,6 @@ def test_a_failing_evaluation_saves_the_state_first(tmp_path):
 
 
 def _synthetic_config(**data):
-  sys.path.insert(0, str(REPO_ROOT))
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
   for key, value in data.items():

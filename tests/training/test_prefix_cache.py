@@ -3,7 +3,6 @@ is refused; off by default."""
 
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +19,8 @@ from clipmg_jax.training import losses
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import prefix_cache
 from clipmg_jax.training import trainer
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
-from tests.training import test_end_to_end  # noqa: E402  pylint: disable=wrong-import-position
+from configs import synthetic as synthetic_config
+from tests.training import test_end_to_end
 
 # test_end_to_end's tiny CLIP-MG over 32 x 32 crops (2 x 2 patches), 1 of its 2 ViT blocks frozen (random: a smoke
 # tower), for 2 steps.

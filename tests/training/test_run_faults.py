@@ -36,7 +36,9 @@ FINAL = {"total_steps": 4, "eval_every_steps": 0, "checkpoint.every_steps": 1000
 
 
 def _env():
-  return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+  # The worker imports the project and training_stand_ins (beside it): its PYTHONPATH names both folders.
+  return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(WORKER.parent),
+                                                      os.environ.get("PYTHONPATH", "")]),
               XLA_FLAGS="--xla_backend_optimization_level=0")
 
 
@@ -305,7 +307,6 @@ def test_a_checkpoint_selector_that_names_none_is_one_message(saved_run, which, 
 def test_frames_stored_smaller_than_the_crop_are_named_unless_enlarging_is_asked_for(tmp_path, caplog):
   shards = random_shards.write_random_shards(tmp_path / "shards", splits={"train": 4, "test": 2}, height=36,
                                              width=48, num_frames=4)
-  sys.path.insert(0, str(REPO_ROOT))
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()
   config.data.shards_dir, config.data.synthetic, config.data.image_size = str(shards), None, 64
@@ -325,7 +326,6 @@ def test_no_shipped_config_crops_larger_than_the_frames_it_stores():
   from clipmg_jax.data.raw import imigue  # pylint: disable=import-outside-toplevel
   from clipmg_jax.data.records import clip_record  # pylint: disable=import-outside-toplevel
   from clipmg_jax.data.synthetic import plan  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, str(REPO_ROOT))
   from configs import imigue as imigue_config  # pylint: disable=import-outside-toplevel
   from configs import synthetic  # pylint: disable=import-outside-toplevel
   config = synthetic.get_config()

@@ -3,7 +3,6 @@ checkpoint selection see; the test split is read once, after the last step."""
 
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -17,10 +16,7 @@ from clipmg_jax.training import checkpointing
 from clipmg_jax.training import runs
 from clipmg_jax.training import trainer
 from clipmg_jax.figures import results as result_figures
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-from configs import synthetic as synthetic_config  # noqa: E402  pylint: disable=wrong-import-position
+from configs import synthetic as synthetic_config
 
 
 def test_seeded_choice_is_fixed_and_from_the_training_subjects():

@@ -1,0 +1,62 @@
+"""scripts/launch_local.sh: Ctrl-C reaches every process as the preemption signal, each saves the checkpoint of the
+step they agree on and stops; the launcher names how each process ended and the command that resumes; the rerun
+finishes the run."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from clipmg_jax.run.folder import RunFolder
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# A tiny CLIP-MG (test_end_to_end's sizes) on the tiny synthetic preset, long enough to be interrupted.
+TINY = ("--config.batch_size=8 --config.eval_batch_size=16 --config.log_every_steps=1 --config.eval_every_steps=0 "
+        "--config.checkpoint.every_steps=1000 --config.optimizer.warmup_steps=2 --config.model.vit.width=16 "
+        "--config.model.vit.layers=2 --config.model.vit.heads=2 --config.model.vit.mlp_dim=32 "
+        "--config.model.vit.image_size=32 --config.model.trainable_blocks=1 --config.model.skeleton.num_groups=4 "
+        "--config.model.skeleton.embed_dim=16 --config.model.head.hidden_dim=16 --config.data.image_size=32 "
+        "--config.data.worker_count=0 --config.data.synthetic.preset=tiny --config.data.validation.num_subjects=1 "
+        "--config.init.allow_random_vit=True").split()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_on_every_process_and_the_rerun_finishes(tmp_path):
+  workdir = tmp_path / "two"
+  command = ["bash", str(REPO / "scripts" / "launch_local.sh"), "2", "--", "--config", "configs/synthetic.py",
+             "--workdir", str(workdir), *TINY, f"--config.data.synthetic.cache_dir={tmp_path / 'data'}"]
+  env = dict(os.environ, DEVICES="1")
+  launcher = subprocess.Popen([*command, "--config.total_steps=2000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+  try:
+    run = RunFolder(workdir)
+    deadline = time.time() + 600
+    while time.time() < deadline and len(run.read_metrics("train")) < 5 and launcher.poll() is None:
+      time.sleep(0.5)
+    assert launcher.poll() is None, launcher.communicate()
+    launcher.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends the launcher
+    start = time.time()
+    out, err = launcher.communicate(timeout=300)
+    print(f"every process stopped {time.time() - start:.1f} s after Ctrl-C")
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert launcher.returncode == 143, err
+  assert "launch_local: interrupted (Ctrl-C): asking the 2 processes to save a checkpoint and stop" in err
+  for i in (0, 1):
+    assert f"launch_local: process {i} (pid " in err and "status 143 (stopped by SIGTERM after saving" in err
+    log = (workdir / f"process_{i}.log").read_text()
+    step = int(re.search(r"preempted \(SIGTERM\) at step (\d+): checkpoint saved", log).group(1))
+  assert RunFolder(workdir).checkpoint_steps() == [step]  # the interrupt's (no periodic one before it)
+  resume = re.search(r"launch_local: resume with: (.*)", err).group(1)
+  assert resume.startswith("bash ") and "--workdir " + str(workdir) in resume
+  rerun = subprocess.run([*command, "--config.total_steps=" + str(step + 4)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900, check=False)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert json.loads(RunFolder(workdir).results_file().read_text())["step"] == step + 4
+  assert f"resuming from step {step}" in (workdir / "process_0.log").read_text()
