@@ -46,7 +46,8 @@ stop() {
   stopping="$1"
   echo "launch_local: $1: asking the $N processes to save a checkpoint and stop (SIGTERM)" >&2
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  ( sleep "${GRACE:-120}"; kill -KILL "${pids[@]}" 2>/dev/null ) &
+  # (its output away from ours: a sleeping child holding our stdout would keep a reader waiting)
+  ( sleep "${GRACE:-120}"; kill -KILL "${pids[@]}" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
   killer=$!
 }
 killer=""
