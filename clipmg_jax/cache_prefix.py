@@ -51,4 +51,5 @@ def main(config, session):
 
 
 if __name__ == "__main__":
-  command.run(main, config=_CONFIG)
+  command.run(main, config=_CONFIG, output_flag="out",
+              rerun="the cache is built again from the start (a half-built one is never read)")

@@ -44,22 +44,27 @@ def workdir_flag(help_text: str, required: bool = True) -> flags.FlagHolder:
 
 
 def run(main: Callable[[Any, session_lib.Session], Any], *, config=None, writes: bool = False,
-        processes: bool = False, check: Callable[[Any], None] | None = None) -> None:
+        processes: bool = False, check: Callable[[Any], None] | None = None, output_flag: str = "workdir",
+        rerun: str = "it resumes from the last complete checkpoint") -> None:
   """Runs main(config, session) as the program (absl's app.run) inside the shell described above; does not return.
 
   config: the command's config_flag holder (None: the command has none). writes: the session takes the --workdir's
   lock and the SIGTERM watch. processes: it joins the other processes (config.distributed) and leaves them at the
   end. check: checks of the config alone, run before the session takes anything, so that a misconfigured run
-  stops at once and leaves no folder behind."""
-  app.run(functools.partial(_shell, main, config, writes, processes, check), flags_parser=cli_errors.parse_flags)
+  stops at once and leaves no folder behind. output_flag, rerun: the flag of the folder the command writes and what
+  running it again does, for the one message of a full disk."""
+  app.run(functools.partial(_shell, main, config, writes, processes, check, output_flag, rerun),
+          flags_parser=cli_errors.parse_flags)
 
 
-def _shell(main, config_holder, writes: bool, processes: bool, check, argv: list[str]) -> Any:
+def _shell(main, config_holder, writes: bool, processes: bool, check, output_flag: str, rerun: str,
+           argv: list[str]) -> Any:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
-  with cli_errors.known_failures(workdir):
+  output = flags.FLAGS[output_flag].value if output_flag in flags.FLAGS else None
+  with cli_errors.known_failures(output, folder_flag=output_flag, rerun=rerun):
     config = None
     if config_holder is not None and config_holder.value is not None:
       config = cli_errors.config_or_exit(config_holder)

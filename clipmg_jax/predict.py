@@ -278,4 +278,4 @@ def main(config, session):
 
 
 if __name__ == "__main__":
-  command.run(main, config=_CONFIG)
+  command.run(main, config=_CONFIG, output_flag="out", rerun="it runs again")
