@@ -6,12 +6,21 @@
 source "$(dirname "$0")/_venv.sh"
 # The TPU compiler for the pod-slice compile test, kept beside .venv rather than in it: with libtpu importable, every
 # JAX start-up on a machine without TPUs prints its failed search for one. The pin is the `tpu` extra's.
+# A machine with no libtpu wheel for its platform skips that one test (it says why) rather than stopping here.
 if [ ! -d .venv/libtpu/libtpu ]; then
   pin=$(python -c 'import tomllib; print(next(r for r in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["tpu"] if r.startswith("libtpu")))')
   echo "[setup] installing $pin into .venv/libtpu (the TPU compiler, for tests/training/test_pod_slice.py)"
-  python -m pip install -q --no-deps --target .venv/libtpu "$pin"
+  python -m pip install -q --no-deps --target .venv/libtpu "$pin" \
+    || echo "[setup] no $pin for this machine: tests/training/test_pod_slice.py will skip"
 fi
 export CLIPMG_LIBTPU_PATH="$PWD/.venv/libtpu"
+# The pose extractor's environment, ./.venv-pose (scripts/pose_env.sh: mediapipe pins numpy<2, so it is apart from
+# .venv), so that the extraction tests run (tests/data/test_extract_pose.py, tests/test_predict.py); about 90 s the
+# first time. CLIPMG_TEST_POSE=0 leaves it out (those tests then skip, saying so); a machine where it cannot be made
+# (no Python 3.9-3.12, no mediapipe wheel) goes on without it.
+if [ "${CLIPMG_TEST_POSE:-1}" = "1" ] && [ ! -f .venv-pose/.installed-mediapipe-0.10.21 ]; then
+  bash scripts/pose_env.sh || echo "[setup] .venv-pose could not be made: the pose-extraction tests will skip"
+fi
 # The `onnx` extra, for the ONNX half of tests/test_export.py, installed into .venv once. jax2onnx goes in without its
 # declared dependencies (it pins orbax-checkpoint<0.11.37, which would move .venv's orbax back; it imports only onnx
 # and onnx-ir, installed beside it as pyproject.toml pins them).

@@ -340,6 +340,7 @@ def test_no_shipped_config_crops_larger_than_the_frames_it_stores():
 
 _COMPILING = """
 import sys
+import time
 import jax, jax.numpy as jnp
 from clipmg_jax import cli_errors
 from clipmg_jax.run import preemption
@@ -352,7 +353,7 @@ def chain(x):  # long enough to compile for seconds: the signal lands inside XLA
 with cli_errors.known_failures(), preemption.Watch() as watch, watch.stops_at_once("preempted while compiling"):
   print("compiling", flush=True)
   jax.jit(chain)(jnp.ones((8, 8))).block_until_ready()
-  print("compiled", flush=True)
+  print(f"compiled at {time.time()!r}", flush=True)
 """
 
 
@@ -366,9 +367,14 @@ def test_a_signal_while_xla_compiles_exits_with_its_status_not_a_segfault(signum
                           stderr=subprocess.PIPE, text=True)
   assert proc.stdout.readline() == "compiling\n"
   time.sleep(0.5)
+  sent = time.time()
   proc.send_signal(signum)
   out, err = proc.communicate(timeout=120)
   if "compiled" in out:
+    # The line carries when the compilation ended: after the signal, the signal was honoured late (the bug this test
+    # is for); before it, the machine was too fast for the test.
+    ended = float(out.split("compiled at ", 1)[1].split()[0])
+    assert ended < sent, f"the signal was sent {ended - sent:.2f} s before the compilation ended, and not honoured"
     pytest.skip("the compilation ended before the signal: this machine is too fast for the test")
   assert proc.returncode == status, err[-3000:]
   assert line in out + err and "Traceback" not in err
