@@ -5,11 +5,14 @@ Runs end to end on a laptop CPU: when <workdir>/synthetic_data/shards is absent 
 and the tower is tiny; what this shows is that the whole pipeline works and the model learns the synthetic classes,
 not accuracy on iMiGUE (configs/imigue.py is the paper setup).
 
-What works best here, not the paper's setup: by default (no argument) the model is `full+extras` — the paper's
-model plus the head's gated pose context and the auxiliary pose-only loss (docs/method.md section 8; with them the
-full model beats pose_only here, docs/results.md) — trained with square-root inverse-frequency class weights and
-label smoothing 0.1. `configs/synthetic.py:full` is the paper's architecture on this data, trained with this same
-loss (every variant here is): the paper's plain cross-entropy is configs/imigue.py's.
+What works best here, not the paper's setup: by default (no argument) the model is `full+extras+robust` — the
+paper's model plus the head's gated pose context and the auxiliary pose-only loss (docs/method.md section 8; with
+them the full model beats pose_only here, docs/results.md), and robust fusion (a vision classifier that answers when
+the clip has no usable pose, at no cost on clean keypoints: docs/method.md "Robust fusion") — trained with
+square-root inverse-frequency class weights and label smoothing 0.1. `configs/synthetic.py:full+extras` is the
+previous default (the main job's row before robust fusion), `configs/synthetic.py:full` the paper's architecture
+on this data, trained with this same loss (every variant here is): the paper's plain cross-entropy is
+configs/imigue.py's.
 
   python -m clipmg_jax.train --config configs/synthetic.py --workdir runs/synthetic
   python -m clipmg_jax.train --config configs/synthetic.py:visual_only --workdir runs/visual_only   # an ablation
@@ -32,7 +35,7 @@ from clipmg_jax.training import defaults
 IMAGE_SIZE = 112  # frames are cropped to 112 x 112 (7 x 7 patches of 16 px): 4x fewer tokens than 224
 
 
-DEFAULT_ARG = "full+extras"
+DEFAULT_ARG = "full+extras+robust"
 
 
 def get_config(arg: str = DEFAULT_ARG) -> ml_collections.ConfigDict:

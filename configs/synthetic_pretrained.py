@@ -15,8 +15,8 @@ runs on a fresh clone like the main job:
   python -m clipmg_jax.train --config configs/synthetic_pretrained.py --workdir runs/sp_own \
       --config.init.vit_checkpoint=runs/pretrain_synthetic/hf_vision
 
-The argument after ":" is configs/synthetic.py's `<variant>[+extras]` (default full+extras). pose_only has no
-vision tower and loads nothing.
+The argument after ":" is configs/synthetic.py's `<variant>[+extras][+robust]` (default full+extras+robust; the
+studies name theirs explicitly). pose_only has no vision tower and loads nothing.
 """
 
 import pathlib
