@@ -20,6 +20,7 @@ from clipmg_jax.prediction import predictor as predictor_lib
 from clipmg_jax.prediction import recognize
 from clipmg_jax.training import evaluation
 # test_predict's tiny run (a synthetic dataset and a checkpoint of random parameters) and its command line.
+from tests.test_predict import NOT_ROBUST
 from tests.test_predict import TINY_OVERRIDES
 from tests.test_predict import _fake_pose_python
 from tests.test_predict import _predict_command
@@ -41,7 +42,8 @@ def exported(run, tmp_path_factory):
   """The tiny run exported by the command (with model.onnx where the `onnx` extra is installed); its stdout."""
   _, workdir, _ = run
   out = tmp_path_factory.mktemp("export")
-  cmd = [sys.executable, "-m", "clipmg_jax.export", f"--config={REPO_ROOT / 'configs' / 'synthetic.py'}",
+  config = f"{REPO_ROOT / 'configs' / 'synthetic.py'}:{NOT_ROBUST}"  # the tiny run's model
+  cmd = [sys.executable, "-m", "clipmg_jax.export", f"--config={config}",
          f"--workdir={workdir}", f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES,
          f"--out={out}"]
   done = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)

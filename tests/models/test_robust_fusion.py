@@ -243,7 +243,7 @@ def test_the_fused_model_trains_as_without_robust():
 def test_vision_lr_scale_scales_the_vision_classifiers_updates():
   """Adam's first update is the learning rate times about sign(gradient): twice the scale, twice the step, and the
   fused model's update unchanged."""
-  start, one = _train(robust_config(), steps=1)
+  start, one = _train(robust_config(**{"robust.vision_lr_scale": 1.0}), steps=1)
   _, two = _train(robust_config(**{"robust.vision_lr_scale": 2.0}), steps=1)
   for name in clipmg_params.VISION_CLASSIFIER:
     d1 = jax.tree.map(lambda a, b: b - a, start[name], one[name])

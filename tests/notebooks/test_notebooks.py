@@ -40,7 +40,7 @@ TINY = {
 CONFIG_FILE = """from clipmg_jax.training import defaults
 from configs import synthetic
 
-def get_config(arg=synthetic.DEFAULT_ARG):
+def get_config(arg="full+extras"):  # the run folder's name: 02's ablation section loads it as that ablation
   return defaults.override(synthetic.get_config(arg), {overrides!r})
 """
 

@@ -31,8 +31,11 @@ def test_ctrl_c_saves_a_checkpoint_on_every_process_and_the_rerun_finishes(tmp_p
   command = ["bash", str(REPO / "scripts" / "launch_local.sh"), "2", "--", "--config", "configs/synthetic.py",
              "--workdir", str(workdir), *TINY, f"--config.data.synthetic.cache_dir={tmp_path / 'data'}"]
   env = dict(os.environ, DEVICES="1")
-  launcher = subprocess.Popen([*command, "--config.total_steps=2000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+  # As from a terminal: SIGINT at its default in the launcher (a test worker may ignore it, and a shell cannot trap a
+  # signal ignored when it started).
+  launcher = subprocess.Popen([*command, "--config.total_steps=1000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     run = RunFolder(workdir)
     deadline = time.time() + 600
