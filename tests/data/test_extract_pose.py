@@ -65,7 +65,8 @@ def test_table_maps_blazepose_to_body25_and_the_readers_take_it():
 def pose_python() -> pathlib.Path:
   if not POSE_PYTHON.is_file():
     pytest.skip(f"pose environment absent ({POSE_PYTHON}): `bash scripts/pose_env.sh` makes it (apart from .venv: "
-                f"mediapipe pins numpy<2; scripts/test.sh makes it unless CLIPMG_TEST_POSE=0 or it cannot be made here)")
+                f"mediapipe pins numpy<2; scripts/test.sh makes it unless CLIPMG_TEST_POSE=0 or it cannot be "
+                f"made here)")
   return POSE_PYTHON
 
 
