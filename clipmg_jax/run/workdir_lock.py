@@ -94,10 +94,7 @@ def _create_whole(path: pathlib.Path, text: str) -> bool:
   aside, then hard-linked into place): another run never reads a lock that exists but is still empty, which it
   would take for a torn, stale one and take over."""
   aside = path.with_name(f"{path.name}.{os.getpid()}.new")
-  with open(aside, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
+  _write_synced(os.open(aside, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644), text)
   try:
     os.link(aside, path)
     return True
@@ -105,16 +102,19 @@ def _create_whole(path: pathlib.Path, text: str) -> bool:
     return False
   except OSError:  # a file system without hard links: create exclusively, then write (the old window remains)
     try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      _write_synced(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), text)
     except FileExistsError:
       return False
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
     return True
   finally:
     aside.unlink(missing_ok=True)
+
+
+def _write_synced(fd: int, text: str) -> None:
+  with os.fdopen(fd, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _take_over(path: pathlib.Path, holder: dict) -> None:

@@ -11,7 +11,6 @@ Only the prefix is frozen in such a run: config.train_all_params (everything tra
 """
 
 import hashlib
-import pathlib
 
 import jax
 import ml_collections
@@ -19,7 +18,6 @@ import numpy as np
 
 from clipmg_jax.data.loader import token_pipeline
 from clipmg_jax.data.records import manifest as manifest_lib
-from clipmg_jax.data.records import tfrecord
 from clipmg_jax.models import clipmg_config
 from clipmg_jax.models import variants
 
@@ -83,34 +81,10 @@ def check_run(config: ml_collections.ConfigDict, data: ml_collections.ConfigDict
 
 def check_files(cache_dir, cache: dict, splits) -> None:
   """PrefixCacheError unless every shard of `splits` that the manifest lists is there with an offset index of its
-  record count: a missing or cut file is found before step 1, not at the final evaluation."""
-  root = pathlib.Path(cache_dir)
-  for split in dict.fromkeys(splits):
-    for shard in cache["splits"][split]["shards"]:
-      for name in (shard["path"], shard["index"]):
-        if not (root / name).is_file():
-          raise PrefixCacheError(f"{root / name} is missing from the prefix cache {root} (its manifest lists it). "
-                                 "Build the cache again (python -m clipmg_jax.cache_prefix).")
-      try:
-        count = len(tfrecord.read_index(root / shard["index"]))
-      except ValueError as e:
-        raise PrefixCacheError(f"{e}: the prefix cache {root} is damaged; build it again.") from None
-      if count != shard["num_records"]:
-        raise PrefixCacheError(f"{root / shard['index']} holds {count} records, the manifest of {root} says "
-                               f"{shard['num_records']}: the cache is damaged or half rebuilt; build it again.")
-
-
-def check_tower(config: ml_collections.ConfigDict, params) -> None:
-  """PrefixCacheError unless the run's prefix parameters are the ones the cache was computed with (nothing when the
-  run has no cache)."""
-  cache_dir = config.data.get("prefix_cache") if config.get("data") else None
-  if not cache_dir:
-    return
-  cache = token_pipeline.read_manifest(cache_dir)
-  ours = tower_digest(params, config.model)
-  if cache["tower"]["digest"] != ours:
-    raise PrefixCacheError(
-        f"{manifest_lib.path(cache_dir)} was computed by another tower (parameter digest {cache['tower']['digest'][:12]}"
-        f", from {cache['tower'].get('checkpoint') or 'its random initialisation'}) than this run's ({ours[:12]}, "
-        f"from {config.get('init', {}).get('vit_checkpoint') or 'random initialisation, seed ' + str(config.seed)}). "
-        "Build a cache with this run's config.")
+  record count (the shards' own check, manifest.check_splits): a missing or cut file is found before step 1, not at
+  the final evaluation."""
+  try:
+    manifest_lib.check_splits(cache_dir, cache, splits,
+                              remedy="Build the cache again (python -m clipmg_jax.cache_prefix).")
+  except manifest_lib.DataSetupError as e:  # the cache's own error type: its other checks raise it too
+    raise PrefixCacheError(f"prefix cache: {e}") from None

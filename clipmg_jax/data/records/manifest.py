@@ -100,9 +100,12 @@ def split_shards(document: dict, split: str, shards_dir: str | os.PathLike) -> l
     raise ValueError(f"{path(shards_dir)}: no split {split!r} (has {sorted(document.get('splits', {}))})") from None
 
 
-def check_splits(shards_dir: str | os.PathLike, document: dict, splits) -> None:
+CONVERT_AGAIN = "Re-run the conversion into this folder (it redoes only what is missing) or restore the file."
+
+
+def check_splits(shards_dir: str | os.PathLike, document: dict, splits, remedy: str = CONVERT_AGAIN) -> None:
   """Checks, before any training step, that every shard and offset index of `splits` is there and holds the
-  number of records the manifest lists; DataSetupError naming the split and file otherwise."""
+  number of records the manifest lists; DataSetupError naming the split and file, and `remedy`, otherwise."""
   shards_dir = pathlib.Path(shards_dir)
   for split in dict.fromkeys(splits):
     if split not in document.get("splits", {}):
@@ -128,5 +131,4 @@ def check_splits(shards_dir: str | os.PathLike, document: dict, splits) -> None:
           if "num_records" in entry and count != int(entry["num_records"]):
             problem = f"offset index {index} lists {count} records, the manifest {entry['num_records']}"
       if problem:
-        raise DataSetupError(f"split {split!r} of {shards_dir}: {problem}. Re-run the conversion into this folder "
-                             "(it redoes only what is missing) or restore the file.")
+        raise DataSetupError(f"split {split!r} of {shards_dir}: {problem}. {remedy}")
