@@ -43,12 +43,13 @@ def box_to_resized(keypoints: np.ndarray, box, out_hw: tuple[int, int]) -> np.nd
 
 
 def drop_off_frame(keypoints: np.ndarray, frame_hw: tuple[int, int]) -> tuple[np.ndarray, int]:
-  """(keypoints, how many were dropped): detected joints more than one frame height or width beyond the frame (a
-  broken estimate; a joint just outside the frame is kept) become missed (all zero). A new array when any was
-  dropped. Non-finite values never get here: the raw readers zero them (data/records/layouts.py)."""
+  """(keypoints, how many were dropped): joints with a non-finite coordinate, or more than one frame height or width
+  beyond the frame (a broken estimate: a joint just outside the frame is kept), become missed (confidence 0, in
+  place). A new array when any was dropped."""
   h, w = frame_hw
   x, y = keypoints[..., 0], keypoints[..., 1]
-  bad = (keypoints[..., 2] > 0) & ~((x >= -w) & (x <= 2 * w) & (y >= -h) & (y <= 2 * h))
+  with np.errstate(invalid="ignore"):
+    bad = (keypoints[..., 2] > 0) & ~((x >= -w) & (x <= 2 * w) & (y >= -h) & (y <= 2 * h))
   count = int(bad.sum())
   if count:
     keypoints = keypoints.copy()

@@ -88,3 +88,19 @@ def check_files(cache_dir, cache: dict, splits) -> None:
                               remedy="Build the cache again (python -m clipmg_jax.cache_prefix).")
   except manifest_lib.DataSetupError as e:  # the cache's own error type: its other checks raise it too
     raise PrefixCacheError(f"prefix cache: {e}") from None
+
+
+def check_tower(config: ml_collections.ConfigDict, params) -> None:
+  """PrefixCacheError unless the run's prefix parameters are the ones the cache was computed with (nothing when the
+  run has no cache)."""
+  cache_dir = config.data.get("prefix_cache") if config.get("data") else None
+  if not cache_dir:
+    return
+  cache = token_pipeline.read_manifest(cache_dir)
+  ours = tower_digest(params, config.model)
+  if cache["tower"]["digest"] != ours:
+    raise PrefixCacheError(
+        f"{manifest_lib.path(cache_dir)} was computed by another tower (parameter digest {cache['tower']['digest'][:12]}"
+        f", from {cache['tower'].get('checkpoint') or 'its random initialisation'}) than this run's ({ours[:12]}, "
+        f"from {config.get('init', {}).get('vit_checkpoint') or 'random initialisation, seed ' + str(config.seed)}). "
+        "Build a cache with this run's config.")
