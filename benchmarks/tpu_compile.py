@@ -76,7 +76,7 @@ def compile_one(config, topology, step, per_device_batch, fsdp_min_size):
   return dict(devices=len(devices), processes=len({d.process_index for d in devices}),
               devices_per_chip=aot.devices_per_chip(devices), device_kind=devices[0].device_kind,
               global_batch=batch, memory=compiled.memory, tflops_per_device=compiled.flops / 1e12,
-              compile_seconds=compiled.seconds)
+              compile_seconds=compiled.seconds, cost=compiled.cost)
 
 
 def key_of(topology, variant, step, per_device_batch, fsdp_min_size):

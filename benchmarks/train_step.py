@@ -67,6 +67,10 @@ def parse_args(argv):
   parser.add_argument("--shards_dir", default="", help="--loop: converted shards (default: random ones)")
   parser.add_argument("--matmul_sizes", default="1024,2048,4096", help="CPU peak: square matmul sides to try")
   parser.add_argument("--peak_tflops", type=float, default=0.0, help="accelerator peak to use for MFU")
+  parser.add_argument("--roofline", action="store_true",
+                      help="also the compiled step's roofline (benchmarks/roofline.py) against the measured step; on a "
+                      "CPU the peaks are measured here (best matmul, best streaming add)")
+  parser.add_argument("--peak_gbps", type=float, default=0.0, help="accelerator memory bandwidth for --roofline")
   parser.add_argument("--json", default="", help="write the figures to this JSON file")
   return parser.parse_args(argv)
 
@@ -103,6 +107,18 @@ def matmul_peak_flops(sizes):
     seconds = median_seconds(lambda: mm(a).block_until_ready(), 3, 1)
     best = max(best, 2 * n**3 / seconds)
   return best
+
+
+def memory_bandwidth(num_bytes=2**28, repeats=5):
+  """Best bytes/s of a jitted elementwise add over a float32 array of `num_bytes` (read once, written once): the
+  CPU's reachable memory bandwidth, the memory side of its roofline."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  x = jnp.zeros((num_bytes // 4,), jnp.float32)
+  add = jax.jit(lambda x: x + 1.0)
+  add(x).block_until_ready()
+  best = min(median_seconds(lambda: add(x).block_until_ready(), 1, 0) for _ in range(repeats))
+  return 2 * num_bytes / best
 
 
 def published_peak(device, dtype):
@@ -288,6 +304,8 @@ def main(argv):
       out["peak_tflops"] = peak_tflops
   if out["peak_tflops"]:
     out["fraction_of_peak"] = out["model_tflops_per_second"] / out["peak_tflops"]
+  if args.roofline:
+    out["roofline"] = roofline_check(args, compiled, out)
 
   print(f"model FLOPs per clip (fwd+bwd, as defined): {out['model_gflops_per_clip']:.1f} GFLOP; "
         f"compiled step: {out['compiled_step_gflops_per_clip']:.1f} GFLOP per clip")
@@ -312,6 +330,29 @@ def main(argv):
     print(f"loop: {out['loop']['loop_seconds_per_step']:.3f} s per step vs bare step {seconds:.3f} s "
           f"({out['loop']['loop_over_step']:.2f}x)")
   _write(args, out)
+
+
+def roofline_check(args, compiled, out):
+  """The compiled step's roofline on this device against its measured time: the bound must not exceed it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from benchmarks import roofline  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
+  cost = aot.cost_of(compiled)
+  if jax.default_backend() == "cpu":
+    bandwidth, source = memory_bandwidth(), "best streaming add, same process"
+  else:
+    bandwidth, source = args.peak_gbps * 1e9, "given"
+  peak = (out["peak_tflops"] or float("nan")) * 1e12
+  b = roofline.bound(cost["flops"], cost["bytes accessed"], peak, bandwidth)
+  report = dict(flops=cost["flops"], bytes_accessed=cost["bytes accessed"], peak_flops=peak,
+                bytes_per_second=bandwidth, bandwidth_source=source, compute_seconds=b.compute_seconds,
+                memory_seconds=b.memory_seconds, bound_seconds=b.seconds, binds=b.binds,
+                measured_seconds=out["step_seconds"], measured_over_bound=out["step_seconds"] / b.seconds)
+  print(f"roofline: {cost['flops'] / 1e9:.0f} GFLOP at {peak / 1e9:.0f} GFLOP/s = {b.compute_seconds:.3f} s; "
+        f"{cost['bytes accessed'] / 1e9:.1f} GB at {bandwidth / 1e9:.1f} GB/s = {b.memory_seconds:.3f} s; "
+        f"{b.binds} binds: step >= {b.seconds:.3f} s; measured {out['step_seconds']:.3f} s "
+        f"({report['measured_over_bound']:.2f}x the bound)")
+  return report
 
 
 def _write(args, out):

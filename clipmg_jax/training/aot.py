@@ -28,6 +28,9 @@ from clipmg_jax.training import sharding as sharding_lib
 HBM_GIB_PER_CHIP = {"TPU v4": 32, "TPU v5 lite": 16, "TPU v5": 95, "TPU v6 lite": 32}
 # Published dense bfloat16 peak TFLOP/s per chip (same sources).
 PEAK_TFLOPS_PER_CHIP = {"TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5": 459.0, "TPU v6 lite": 918.0}
+# Published HBM bandwidth per chip in GB/s (same sources: cloud.google.com/tpu/docs/v4, v5e, v5p, v6e), for the
+# memory side of a roofline (benchmarks/roofline.py).
+HBM_GBPS_PER_CHIP = {"TPU v4": 1200.0, "TPU v5 lite": 819.0, "TPU v5": 2765.0, "TPU v6 lite": 1638.0}
 
 
 class NoTpuCompilerError(RuntimeError):
@@ -71,13 +74,14 @@ def batch_spec(setup: setup_lib.Setup, batch_size: int, *, train: bool) -> dict[
 @dataclasses.dataclass
 class Compiled:
   """One compiled step: per-device memory (bytes; see memory_of), compiled FLOPs per device per call, compile
-  seconds, and the compiled object (input_shardings, as_text(), ...)."""
+  seconds, the compiled object (input_shardings, as_text(), ...), and the rest of XLA's cost analysis (cost_of)."""
   name: str
   batch_size: int
   memory: dict[str, int]
   flops: float
   seconds: float
   executable: Any
+  cost: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def memory_of(compiled: Any) -> dict[str, int]:
@@ -97,11 +101,21 @@ def flops_of(compiled: Any) -> float:
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
+def cost_of(compiled: Any) -> dict[str, float]:
+  """XLA's whole-program cost analysis per device per call: "flops", "bytes accessed" (HBM traffic as the compiler
+  counts it after fusion: what a roofline's memory bound needs), "transcendentals", and on TPU "optimal_seconds"
+  where the compiler gives it. The per-operand entries are left out."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return {k: float(v) for k, v in (cost or {}).items() if "{" not in k and isinstance(v, (int, float))}
+
+
 def _compile(name: str, fn, args, batch_size: int) -> Compiled:
   start = time.perf_counter()
   executable = fn.lower(*args).compile()
   seconds = time.perf_counter() - start
-  return Compiled(name, batch_size, memory_of(executable), flops_of(executable), seconds, executable)
+  return Compiled(name, batch_size, memory_of(executable), flops_of(executable), seconds, executable,
+                  cost_of(executable))
 
 
 def make_setup(config: ml_collections.ConfigDict, devices: list | None = None) -> setup_lib.Setup:

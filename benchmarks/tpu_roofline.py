@@ -1,0 +1,189 @@
+r"""The TPU slices on paper: each compiled step's roofline, and what a run of the paper's schedule on iMiGUE costs.
+
+Reads the compiles of benchmarks/tpu_compile.py (its --json, whose rows carry XLA's cost analysis: FLOPs and bytes
+accessed per device) and the memory table's largest batch per chip (benchmarks/results/tpu_compile.json), and per
+slice and variant gives (benchmarks/roofline.py):
+- the roofline of the train step at the compiled batch and at the largest batch that fits the chip's HBM (FLOPs and
+  bytes per chip fitted linear in the batch from two compiled batches; a multi-host slice, compiled at one batch,
+  takes the per-clip slope of the single-host slice of its generation): the lower bound on step time, which bound
+  binds, the upper bound on clips/s per chip and the MFU that bound implies;
+- hours per epoch of iMiGUE's cross-subject training split (13,935 clips) and for the paper's schedule (30 epochs,
+  configs/imigue.py), and the cost at the on-demand price per chip-hour: once at the roofline (the least it can
+  cost) and once at an assumed MFU (--assumed_mfu, on the model's own FLOPs).
+Nothing here ran on a TPU: every figure is on paper.
+
+  JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --per_device_batches 2,4 --fsdp_min_size 0 --no_eval \
+      --json benchmarks/results/tpu_cost_analysis.json
+  python -m benchmarks.tpu_roofline --markdown benchmarks/results/tpu_roofline.md
+"""
+
+import argparse
+import json
+import sys
+
+from benchmarks import roofline
+
+# On-demand list price in USD per chip-hour, cloud.google.com/tpu/pricing (us-central regions, as published in
+# 2025: v4 in us-central2, v5e and v6e in us-east/us-central, v5p in us-east5). Prices change: check before renting.
+PRICE_PER_CHIP_HOUR = {"TPU v4": 3.22, "TPU v5 lite": 1.20, "TPU v5": 4.20, "TPU v6 lite": 2.70}
+PRICE_SOURCE = "cloud.google.com/tpu/pricing, on-demand list price per chip-hour as published in 2025"
+TRAIN_CLIPS = 13_935  # iMiGUE's cross-subject training split (docs/performance.md, labels_20200831.csv)
+EPOCHS = 30  # configs/imigue.py: total_steps = 13,935 x 30 // 32
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--compiles", default="benchmarks/results/tpu_cost_analysis.json",
+                      help="tpu_compile.py's JSON with cost analyses (default: %(default)s)")
+  parser.add_argument("--memory_table", default="benchmarks/results/tpu_compile.json",
+                      help="tpu_compile.py's JSON whose summary gives the largest clips per chip (default: %(default)s)")
+  parser.add_argument("--config", default="configs/imigue.py", help="for the model's own FLOPs per clip")
+  parser.add_argument("--assumed_mfu", type=float, default=0.30,
+                      help="the MFU assumed for the second estimate (default %(default)s; not measured)")
+  parser.add_argument("--json", default="benchmarks/results/tpu_roofline.json", help="rows (default: %(default)s)")
+  parser.add_argument("--markdown", default="", help="also write the two tables here")
+  return parser.parse_args(argv)
+
+
+def model_flops_per_clip(config_path, variant):
+  from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
+  from clipmg_jax.training import runs  # pylint: disable=import-outside-toplevel
+  config = runs.load_config(f"{config_path}:{variant}", {"model.skeleton.conv": "xla"})
+  return flops.train_flops(config.model, int(config.data.image_size))
+
+
+def per_chip(row, key):
+  """A per-device count of a compile row, per chip (v4's two TensorCores share one chip)."""
+  value = row["tflops_per_device"] * 1e12 if key == "flops" else row["cost"][key]
+  return value * row["devices_per_chip"]
+
+
+def slopes(compiles, topology, variant, device_kind):
+  """(small, large, {count: (fixed, per clip)}) per chip, from this slice's two batches or, for a slice compiled at
+  one batch, the per-clip slope of a single-host slice of the same kind (its own value at the small batch)."""
+  rows = {int(k.split("|")[3]): v for k, v in compiles.items()
+          if k.split("|")[:3] == [topology, variant, "train"] and k.endswith("|0")}
+  small = min(rows)
+  twin = None
+  if len(rows) < 2:
+    for key, other in compiles.items():
+      t, v, step, _, fsdp = key.split("|")
+      if (v, step, fsdp, other["device_kind"]) == (variant, "train", "0", device_kind) and t != topology:
+        others = {int(k.split("|")[3]): x for k, x in compiles.items()
+                  if k.split("|")[:3] == [t, variant, "train"] and k.endswith("|0")}
+        if len(others) == 2:
+          twin = others
+          break
+    if twin is None:
+      raise ValueError(f"{topology} {variant}: one compiled batch and no single-host slice of {device_kind} to fit on")
+  source = rows if twin is None else twin
+  lo, hi = sorted(source)
+  out = {}
+  for count in ("flops", "bytes accessed"):
+    fixed, per_clip = roofline.linear(per_chip(source[lo], count), per_chip(source[hi], count),
+                                      lo * source[lo]["devices_per_chip"], hi * source[hi]["devices_per_chip"])
+    if twin is not None:  # this slice's own count at its batch, the twin's slope
+      fixed = per_chip(rows[small], count) - per_clip * small * rows[small]["devices_per_chip"]
+    out[count] = (fixed, per_clip)
+  return small, rows[small], out, twin is not None
+
+
+def analyse(args):
+  from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
+  with open(args.compiles) as f:
+    compiles = json.load(f)["compiles"]
+  with open(args.memory_table) as f:
+    largest = {(r["topology"], r["variant"]): r.get("largest_clips_per_chip") for r in json.load(f)["summary"]}
+  seen = dict.fromkeys(tuple(k.split("|")[:2]) for k in compiles)
+  model_flops = {}
+  rows = []
+  for topology, variant in seen:
+    if variant not in model_flops:
+      model_flops[variant] = model_flops_per_clip(args.config, variant)
+    small, row, fit, from_twin = slopes(compiles, topology, variant, next(
+        v["device_kind"] for k, v in compiles.items() if k.startswith(f"{topology}|")))
+    kind, chip = row["device_kind"], row["devices_per_chip"]
+    peak, bandwidth = aot.PEAK_TFLOPS_PER_CHIP[kind] * 1e12, aot.HBM_GBPS_PER_CHIP[kind] * 1e9
+    out = dict(topology=topology, variant=variant, device_kind=kind, chips=row["devices"] // chip,
+               hosts=row["processes"], peak_tflops=peak / 1e12, hbm_gbps=bandwidth / 1e9,
+               model_gflop_per_clip=model_flops[variant] / 1e9, slope_from_single_host_twin=from_twin,
+               compile_seconds=row["compile_seconds"])
+    for name, clips in (("compiled", small * chip), ("largest", largest.get((topology, variant)))):
+      if not clips:
+        continue
+      flops = fit["flops"][0] + fit["flops"][1] * clips
+      traffic = fit["bytes accessed"][0] + fit["bytes accessed"][1] * clips
+      b = roofline.bound(flops, traffic, peak, bandwidth)
+      out[name] = dict(clips_per_chip=clips, tflop_per_chip=flops / 1e12, gb_accessed_per_chip=traffic / 1e9,
+                       compute_ms=b.compute_seconds * 1e3, memory_ms=b.memory_seconds * 1e3, bound_ms=b.seconds * 1e3,
+                       binds=b.binds, clips_per_second_per_chip=clips / b.seconds,
+                       mfu_at_bound=roofline.implied_mfu(model_flops[variant], clips, b.seconds, peak))
+    at = out.get("largest") or out["compiled"]
+    price = PRICE_PER_CHIP_HOUR[kind]
+    assumed_rate = args.assumed_mfu * peak / model_flops[variant]  # clips/s per chip at the assumed MFU
+    out["cost"] = {
+        "price_per_chip_hour": price,
+        "at_bound": dict(epoch=roofline.run_cost(TRAIN_CLIPS, at["clips_per_second_per_chip"], out["chips"], price),
+                         run=roofline.run_cost(TRAIN_CLIPS * EPOCHS, at["clips_per_second_per_chip"], out["chips"],
+                                               price)),
+        "at_assumed_mfu": dict(mfu=args.assumed_mfu, clips_per_second_per_chip=assumed_rate,
+                               epoch=roofline.run_cost(TRAIN_CLIPS, assumed_rate, out["chips"], price),
+                               run=roofline.run_cost(TRAIN_CLIPS * EPOCHS, assumed_rate, out["chips"], price))}
+    rows.append(out)
+  return rows
+
+
+def markdown(rows, args):
+  lines = ["Train step, bfloat16, per chip; on paper, not run. Bound = max(compiled FLOPs / peak FLOP/s, bytes "
+           "accessed / HBM bandwidth).", "",
+           "| slice | variant | clips per chip | TFLOP | GB accessed | compute ms | memory ms | binds | ≤ clips/s "
+           "per chip | MFU at the bound |", "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+  for r in rows:
+    for name in ("compiled", "largest"):
+      if name not in r:
+        continue
+      a = r[name]
+      star = "*" if r["slope_from_single_host_twin"] and name == "largest" else ""
+      lines.append(f"| {r['topology']} | `{r['variant']}` | {a['clips_per_chip']}{' (largest)' if name == 'largest' else ''}"
+                   f"{star} | {a['tflop_per_chip']:.2f} | {a['gb_accessed_per_chip']:.1f} | {a['compute_ms']:.1f} | "
+                   f"{a['memory_ms']:.1f} | {a['binds']} | {a['clips_per_second_per_chip']:.0f} | "
+                   f"{a['mfu_at_bound']:.0%} |")
+  lines += ["", f"iMiGUE training, {TRAIN_CLIPS:,} clips per epoch, {EPOCHS} epochs, at the largest batch per chip; "
+            f"price: {PRICE_SOURCE}. On paper, not run.", "",
+            "| slice | variant | $ / chip-hour | epoch at the bound | run at the bound | run cost at the bound | "
+            f"epoch at MFU {args.assumed_mfu:.0%} | run at MFU {args.assumed_mfu:.0%} | run cost at MFU "
+            f"{args.assumed_mfu:.0%} |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    c = r["cost"]
+    b, m = c["at_bound"], c["at_assumed_mfu"]
+    lines.append(f"| {r['topology']} ({r['chips']} chips) | `{r['variant']}` | {c['price_per_chip_hour']:.2f} | "
+                 f"{_hours(b['epoch']['hours'])} | {_hours(b['run']['hours'])} | ${b['run']['cost']:,.0f} | "
+                 f"{_hours(m['epoch']['hours'])} | {_hours(m['run']['hours'])} | ${m['run']['cost']:,.0f} |")
+  if any(r["slope_from_single_host_twin"] for r in rows):
+    lines.append("\n\\* compiled at one batch: the per-clip FLOPs and bytes are the single-host slice's of the same "
+                 "generation.")
+  return "\n".join(lines) + "\n"
+
+
+def _hours(h):
+  return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
+
+
+def main(argv):
+  args = parse_args(argv)
+  try:
+    rows = analyse(args)
+  except (FileNotFoundError, KeyError, ValueError) as e:
+    sys.exit(f"error: {e}")
+  with open(args.json, "w") as f:
+    json.dump(dict(assumed_mfu=args.assumed_mfu, price_source=PRICE_SOURCE, train_clips=TRAIN_CLIPS, epochs=EPOCHS,
+                   rows=rows), f, indent=1)
+  table = markdown(rows, args)
+  print(table)
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(table)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
