@@ -52,6 +52,8 @@ def parse_args(argv):
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
   parser.add_argument("--json", default="tpu_compile.json", help="results, appended as they come (default: %(default)s)")
   parser.add_argument("--markdown", default="", help="also write the summary table here")
+  parser.add_argument("--report_only", action="store_true",
+                      help="only rebuild the summary and the table from --json (compiles nothing, needs no libtpu)")
   return parser.parse_args(argv)
 
 
@@ -130,7 +132,9 @@ def summarize(results, args):
                  chip_aliased_gib=a["memory"]["aliased"] * chip / GIB,
                  tflop_per_chip_step=a["tflops_per_device"] * chip,
                  gflop_per_clip=a["tflops_per_device"] * 1e3 / small,
-                 compile_seconds=a["compile_seconds"] + sum(r["compile_seconds"] for r in (b, f, e) if r))
+                 # Each compile's own seconds (train at the two batches, FSDP, eval), not their sum.
+                 compile_seconds={name: r["compile_seconds"] for name, r in
+                                  (("train", a), ("train_large", b), ("train_fsdp", f), ("eval", e)) if r})
       per_clip = None
       if b is not None:
         per_clip = (b["memory"]["total"] - a["memory"]["total"]) / (large - small)  # per device
@@ -172,7 +176,7 @@ def markdown(rows, args):
   """The summary table as markdown."""
   lines = [f"| slice | chips (hosts) | variant | per chip at {int(args.per_device_batches.split(',')[0])} clip(s)/device: "
            "total (args / temp / out − aliased) GiB | MiB per clip | fixed GiB | largest clips per chip (HBM) | "
-           "with FSDP | largest global batch | TFLOP per chip per step | compile s |",
+           "with FSDP | largest global batch | TFLOP per chip per step | compile s: train (larger batch, FSDP, eval) |",
            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     fmt = lambda k, spec: format(r[k], spec) if k in r else "—"
@@ -182,25 +186,34 @@ def markdown(rows, args):
         f"{r['chip_aliased_gib']:.2f}) | {fmt('mib_per_clip', '.0f')}{'*' if 'per_clip_from' in r else ''} | "
         f"{fmt('fixed_gib', '.2f')} | "
         f"{fmt('largest_clips_per_chip', 'd')} ({r['hbm_gib']} GiB) | {fmt('fsdp_largest_clips_per_chip', 'd')} | "
-        f"{fmt('largest_global_batch', 'd')} | {r['tflop_per_chip_step']:.2f} | {r['compile_seconds']:.0f} |")
+        f"{fmt('largest_global_batch', 'd')} | {r['tflop_per_chip_step']:.2f} | {_compile_times(r['compile_seconds'])} |")
   if any("per_clip_from" in r for r in rows):
     lines.append("\n\\* compiled at one batch; bytes per clip from the single-host slice of the same generation.")
   return "\n".join(lines) + "\n"
+
+
+def _compile_times(seconds):
+  """"58 (105, 73, 17)": the train step's compile, then the others' in the column's order; — for one not made."""
+  others = [seconds.get(k) for k in ("train_large", "train_fsdp", "eval")]
+  if not any(others):
+    return f"{seconds['train']:.0f}"
+  return f"{seconds['train']:.0f} ({', '.join('—' if s is None else f'{s:.0f}' for s in others)})"
 
 
 def main(argv):
   args = parse_args(argv)
   import tqdm  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import aot  # pylint: disable=import-outside-toplevel
-  try:
-    aot.topology_devices(args.topologies.split(",")[0])
-  except (aot.NoTpuCompilerError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  if not args.report_only:
+    try:
+      aot.topology_devices(args.topologies.split(",")[0])
+    except (aot.NoTpuCompilerError, ValueError) as e:
+      sys.exit(f"error: {e}")
   results = {}
   if os.path.exists(args.json):
     with open(args.json) as f:
       results = json.load(f)["compiles"]
-  jobs = [j for j in plan(args) if key_of(*j) not in results]
+  jobs = [] if args.report_only else [j for j in plan(args) if key_of(*j) not in results]
   start = time.perf_counter()
   for topology, variant, step, per_device, fsdp in tqdm.tqdm(jobs, desc="compile", unit="step"):
     config = load_config(args.config, variant, args.dtype, args.set)
