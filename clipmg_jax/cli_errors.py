@@ -112,7 +112,7 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
     raise SystemExit(f"CorruptRecordError: {e}\nRe-convert the shard, or set --config.data.skip_corrupt=True to "
                      "skip unreadable records (each is logged, left out, and counted in eval.json as "
                      "skipped_records).") from None
-  except OSError as e:
+  except (OSError, ValueError) as e:  # ValueError: tensorstore's form of the OS error (disk_full.py)
     if not disk_full.is_disk_full(e):
       raise
     # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.

@@ -5,9 +5,16 @@ library)."""
 import errno
 
 
+# Tensorstore (Orbax's array writer) reports the operating system's error inside its status text, as a ValueError:
+# 'RESOURCE_EXHAUSTED: Error writing ...: No space left on device [os_error_code='28']'.
+_TENSORSTORE_MARK = f"[os_error_code='{errno.ENOSPC}']"
+
+
 def is_disk_full(error: BaseException) -> bool:
-  """Whether `error` is the operating system's "No space left on device"."""
-  return isinstance(error, OSError) and error.errno == errno.ENOSPC
+  """Whether `error` is the operating system's "No space left on device", raised by Python or by tensorstore."""
+  if isinstance(error, OSError):
+    return error.errno == errno.ENOSPC
+  return isinstance(error, ValueError) and _TENSORSTORE_MARK in str(error)
 
 
 def message(error: OSError, folder_flag: str, folder, rerun: str) -> str:

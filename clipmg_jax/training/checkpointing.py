@@ -18,10 +18,13 @@ changed byte in a data file is a named CheckpointCorruptError rather than a sile
 <checkpoints>_unreadable/ (nothing is deleted) and restores the newest readable one.
 """
 
+import errno
 import json
 import logging
+import os
 import pathlib
 import shutil
+import threading
 import time
 from typing import Any
 
@@ -33,6 +36,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_manager as checkpoint_manager_lib
 from orbax.checkpoint import checkpoint_managers
 
+from clipmg_jax import disk_full
 from clipmg_jax.training import data_position
 
 STATE = "state"
@@ -160,9 +164,25 @@ class Checkpointer:
       items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
       items.update(self._layout_item())
     items[DIGEST] = ocp.args.JsonSave(state_digest(state))
-    self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
-    self.manager.wait_until_finished()
+    threads = set(threading.enumerate())
+    try:
+      self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if not disk_full.is_disk_full(e):
+        raise
+      _join_new_threads(threads, timeout=60)
+      self._discard_partial(step)
+      # The OS's error for the checkpoint, whichever writer (Python's or tensorstore's, as a ValueError) hit it.
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory / str(step))) from e
     logging.info("saved checkpoint %d to %s", step, self.directory)
+
+  def _discard_partial(self, step: int) -> None:
+    """Removes what a failed save of `step` wrote (Orbax's temporary folder, never read as a checkpoint): the space
+    it holds is given back. Left to the rerun (Orbax replaces it) when other processes may still write into it."""
+    if jax.process_count() == 1:
+      for partial in self.directory.glob(f"{step}{ocp.path.atomicity.TMP_DIR_SUFFIX}*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
   def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None, *,
               fallback: bool = False) -> Any:
@@ -305,6 +325,17 @@ class Checkpointer:
                                  process_count=jax.process_count(),
                                  global_batch=int(self.global_batch_size or layout.get("global_batch_size") or 1),
                                  saved_global_batch=layout.get("global_batch_size"))
+
+
+def _join_new_threads(before: set, timeout: float) -> None:
+  """Waits (at most `timeout` s in all) for the threads started since `before`: the save's first failure reaches the
+  caller while Orbax's other writer threads of the same save still run; they end here, not during the interpreter's
+  shutdown (where each would fail again with a traceback), and not while their folder is removed."""
+  deadline = time.monotonic() + timeout
+  for thread in set(threading.enumerate()) - before:
+    if thread is not threading.current_thread():
+      # Thread's own join: Orbax's threads re-raise their error from join, and it is the failure in hand.
+      threading.Thread.join(thread, max(0.0, deadline - time.monotonic()))
 
 
 class _RecordedPosition:

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+import small_disk as small_disk_lib
 from clipmg_jax.data.raw import openpose
 from clipmg_jax.data.records import clip_record
 from clipmg_jax.data.records import convert
@@ -135,27 +136,18 @@ def test_a_split_left_empty_by_skipped_clips_is_refused_before_training(tmp_path
     manifest_lib.check_splits(out, manifest, ("train", "test"))
 
 
-def _mount_small_disk(path: pathlib.Path, size: str) -> bool:
-  path.mkdir()
-  try:
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-  except OSError:
-    return False
-  return done.returncode == 0
-
-
 @pytest.fixture
 def small_disk(tmp_path):
   """A 256 KiB file system, nearly filled by <disk>/filler (tmpfs: needs root; skipped where it cannot be
   mounted), unmounted after the test."""
   disk = tmp_path / "disk"
-  if not _mount_small_disk(disk, "256k"):
+  if not small_disk_lib.mount(disk, "256k"):
     pytest.skip("cannot mount a small tmpfs here (needs root): the in-process ENOSPC test covers the message")
   try:
     (disk / "filler").write_bytes(b"\0" * (256 - 16) * 1024)  # 16 KiB left: the first shard or two fit
     yield disk
   finally:
-    subprocess.run(["umount", str(disk)], check=False)
+    small_disk_lib.unmount(disk)
 
 
 def _convert_command(root, out, *extra):
