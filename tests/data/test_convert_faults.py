@@ -191,7 +191,8 @@ def test_full_disk_and_bad_labels_are_one_message_in_process(tmp_path, monkeypat
   with pytest.raises(SystemExit) as exited:
     command.main(argv)
   assert str(exited.value) == (f"disk full: [Errno 28] No space left on device\nFree space under "
-                               f"--out_dir={tmp_path / 'out'} and run the same command again: finished shards are kept.")
+                               f"--out_dir={tmp_path / 'out'} and run the same command again: finished shards are "
+                               "kept.")
   (root / "labels.csv").write_text("video_id,label_id,start_frame,end_frame,subject_id\n1,1,0,4,1\n")
   with pytest.raises(SystemExit) as exited:
     command.main(argv)
