@@ -1,265 +1,153 @@
-r"""Everything a GPU session measures, in one command of at most 8 minutes on one GPU; --smoke runs it at tiny
-sizes on a CPU (CI does, so it cannot rot).
+r"""Everything a GPU session measures, in parts that fit one call each (docs/performance.md, "GPU: prepared calls",
+gives the calls); --smoke runs every part at tiny sizes on a CPU (CI does, so it cannot rot).
 
-(a) The paper-size train step (configs/imigue.py, bfloat16) of `full`, `pose_only` and `visual_only` at batch 32 and
-    at the largest batch that fits (fitted from the compiled step's memory at two batches, then run): step time,
-    clips/s and MFU against the device's published dense peak (train_step.PUBLISHED_PEAK_TFLOPS); and the skeleton
-    branch with XLA's convolutions against the im2col matmul form (`model.skeleton.conv` xla / matmul, pose_only).
-(b) The real loop (trainer + Grain pipeline) over paper-size random JPEG shards (256 x 456 frames) with 0, 4, 8 and
-    14 Grain workers: clips/s, and the share of the loop's time the device waits for the host (1 - bare step / loop
-    step).
-(c) A short paper-size training (random tower) stopped after step 3 as a preemption and resumed, against the same
-    run uninterrupted: the largest parameter difference (exact resume: 0) and both runs' test top-1.
-(d) Everything in one JSON (--json) and a markdown table (--markdown).
+Parts (--parts; default all, in this order):
+  steps:V   the paper-size train step (configs/imigue.py, bfloat16) of variant V (full, pose_only, visual_only) at
+            batch 32: step time, clips/s and MFU against the device's published dense peak
+            (train_step.PUBLISHED_PEAK_TFLOPS);
+  max:V     the same at the largest batch that fits (fitted from the compiled step's memory at two batches, then
+            run);
+  conv      the skeleton branch with XLA's convolutions against the im2col matmul form (`model.skeleton.conv`
+            xla / matmul, pose_only);
+  loop      the real loop (trainer + Grain pipeline) over paper-size random JPEG shards (256 x 456 frames) with 0, 4,
+            8 and 14 Grain workers: clips/s, and the share of the loop's time the device waits for the host
+            (1 - bare step / loop step);
+  resume    a short paper-size training (random tower) stopped after step 3 as a preemption and resumed, against the
+            same run uninterrupted: the largest parameter difference (exact resume: 0) and both runs' test top-1.
 
-On the GPU machine grain, ml-collections, av, crc32c and tensorflow-datasets may be missing: make a wheelhouse for
-its Python first (benchmarks/gpu_wheels.sh) and install it there (pip install --no-index --find-links ...).
+After every part the JSON (--json) and the markdown table (--markdown) are written again, the part merged into what
+the file holds: a call stopped by its time limit keeps the parts before it, and calls that name the same file add
+up. Each part also records its XLA compiles (count and seconds; benchmarks/compile_log.py). The persistent
+compilation cache is <repository>/.jax_cache (JAX_COMPILATION_CACHE_DIR overrides), so parts in later calls on the
+same machine load the programs that earlier parts compiled. Output paths are made absolute before the suite moves to
+the repository root; with $OUT set they default to $OUT/gpu_suite.json and $OUT/gpu_suite.md.
 
-  python -m benchmarks.gpu_suite --json gpu.json --markdown gpu.md       # on the GPU
-  python -m benchmarks.gpu_suite --smoke                                 # tiny, on CPU
+--compile_only compiles every program a part would compile, at its real sizes, and runs no step: a CPU counts and
+times a part's compiles at paper size that way (the loop and resume parts compile the trainer's own steps for their
+configs rather than training). A device without memory statistics (a CPU) is taken to have --assume_gib.
+
+On the GPU machine grain, ml-collections, av, crc32c and tensorflow-datasets are missing: benchmarks/gpu_wheels.sh
+makes a wheelhouse for its Python, installed there offline; scripts/gpu_rehearsal.sh runs the calls as that machine
+would, on a CPU.
+
+  python -m benchmarks.gpu_suite --parts steps:full,max:full           # on the GPU, writes $OUT/gpu_suite.json
+  python -m benchmarks.gpu_suite --smoke                                # tiny, on CPU
+  JAX_PLATFORMS=cpu python -m benchmarks.gpu_suite --compile_only --parts steps:full --json plan.json
+  python -m benchmarks.gpu_suite --merge call1.json call2.json --json gpu.json --markdown gpu.md
 """
 
 import argparse
-import json
 import os
-import pathlib
 import sys
 import tempfile
 import time
+import traceback
 
-from benchmarks import train_step as ts
+from benchmarks import gpu_suite_parts as parts_lib
+from benchmarks import gpu_suite_report as report
 
-VARIANTS = ("full", "pose_only", "visual_only")
-# --smoke: configs/synthetic.py:full shrunk to seconds per step on a CPU (the end-to-end tests' tiny model).
-SMOKE_CONFIG = "configs/synthetic.py:full"
-SMOKE = ["model.vit.width=16", "model.vit.layers=2", "model.vit.heads=2", "model.vit.mlp_dim=32",
-         "model.vit.image_size=32", "model.trainable_blocks=1", "model.heatmap.resolution=8",
-         "model.skeleton.features=(4, 8, 8)", "model.skeleton.num_groups=4", "model.skeleton.embed_dim=16",
-         "model.skeleton.strides=((2, 2, 2), (2, 2, 2), (1, 1, 1))", "model.head.hidden_dim=16", "data.image_size=32",
-         "loss.class_weighting=none"]  # random shards have no class counts
+ORDER = ("steps:full", "max:full", "steps:pose_only", "max:pose_only", "conv", "steps:visual_only",
+         "max:visual_only", "loop", "resume")
+# The smoke run goes through the largest-batch path once.
+SMOKE_SKIPS = ("max:pose_only", "max:visual_only")
+STARTED = time.time()
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def parse_args(argv):
+  out = os.environ.get("OUT")
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--smoke", action="store_true", help="tiny model, small batches, 0/1 workers (CPU, CI)")
+  parser.add_argument("--parts", default="", help=f"comma-separated parts (default all: {','.join(ORDER)})")
+  parser.add_argument("--skip", default="", help="parts to leave out, e.g. loop,resume")
+  parser.add_argument("--compile_only", action="store_true", help="compile what each part would run; run nothing")
+  parser.add_argument("--assume_gib", type=float, default=80.0,
+                      help="device memory taken for the largest-batch fit where the device reports none (default 80)")
   parser.add_argument("--config", default="configs/imigue.py", help="config file (default: the paper's)")
-  parser.add_argument("--batch", type=int, default=32, help="the fixed batch of (a) (default 32)")
+  parser.add_argument("--batch", type=int, default=32, help="the fixed batch of steps:V and conv (default 32)")
   parser.add_argument("--max_batch", type=int, default=1024, help="cap of the largest batch tried (default 1024)")
-  parser.add_argument("--workers", default="0,4,8,14", help="Grain worker counts of (b) (default %(default)s)")
-  parser.add_argument("--loop_batch", type=int, default=32, help="batch of (b) and (c) (default 32)")
+  parser.add_argument("--workers", default="0,4,8,14", help="Grain worker counts of loop (default %(default)s)")
+  parser.add_argument("--loop_batch", type=int, default=32, help="batch of loop and resume (default 32)")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per figure (default 5)")
-  parser.add_argument("--skip", default="", help="parts to skip, e.g. loop,resume")
-  parser.add_argument("--json", default="gpu_suite.json", help="figures as JSON (default: %(default)s)")
-  parser.add_argument("--markdown", default="", help="also write the table here")
-  return parser.parse_args(argv)
+  parser.add_argument("--json", default=os.path.join(out, "gpu_suite.json") if out else "gpu_suite.json",
+                      help="figures as JSON, merged into what the file holds (default: %(default)s)")
+  parser.add_argument("--markdown", default=os.path.join(out, "gpu_suite.md") if out else "",
+                      help="also write the table here (default: %(default)s)")
+  parser.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="join these files into --json; no run")
+  args = parser.parse_args(argv)
+  # Resolved before the suite moves to the repository root, where a relative path would land otherwise.
+  args.json = os.path.abspath(args.json)
+  args.markdown = os.path.abspath(args.markdown) if args.markdown else ""
+  return args
 
 
-def config_for(args, variant, batch, *extra):
-  ns = argparse.Namespace(config=args.config, variant=variant, batch=batch,
-                          dtype="float32" if args.smoke else "bfloat16", set=(SMOKE if args.smoke else []) + list(extra))
-  return ts.load_config(ns)
+def chosen_parts(args):
+  names = [p for p in args.parts.split(",") if p] or [p for p in ORDER if not (args.smoke and p in SMOKE_SKIPS)]
+  unknown = [p for p in names if p not in ORDER]
+  if unknown:
+    raise SystemExit(f"unknown part(s) {unknown}: choose from {','.join(ORDER)}")
+  skip = set(filter(None, args.skip.split(",")))
+  return [p for p in names if p not in skip]
 
 
-def time_step(args, config):
-  """(seconds per step, compiled) of the trainer's train step on random inputs at config.batch_size."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
-  step, fresh_state, mesh = ts.build_step(config)
-  batch = sharding_lib.place_batch(ts.random_batch(config.batch_size, config, int(config.data.image_size)), mesh)
-  holder = {"state": fresh_state()}
-  compiled = step.lower(holder["state"], batch).compile()
-
-  def run():
-    holder["state"], metrics = compiled(holder["state"], batch)
-    jax.block_until_ready(metrics)
-
-  return ts.median_seconds(run, args.steps, 1), compiled
-
-
-def device_bytes():
-  """The device's usable memory in bytes, or None (CPU)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  stats = jax.devices()[0].memory_stats() or {}
-  return stats.get("bytes_limit")
-
-
-def largest_batch(args, variant):
-  """The largest batch predicted to fit (two compiles' memory, linear in the batch; 5 % kept free), or the cap."""
-  limit = device_bytes()
-  small = args.batch
-  if limit is None:
-    return min(2 * small, args.max_batch), None
-  totals = [ts.compile_step(config_for(args, variant, b), b).memory["total"] for b in (small, 2 * small)]
-  per_clip = (totals[1] - totals[0]) / small
-  fixed = totals[0] - per_clip * small
-  n = int((0.95 * limit - fixed) // per_clip)
-  n = max(8, min(args.max_batch, n // 8 * 8))
-  return n, dict(bytes_per_clip=per_clip, fixed_bytes=fixed, device_bytes=limit)
-
-
-def measure_step(args, variant, batch, *extra):
-  import jax  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.models import flops  # pylint: disable=import-outside-toplevel
-  config = config_for(args, variant, batch, *extra)
-  while True:
-    try:
-      seconds, _ = time_step(args, config)
-      break
-    except Exception as e:  # pylint: disable=broad-except  (XLA's out-of-memory is a plain runtime error)
-      if "RESOURCE_EXHAUSTED" not in str(e) or config.batch_size <= 8:
-        raise
-      config.batch_size = config.batch_size // 2 // 8 * 8 or 8
-  model_flops = flops.train_flops(config.model, int(config.data.image_size)) * config.batch_size
-  peak, peak_name = ts.published_peak(jax.devices()[0], config.model.dtype)
-  row = dict(variant=variant, batch=config.batch_size, step_seconds=seconds, clips_per_second=config.batch_size / seconds,
-             model_tflops_per_second=model_flops / seconds / 1e12, peak=peak_name, extra=list(extra))
-  if peak:
-    row["mfu"] = row["model_tflops_per_second"] / (peak * jax.device_count())
-  return row
-
-
-def part_steps(args, out):
-  rows = []
-  for variant in VARIANTS:
-    rows.append(measure_step(args, variant, args.batch))
-    print(_step_line(rows[-1]), flush=True)
-    if args.smoke and variant != "full":
-      continue  # the smoke run goes through the largest-batch path once
-    n, fit = largest_batch(args, variant)
-    rows.append(dict(measure_step(args, variant, n), memory_fit=fit))
-    print(_step_line(rows[-1]), flush=True)
-  out["steps"] = rows
-  conv = [measure_step(args, "pose_only", args.batch, f"model.skeleton.conv={impl}") for impl in ("xla", "matmul")]
-  out["skeleton_conv"] = conv
-  for row in conv:
-    print(_step_line(row), flush=True)
-
-
-def _step_line(row):
-  mfu = f", MFU {row['mfu']:.1%}" if "mfu" in row else ""
-  return (f"{row['variant']} batch {row['batch']} {' '.join(row['extra'])}: {row['step_seconds'] * 1e3:.1f} ms, "
-          f"{row['clips_per_second']:.1f} clips/s{mfu}")
-
-
-def loop_config(args, shards, workdir_steps, **fields):
-  from clipmg_jax.training import defaults  # pylint: disable=import-outside-toplevel
-  config = config_for(args, "full", args.loop_batch)
-  overrides = {"data.shards_dir": str(shards), "data.synthetic": None, "init.vit_checkpoint": "",
-               "init.allow_random_vit": True, "eval_every_steps": 0, "total_steps": workdir_steps,
-               "eval_batch_size": args.loop_batch, "data.validation.num_subjects": 1, **fields}
-  return defaults.override(config, overrides)
-
-
-def part_loop(args, out, shards):
-  """The loop's clips/s with each worker count against the bare step (train_step.loop_timing)."""
-  rows = []
-  bare, _ = time_step(args, config_for(args, "full", args.loop_batch))
-  for workers in (int(w) for w in args.workers.split(",")):
-    ns = argparse.Namespace(loop_steps=args.steps, shards_dir=str(shards), batch=args.loop_batch)
-    config = config_for(args, "full", args.loop_batch, f"data.worker_count={workers}")
-    timing = ts.loop_timing(config, ns, bare)
-    row = dict(workers=workers, clips_per_second=args.loop_batch / timing["loop_seconds_per_step"],
-               loop_seconds_per_step=timing["loop_seconds_per_step"], bare_step_seconds=bare,
-               device_waits=max(0.0, 1 - bare / timing["loop_seconds_per_step"]))
-    rows.append(row)
-    print(f"loop, {workers} workers: {row['clips_per_second']:.1f} clips/s, device waits {row['device_waits']:.0%}",
-          flush=True)
-  out["loop"] = rows
-
-
-def part_resume(args, out, shards):
-  """Six steps straight, against three steps, a stop (as a preemption) and a resume: same parameters, same top-1."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.run.folder import RunFolder  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import checkpointing  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.data import input_setup  # pylint: disable=import-outside-toplevel
-  from clipmg_jax.training import trainer  # pylint: disable=import-outside-toplevel
-
-  def run(workdir, **fields):
-    config = loop_config(args, shards, 6, **{"checkpoint.every_steps": 2, "data.worker_count": 0, **fields})
-    return trainer.train_and_evaluate(config, workdir, input_setup.make_data_source(config, workdir))
-
-  def params(workdir):
-    ckpt = checkpointing.Checkpointer(RunFolder(workdir).checkpoints_dir)
-    try:
-      return ckpt.latest_step(), ckpt.saved_params()
-    finally:
-      ckpt.close()
-
-  with tempfile.TemporaryDirectory() as tmp:
-    tmp = pathlib.Path(tmp)
-    start = time.perf_counter()
-    straight = run(tmp / "straight")
-    run(tmp / "resumed", stop_after_step=3)
-    resumed = run(tmp / "resumed")
-    (step_a, a), (step_b, b) = params(tmp / "straight"), params(tmp / "resumed")
-    diff = max(float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32))))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-  out["resume"] = dict(steps=6, stopped_after=3, final_steps=[step_a, step_b], max_param_diff=diff,
-                       top1=[straight["top1"], resumed["top1"]], seconds=time.perf_counter() - start)
-  print(f"resume: steps {step_a}/{step_b}, max |param difference| {diff:.3g}, top-1 {straight['top1']:.4f} / "
-        f"{resumed['top1']:.4f}", flush=True)
-
-
-def markdown(out):
-  lines = [f"Device: {out['device']} x {out['num_devices']}, jax {out['jax']}, {out['dtype']}.", "",
-           "| variant | batch | step | clips/s | MFU |", "|---|---:|---:|---:|---:|"]
-  for row in out.get("steps", []) + out.get("skeleton_conv", []):
-    name = row["variant"] + (f" ({', '.join(row['extra'])})" if row["extra"] else "")
-    mfu = f"{row['mfu']:.1%}" if "mfu" in row else "—"
-    lines.append(f"| `{name}` | {row['batch']} | {row['step_seconds'] * 1e3:.1f} ms | {row['clips_per_second']:.1f} "
-                 f"| {mfu} |")
-  if out.get("loop"):
-    lines += ["", "| Grain workers | loop clips/s | loop step | bare step | device waits |", "|---:|---:|---:|---:|---:|"]
-    for row in out["loop"]:
-      lines.append(f"| {row['workers']} | {row['clips_per_second']:.1f} | {row['loop_seconds_per_step'] * 1e3:.0f} ms "
-                   f"| {row['bare_step_seconds'] * 1e3:.0f} ms | {row['device_waits']:.0%} |")
-  if out.get("resume"):
-    r = out["resume"]
-    lines += ["", f"Resume: stopped after step {r['stopped_after']} of {r['steps']} and resumed; max |parameter "
-              f"difference| {r['max_param_diff']:.3g}; test top-1 {r['top1'][0]:.4f} (straight) / {r['top1'][1]:.4f} "
-              "(resumed)."]
-  return "\n".join(lines) + "\n"
+def save(args, out):
+  merged = report.flatten(report.merge(report.read(args.json), out), ORDER)
+  report.write(args.json, merged)
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(report.markdown(merged))
+  return merged
 
 
 def main(argv):
   args = parse_args(argv)
+  if args.merge:
+    out = {}
+    for path in args.merge:
+      out = report.merge(out, report.read(path))
+    print(report.markdown(save(args, out)))
+    return 0
   if args.smoke:
     args.batch, args.max_batch, args.loop_batch, args.steps = 2, 4, 4, 1
-    args.workers, args.config = "0,1", SMOKE_CONFIG
-  root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-  os.chdir(root)  # configs/ and the results are relative to the repository
+    args.workers, args.config = "0,1", parts_lib.SMOKE_CONFIG
+  names = chosen_parts(args)
+  os.chdir(ROOT)  # configs/ are relative to the repository
   import jax  # pylint: disable=import-outside-toplevel
-  # Parts (b) and (c) build the same steps again through the trainer: the cache makes those compiles loads.
-  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR",
-                                                                os.path.join(tempfile.gettempdir(), "gpu_suite_cache")))
-  from clipmg_jax.data.records import random_shards  # pylint: disable=import-outside-toplevel
-  skip = set(filter(None, args.skip.split(",")))
+  from benchmarks import compile_log  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache")))
+  log = compile_log.the_log()
+  parts_lib.import_all()
   out = dict(device=jax.devices()[0].device_kind, num_devices=jax.device_count(), jax=jax.__version__,
-             backend=jax.default_backend(), dtype="float32" if args.smoke else "bfloat16", smoke=args.smoke)
-  start = time.perf_counter()
-  if "steps" not in skip:
-    part_steps(args, out)
+             backend=jax.default_backend(), dtype="float32" if args.smoke else "bfloat16", smoke=args.smoke,
+             compile_only=args.compile_only, parts={})
+  out["start_seconds"] = round(time.time() - STARTED, 2)  # imports and the device's start, before the first part
+  print(f"== started in {out['start_seconds']:.0f} s on {out['device']}, jax {out['jax']}", flush=True)
+  failed = []
   with tempfile.TemporaryDirectory() as tmp:
-    clips = max(4 * args.loop_batch, 32)
-    size = dict(height=64, width=96) if args.smoke else {}
-    shards = random_shards.write_random_shards(pathlib.Path(tmp) / "shards", splits={"train": clips,
-                                                                                    "test": args.loop_batch}, **size)
-    if "loop" not in skip:
-      part_loop(args, out, shards)
-    if "resume" not in skip:
-      part_resume(args, out, shards)
-  out["seconds"] = time.perf_counter() - start
-  with open(args.json, "w") as f:
-    json.dump(out, f, indent=1)
-  table = markdown(out)
-  print(table)
-  if args.markdown:
-    with open(args.markdown, "w") as f:
-      f.write(table)
-  print(f"gpu suite: {out['seconds']:.0f} s; wrote {args.json}")
+    ctx = parts_lib.Context(args, tmp)
+    for name in names:
+      print(f"== part {name}", flush=True)
+      mark, start = log.mark(), time.perf_counter()
+      entry = {}
+      try:
+        entry["result"] = parts_lib.run_part(name, ctx)
+      except Exception:  # pylint: disable=broad-except  (the next parts still run; the exit status says it failed)
+        entry["error"] = traceback.format_exc()
+        failed.append(name)
+        print(entry["error"], file=sys.stderr, flush=True)
+      entry.update(seconds=round(time.perf_counter() - start, 2), device=out["device"],
+                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **log.since(mark))
+      out["parts"][name] = entry
+      save(args, out)
+      print(f"== part {name}: {entry['seconds']:.0f} s, {entry['long_compiles']} compiles of 1 s or more "
+            f"({entry['long_compile_seconds']:.0f} s), {entry['cache_hits']} cache hits; wrote {args.json}", flush=True)
+  merged = report.read(args.json)
+  print(report.markdown(merged))
+  print(f"gpu suite: {sum(out['parts'][n]['seconds'] for n in out['parts']):.0f} s for {', '.join(names)}; "
+        f"wrote {args.json}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  sys.exit(main(sys.argv[1:]))
