@@ -4,9 +4,9 @@ Reads the compiles of benchmarks/tpu_compile.py (its --json, whose rows carry XL
 accessed per device) and the memory table's largest batch per chip (benchmarks/results/tpu_compile.json), and per
 slice and variant gives (benchmarks/roofline.py):
 - the roofline of the train step at the compiled batch and at the largest batch that fits the chip's HBM (FLOPs and
-  bytes per chip fitted linear in the batch from two compiled batches; a multi-host slice, compiled at one batch,
-  takes the per-clip slope of the single-host slice of its generation): the lower bound on step time, which bound
-  binds, the upper bound on clips/s per chip and the MFU that bound implies;
+  bytes per chip fitted linear in the batch from two compiled batches; a slice compiled at one batch or not at all
+  borrows from the single-host slice of its generation, counts_per_chip): the lower bound on step time, which
+  bound binds, the upper bound on clips/s per chip and the MFU that bound implies;
 - hours per epoch of iMiGUE's cross-subject training split (13,935 clips) and for the paper's schedule (30 epochs,
   configs/imigue.py), and the cost at the on-demand price per chip-hour: once at the roofline (the least it can
   cost) and once at an assumed MFU (--assumed_mfu, on the model's own FLOPs).
@@ -58,34 +58,43 @@ def per_chip(row, key):
   return value * row["devices_per_chip"]
 
 
-def slopes(compiles, topology, variant, device_kind):
-  """(small, large, {count: (fixed, per clip)}) per chip, from this slice's two batches or, for a slice compiled at
-  one batch, the per-clip slope of a single-host slice of the same kind (its own value at the small batch)."""
-  rows = {int(k.split("|")[3]): v for k, v in compiles.items()
-          if k.split("|")[:3] == [topology, variant, "train"] and k.endswith("|0")}
-  small = min(rows)
+def _train_rows(compiles, topology, variant):
+  """{clips per device: row} of the train-step compiles (without FSDP) of one slice and variant."""
+  return {int(k.split("|")[3]): v for k, v in compiles.items()
+          if k.split("|")[:3] == [topology, variant, "train"] and k.endswith("|0") and "cost" in v}
+
+
+def counts_per_chip(compiles, topology, variant, device_kind):
+  """({count: (fixed, per clip)} per chip, where from): FLOPs and bytes accessed, linear in the clips per chip.
+
+  From this slice's two compiled batches; or, for a slice compiled at one batch, its own count there and the
+  per-clip slope of a single-host slice of the same kind; or, for a slice not compiled with cost analysis, that
+  single-host slice's program (a data-parallel step's per-chip program does not depend on the slice's size:
+  the memory table shows the same bytes and FLOPs per chip on a pod slice as on one host)."""
+  rows = _train_rows(compiles, topology, variant)
   twin = None
   if len(rows) < 2:
     for key, other in compiles.items():
-      t, v, step, _, fsdp = key.split("|")
-      if (v, step, fsdp, other["device_kind"]) == (variant, "train", "0", device_kind) and t != topology:
-        others = {int(k.split("|")[3]): x for k, x in compiles.items()
-                  if k.split("|")[:3] == [t, variant, "train"] and k.endswith("|0")}
-        if len(others) == 2:
-          twin = others
+      t, v = key.split("|")[:2]
+      if v == variant and t != topology and other["device_kind"] == device_kind:
+        if len(candidate := _train_rows(compiles, t, variant)) == 2:
+          twin = candidate
           break
     if twin is None:
-      raise ValueError(f"{topology} {variant}: one compiled batch and no single-host slice of {device_kind} to fit on")
+      raise ValueError(f"{topology} {variant}: fewer than two compiled batches and no single-host {device_kind} slice "
+                       "compiled at two")
   source = rows if twin is None else twin
   lo, hi = sorted(source)
   out = {}
   for count in ("flops", "bytes accessed"):
     fixed, per_clip = roofline.linear(per_chip(source[lo], count), per_chip(source[hi], count),
                                       lo * source[lo]["devices_per_chip"], hi * source[hi]["devices_per_chip"])
-    if twin is not None:  # this slice's own count at its batch, the twin's slope
-      fixed = per_chip(rows[small], count) - per_clip * small * rows[small]["devices_per_chip"]
+    if rows and twin is not None:  # this slice's own count at its batch, the twin's slope
+      (own_batch, own), = rows.items()
+      fixed = per_chip(own, count) - per_clip * own_batch * own["devices_per_chip"]
     out[count] = (fixed, per_clip)
-  return small, rows[small], out, twin is not None
+  where = "own" if twin is None else ("own batch, twin's slope" if rows else "single-host twin's program")
+  return out, where, source[lo]
 
 
 def analyse(args):
@@ -93,22 +102,20 @@ def analyse(args):
   with open(args.compiles) as f:
     compiles = json.load(f)["compiles"]
   with open(args.memory_table) as f:
-    largest = {(r["topology"], r["variant"]): r.get("largest_clips_per_chip") for r in json.load(f)["summary"]}
-  seen = dict.fromkeys(tuple(k.split("|")[:2]) for k in compiles)
+    slices = json.load(f)["summary"]
   model_flops = {}
   rows = []
-  for topology, variant in seen:
+  for piece in slices:
+    topology, variant, kind = piece["topology"], piece["variant"], piece["device_kind"]
     if variant not in model_flops:
       model_flops[variant] = model_flops_per_clip(args.config, variant)
-    small, row, fit, from_twin = slopes(compiles, topology, variant, next(
-        v["device_kind"] for k, v in compiles.items() if k.startswith(f"{topology}|")))
-    kind, chip = row["device_kind"], row["devices_per_chip"]
+    fit, where, program = counts_per_chip(compiles, topology, variant, kind)
     peak, bandwidth = aot.PEAK_TFLOPS_PER_CHIP[kind] * 1e12, aot.HBM_GBPS_PER_CHIP[kind] * 1e9
-    out = dict(topology=topology, variant=variant, device_kind=kind, chips=row["devices"] // chip,
-               hosts=row["processes"], peak_tflops=peak / 1e12, hbm_gbps=bandwidth / 1e9,
-               model_gflop_per_clip=model_flops[variant] / 1e9, slope_from_single_host_twin=from_twin,
-               compile_seconds=row["compile_seconds"])
-    for name, clips in (("compiled", small * chip), ("largest", largest.get((topology, variant)))):
+    out = dict(topology=topology, variant=variant, device_kind=kind, chips=piece["chips"], hosts=piece["hosts"],
+               peak_tflops=peak / 1e12, hbm_gbps=bandwidth / 1e9, model_gflop_per_clip=model_flops[variant] / 1e9,
+               counts_from=where)
+    compiled_clips = piece["clips_per_chip"] if where != "single-host twin's program" else None
+    for name, clips in (("compiled", compiled_clips), ("largest", piece.get("largest_clips_per_chip"))):
       if not clips:
         continue
       flops = fit["flops"][0] + fit["flops"][1] * clips
@@ -121,14 +128,14 @@ def analyse(args):
     at = out.get("largest") or out["compiled"]
     price = PRICE_PER_CHIP_HOUR[kind]
     assumed_rate = args.assumed_mfu * peak / model_flops[variant]  # clips/s per chip at the assumed MFU
+    total = TRAIN_CLIPS * EPOCHS
     out["cost"] = {
         "price_per_chip_hour": price,
         "at_bound": dict(epoch=roofline.run_cost(TRAIN_CLIPS, at["clips_per_second_per_chip"], out["chips"], price),
-                         run=roofline.run_cost(TRAIN_CLIPS * EPOCHS, at["clips_per_second_per_chip"], out["chips"],
-                                               price)),
+                         run=roofline.run_cost(total, at["clips_per_second_per_chip"], out["chips"], price)),
         "at_assumed_mfu": dict(mfu=args.assumed_mfu, clips_per_second_per_chip=assumed_rate,
                                epoch=roofline.run_cost(TRAIN_CLIPS, assumed_rate, out["chips"], price),
-                               run=roofline.run_cost(TRAIN_CLIPS * EPOCHS, assumed_rate, out["chips"], price))}
+                               run=roofline.run_cost(total, assumed_rate, out["chips"], price))}
     rows.append(out)
   return rows
 
@@ -143,7 +150,8 @@ def markdown(rows, args):
       if name not in r:
         continue
       a = r[name]
-      star = "*" if r["slope_from_single_host_twin"] and name == "largest" else ""
+      star = {"own": "", "own batch, twin's slope": "*" if name == "largest" else "",
+              "single-host twin's program": "†"}[r["counts_from"]]
       lines.append(f"| {r['topology']} | `{r['variant']}` | {a['clips_per_chip']}{' (largest)' if name == 'largest' else ''}"
                    f"{star} | {a['tflop_per_chip']:.2f} | {a['gb_accessed_per_chip']:.1f} | {a['compute_ms']:.1f} | "
                    f"{a['memory_ms']:.1f} | {a['binds']} | {a['clips_per_second_per_chip']:.0f} | "
@@ -159,9 +167,9 @@ def markdown(rows, args):
     lines.append(f"| {r['topology']} ({r['chips']} chips) | `{r['variant']}` | {c['price_per_chip_hour']:.2f} | "
                  f"{_hours(b['epoch']['hours'])} | {_hours(b['run']['hours'])} | ${b['run']['cost']:,.0f} | "
                  f"{_hours(m['epoch']['hours'])} | {_hours(m['run']['hours'])} | ${m['run']['cost']:,.0f} |")
-  if any(r["slope_from_single_host_twin"] for r in rows):
+  if any(r["counts_from"] != "own" for r in rows):
     lines.append("\n\\* compiled at one batch: the per-clip FLOPs and bytes are the single-host slice's of the same "
-                 "generation.")
+                 "generation. † the single-host slice's program of the same generation (same per-chip program).")
   return "\n".join(lines) + "\n"
 
 

@@ -41,29 +41,37 @@ def test_table_uses_the_fit_and_the_single_host_twin(tmp_path, monkeypatch):
       "v5e:2x2|full|train|4|0": _row("TPU v5 lite", 4, 1, 1, 2.0, 9.0),
       "v5e:4x4|full|train|2|0": _row("TPU v5 lite", 16, 4, 1, 1.0, 8.0),  # 3 GB more fixed (collectives, say)
   }
-  summary = [dict(topology="v5e:2x2", variant="full", largest_clips_per_chip=40),
-             dict(topology="v5e:4x4", variant="full", largest_clips_per_chip=40)]
+  summary = [dict(topology=t, variant="full", device_kind="TPU v5 lite", chips=chips, hosts=hosts, clips_per_chip=2,
+                  largest_clips_per_chip=40) for t, chips, hosts in
+             (("v5e:2x2", 4, 1), ("v5e:4x4", 16, 4), ("v5e:8x8", 64, 16))]  # the last one not compiled
   (tmp_path / "c.json").write_text(json.dumps(dict(compiles=compiles)))
   (tmp_path / "m.json").write_text(json.dumps(dict(summary=summary)))
   monkeypatch.setattr(tpu_roofline, "model_flops_per_clip", lambda config, variant: 0.25e12)
   args = tpu_roofline.parse_args(["--compiles", str(tmp_path / "c.json"), "--memory_table", str(tmp_path / "m.json"),
                                   "--assumed_mfu", "0.5"])
   rows = {r["topology"]: r for r in tpu_roofline.analyse(args)}
-  single, multi = rows["v5e:2x2"], rows["v5e:4x4"]
+  single, multi, borrowed = rows["v5e:2x2"], rows["v5e:4x4"], rows["v5e:8x8"]
   # At 40 clips: 20 TFLOP at 197 TFLOP/s = 101.5 ms; 81 GB at 819 GB/s = 98.9 ms: compute binds, barely.
   assert single["largest"]["tflop_per_chip"] == pytest.approx(20.0)
   assert single["largest"]["gb_accessed_per_chip"] == pytest.approx(81.0)
   assert single["largest"]["binds"] == "compute"
   assert single["largest"]["bound_ms"] == pytest.approx(20e12 / 197e12 * 1e3)
   assert single["largest"]["mfu_at_bound"] == pytest.approx(0.5)  # the model counts half the compiled FLOPs
-  assert not single["slope_from_single_host_twin"] and multi["slope_from_single_host_twin"]
+  assert single["compiled"]["gb_accessed_per_chip"] == pytest.approx(5.0)
   # The pod slice: its own bytes at 2 clips, the twin's slope: 84 GB at 40 clips (102.6 ms), so memory binds there.
+  assert multi["counts_from"] == "own batch, twin's slope"
   assert multi["largest"]["gb_accessed_per_chip"] == pytest.approx(84.0)
   assert multi["largest"]["binds"] == "memory"
+  # A slice with no compile of its own is the single-host program's, and has no compiled-batch row.
+  assert borrowed["counts_from"] == "single-host twin's program" and "compiled" not in borrowed
+  assert borrowed["largest"]["bound_ms"] == single["largest"]["bound_ms"]
   # Cost: at MFU 0.5 a chip does 0.5 x 197e12 / 0.25e12 = 394 clips/s.
   run = multi["cost"]["at_assumed_mfu"]["run"]
   clips = tpu_roofline.TRAIN_CLIPS * tpu_roofline.EPOCHS
   assert run["chip_hours"] == pytest.approx(clips / 394 / 3600)
   assert run["hours"] == pytest.approx(run["chip_hours"] / 16)
   assert run["cost"] == pytest.approx(run["chip_hours"] * 1.20)
+  at_bound = single["cost"]["at_bound"]["epoch"]
+  assert at_bound["chip_hours"] == pytest.approx(tpu_roofline.TRAIN_CLIPS / single["largest"]["clips_per_second_per_chip"]
+                                                 / 3600)
   assert "on paper, not run" in tpu_roofline.markdown(list(rows.values()), args).lower()
