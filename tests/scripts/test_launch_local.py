@@ -1,6 +1,7 @@
 """scripts/launch_local.sh: Ctrl-C reaches every process as the preemption signal, each saves the checkpoint of the
 step they agree on and stops; the launcher names how each process ended and the command that resumes; the rerun
-finishes the run."""
+finishes the run. A process killed outright (kill -9) stops the other within seconds, and the terminal gets one line
+per process and the resume command, not the survivor's abort."""
 
 import json
 import os
@@ -63,3 +64,51 @@ def test_ctrl_c_saves_a_checkpoint_on_every_process_and_the_rerun_finishes(tmp_p
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert json.loads(RunFolder(workdir).results_file().read_text())["step"] == step + 4
   assert f"resuming from step {step}" in (workdir / "process_0.log").read_text()
+
+
+def _python_process(launcher: subprocess.Popen, rank: int) -> int:
+  """The PID of the launcher's Python process of `rank` (a child of the script, with JAX_PROCESS_ID=rank)."""
+  for entry in pathlib.Path("/proc").iterdir():
+    try:
+      parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+      environ = (entry / "environ").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+      continue
+    if parent == launcher.pid and f"JAX_PROCESS_ID={rank}".encode() in environ:
+      return int(entry.name)
+  raise AssertionError(f"no process {rank} under the launcher")
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_process_is_one_line_per_process_and_the_resume_command(tmp_path):
+  workdir = tmp_path / "two"
+  command = ["bash", str(REPO / "scripts" / "launch_local.sh"), "2", "--", "--config", "configs/synthetic.py",
+             "--workdir", str(workdir), *TINY, f"--config.data.synthetic.cache_dir={tmp_path / 'data'}",
+             "--config.total_steps=1000"]
+  launcher = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, DEVICES="1"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+  try:
+    run = RunFolder(workdir)
+    deadline = time.time() + 600
+    while time.time() < deadline and len(run.read_metrics("train")) < 3 and launcher.poll() is None:
+      time.sleep(0.5)
+    assert launcher.poll() is None, launcher.communicate()
+    victim = _python_process(launcher, 1)
+    os.kill(victim, signal.SIGKILL)
+    start = time.time()
+    out, err = launcher.communicate(timeout=120)
+    seconds = time.time() - start
+    print(f"the launcher ended {seconds:.1f} s after kill -9 of process 1")
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert seconds < 60, err  # FAIL_GRACE (10 s) after the launcher sees it, not the heartbeat timeout (100 s)
+  assert launcher.returncode == 137, err
+  lines = err.strip().splitlines()
+  assert lines[-3].startswith(f"launch_local: process 1 (pid {victim}) ended with signal KILL (status 137); log: ")
+  assert lines[-2].startswith("launch_local: process 0 (pid ") and "was stopped after process 1 ended" in lines[-2]
+  assert lines[-1].startswith("launch_local: resume with: bash ") and f"--workdir {workdir}" in lines[-1]
+  terminal = out + err
+  for dump in ("Traceback", "Fatal Python error", "Check failure", "Aborted", "Killed"):
+    assert dump not in terminal, (dump, terminal[-3000:])
+  assert not re.search(r"^F\d{4} ", terminal, re.MULTILINE), terminal[-3000:]  # JAX's fatal log lines
