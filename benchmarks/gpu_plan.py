@@ -1,14 +1,16 @@
 r"""The GPU suite's calls, derived from a measured count of its compiles: each call runs consecutive parts of
 benchmarks/gpu_suite.py and is planned to end within --budget seconds (default 300), half the 600 s a call may run.
 
-Input: the suite's JSON from `--compile_only`, one process per part, in the suite's order, sharing one compilation
-cache (the CPU stand-in: every compile of a part at paper size, timed; nothing runs). A part's planned seconds are
-its measured seconds (compiles, initialisation, shards), plus what the GPU then runs (RUN_SECONDS, an estimate: no GPU
-has run it yet), plus the start of the call (--start_seconds: the wheel install and the imports). The CPU's compile
-seconds stand in for the GPU's: XLA:GPU compiles the same programs, usually faster, but it also autotunes its
-convolutions and matmuls, so no speed-up is counted.
+Inputs, from `benchmarks.gpu_suite --compile_only` on the CPU stand-in (every compile of a part at paper size, timed;
+nothing runs): `alone`, each part in a process of its own with an empty compilation cache (a call's first part, on a
+machine that starts bare); `in_order`, every part in one process with an empty cache (a part after the ones before
+it, whose programs it loads or shares). A call's planned seconds are its start (--start_seconds: the wheel install
+and the imports), its first part alone, the others in order, and for each part what the GPU then runs (RUN_SECONDS,
+an estimate: no GPU has run it yet). The CPU's compile seconds stand in for the GPU's: XLA:GPU compiles the same
+programs, usually faster, but it also autotunes its convolutions and matmuls, so no speed-up is counted.
+benchmarks/gpu_plan.sh measures, plans, and checks the plan by compiling each call as one process.
 
-  python -m benchmarks.gpu_plan benchmarks/results/gpu_suite_plan.json          # prints the calls, writes them in
+  python -m benchmarks.gpu_plan PLAN.json IN_ORDER.json [--checked CALLS.json]   # prints the calls, writes them in
 """
 
 import argparse
@@ -16,51 +18,77 @@ import json
 import sys
 
 from benchmarks import gpu_suite
+from benchmarks import gpu_suite_report as report
 
 # Seconds the GPU spends running each part once its programs are compiled (an estimate, generous): a few timed steps
-# at batch 32; six at the largest batch (hundreds of clips); the loop's 11 steps for each of 4 worker counts with
-# the host decoding 32 clips of JPEG frames per step, and its Grain workers starting; three short trainings with
-# checkpoints every 2 steps and two test evaluations.
-RUN_SECONDS = {"steps": 10, "max": 30, "conv": 15, "loop": 150, "resume": 90}
+# at batch 32; six at the largest batch (hundreds of clips); a loop part's 11 steps with the host decoding 32 clips
+# of JPEG frames per step, and its Grain workers starting; three short trainings with checkpoints every 2 steps and
+# two test evaluations.
+RUN_SECONDS = {"steps": 10, "max": 30, "conv": 15, "loop": 60, "resume": 90}
 
 
-def plan(parts, budget, start_seconds):
+def _run(name):
+  return RUN_SECONDS[name.split(":")[0]]
+
+
+def plan(alone, in_order, budget, start_seconds):
   """Consecutive parts packed into calls of at most `budget` planned seconds: [(parts, planned seconds)]."""
-  calls, current, total = [], [], start_seconds
-  for name in gpu_suite.ORDER:
-    if name not in parts:
+  calls, current, total = [], [], 0.0
+  for name in sorted(alone, key=lambda n: report.part_key(n, gpu_suite.ORDER)):
+    later = total + in_order[name]["seconds"] + _run(name)
+    if current and later <= budget:
+      current.append(name)
+      total = later
       continue
-    seconds = parts[name]["seconds"] + RUN_SECONDS[name.split(":")[0]]
-    if current and total + seconds > budget:
+    if current:
       calls.append((current, total))
-      current, total = [], start_seconds
-    current.append(name)
-    total += seconds
+    current, total = [name], start_seconds + alone[name]["seconds"] + _run(name)
   if current:
     calls.append((current, total))
   return calls
 
 
+def checked_row(names, checked, start_seconds):
+  """A call compiled as one process with an empty cache: its compiles, and its planned seconds from that."""
+  parts = [checked[n] for n in names]
+  measured = sum(p["seconds"] for p in parts)
+  return dict(compile_only_seconds=round(measured), compiles=sum(p["long_compiles"] for p in parts),
+              compile_seconds=round(sum(p["long_compile_seconds"] for p in parts)),
+              planned_seconds=round(start_seconds + measured + sum(_run(n) for n in names)))
+
+
 def main(argv):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("measured", help="the --compile_only JSON; the calls are written into it")
+  parser.add_argument("alone", help="the parts measured alone; the plan is written into this file")
+  parser.add_argument("in_order", help="the parts measured in one process, in order")
   parser.add_argument("--budget", type=float, default=300.0, help="planned seconds per call (default 300)")
   parser.add_argument("--start_seconds", type=float, default=60.0,
                       help="a call's start: wheel install, imports (default 60)")
+  parser.add_argument("--checked", default="", help="the calls, each compiled as one process with an empty cache")
+  parser.add_argument("--list", action="store_true", help="print each planned call's parts (a line each); no writing")
   args = parser.parse_args(argv)
-  with open(args.measured) as f:
-    measured = json.load(f)
-  calls = plan(measured["parts"], args.budget, args.start_seconds)
-  over = [c for c in calls if c[1] > args.budget]
-  measured["plan"] = dict(budget_seconds=args.budget, start_seconds=args.start_seconds, run_seconds=RUN_SECONDS,
-                          calls=[dict(parts=p, planned_seconds=round(s), command=f"bash benchmarks/gpu_call.sh "
-                                      f"{','.join(p)}") for p, s in calls])
-  with open(args.measured, "w") as f:
-    json.dump(measured, f, indent=1)
-  for i, call in enumerate(measured["plan"]["calls"], 1):
-    print(f"call {i}: {call['planned_seconds']} s planned: {call['command']}")
+  alone, in_order = report.read(args.alone), report.read(args.in_order)
+  calls = plan(alone["parts"], in_order["parts"], args.budget, args.start_seconds)
+  if args.list:
+    print("\n".join(",".join(names) for names, _ in calls))
+    return 0
+  checked = report.read(args.checked)["parts"] if args.checked else {}
+  rows = []
+  for names, seconds in calls:
+    row = dict(parts=names, planned_seconds=round(seconds), command=f"bash benchmarks/gpu_call.sh {','.join(names)}")
+    if all(n in checked for n in names):
+      row["checked"] = checked_row(names, checked, args.start_seconds)
+    rows.append(row)
+  alone["plan"] = dict(budget_seconds=args.budget, start_seconds=args.start_seconds, run_seconds=RUN_SECONDS,
+                       calls=rows)
+  report.write(args.alone, alone)
+  for i, row in enumerate(rows, 1):
+    check = f" (checked: {row['checked']['planned_seconds']} s)" if "checked" in row else ""
+    print(f"call {i}: {row['planned_seconds']} s planned{check}: {row['command']}")
+  over = [row["parts"] for row in rows if max(row["planned_seconds"], row.get("checked", {}).get(
+      "planned_seconds", 0)) > args.budget]
   if over:
-    print(f"parts over the budget alone: {[c[0] for c in over]}")
+    print(f"over the budget of {args.budget:.0f} s: {over}")
   return 1 if over else 0
 
 

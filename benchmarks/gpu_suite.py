@@ -9,9 +9,9 @@ Parts (--parts; default all, in this order):
             run);
   conv      the skeleton branch with XLA's convolutions against the im2col matmul form (`model.skeleton.conv`
             xla / matmul, pose_only);
-  loop      the real loop (trainer + Grain pipeline) over paper-size random JPEG shards (256 x 456 frames) with 0, 4,
-            8 and 14 Grain workers: clips/s, and the share of the loop's time the device waits for the host
-            (1 - bare step / loop step);
+  loop:W    the real loop (trainer + Grain pipeline) over paper-size random JPEG shards (256 x 456 frames) with W
+            Grain workers (`loop`: one part for each of --workers, 0, 4, 8 and 14): clips/s, and the share of the
+            loop's time the device waits for the host (1 - bare step / loop step);
   resume    a short paper-size training (random tower) stopped after step 3 as a preemption and resumed, against the
             same run uninterrupted: the largest parameter difference (exact resume: 0) and both runs' test top-1.
 
@@ -46,6 +46,7 @@ import traceback
 from benchmarks import gpu_suite_parts as parts_lib
 from benchmarks import gpu_suite_report as report
 
+# "loop" stands for the loop:W parts, one for each worker count of --workers.
 ORDER = ("steps:full", "max:full", "steps:pose_only", "max:pose_only", "conv", "steps:visual_only",
          "max:visual_only", "loop", "resume")
 # The smoke run goes through the largest-batch path once.
@@ -66,7 +67,7 @@ def parse_args(argv):
   parser.add_argument("--config", default="configs/imigue.py", help="config file (default: the paper's)")
   parser.add_argument("--batch", type=int, default=32, help="the fixed batch of steps:V and conv (default 32)")
   parser.add_argument("--max_batch", type=int, default=1024, help="cap of the largest batch tried (default 1024)")
-  parser.add_argument("--workers", default="0,4,8,14", help="Grain worker counts of loop (default %(default)s)")
+  parser.add_argument("--workers", default="0,4,8,14", help="Grain worker counts of `loop` (default %(default)s)")
   parser.add_argument("--loop_batch", type=int, default=32, help="batch of loop and resume (default 32)")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per figure (default 5)")
   parser.add_argument("--json", default=os.path.join(out, "gpu_suite.json") if out else "gpu_suite.json",
@@ -83,10 +84,13 @@ def parse_args(argv):
 
 def chosen_parts(args):
   names = [p for p in args.parts.split(",") if p] or [p for p in ORDER if not (args.smoke and p in SMOKE_SKIPS)]
-  unknown = [p for p in names if p not in ORDER]
+  loops = [f"loop:{int(w)}" for w in args.workers.split(",")]
+  names = [q for p in names for q in (loops if p == "loop" else [p])]
+  unknown = [p for p in names if p not in ORDER and not (p.startswith("loop:") and p[5:].isdigit())]
   if unknown:
-    raise SystemExit(f"unknown part(s) {unknown}: choose from {','.join(ORDER)}")
+    raise SystemExit(f"unknown part(s) {unknown}: choose from {','.join(ORDER)}, loop:W")
   skip = set(filter(None, args.skip.split(",")))
+  skip |= set(loops) if "loop" in skip else set()
   return [p for p in names if p not in skip]
 
 
@@ -137,7 +141,8 @@ def main(argv):
         failed.append(name)
         print(entry["error"], file=sys.stderr, flush=True)
       entry.update(seconds=round(time.perf_counter() - start, 2), device=out["device"],
-                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **log.since(mark))
+                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"), load_average=[round(x, 2) for x in os.getloadavg()],
+                   **log.since(mark))
       out["parts"][name] = entry
       save(args, out)
       print(f"== part {name}: {entry['seconds']:.0f} s, {entry['long_compiles']} compiles of 1 s or more "

@@ -51,7 +51,9 @@ def run_part(name, ctx):
   if kind == "max":
     n, fit = largest_batch(ctx.args, variant)
     return [dict(measure_step(ctx.args, variant, n), memory_fit=fit)]
-  return {"conv": part_conv, "loop": part_loop, "resume": part_resume}[kind](ctx)
+  if kind == "loop":
+    return part_loop(ctx, int(variant))
+  return {"conv": part_conv, "resume": part_resume}[kind](ctx)
 
 
 def config_for(args, variant, batch, *extra):
@@ -64,9 +66,15 @@ def config_for(args, variant, batch, *extra):
 def time_step(args, config):
   """Seconds per step of the trainer's train step on random inputs at config.batch_size (None: compile only)."""
   import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
   from clipmg_jax.training import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
   step, fresh_state, mesh = ts.build_step(config)
-  batch = sharding_lib.place_batch(ts.random_batch(config.batch_size, config, int(config.data.image_size)), mesh)
+  n = config.batch_size
+  host = ts.random_batch(n, config, int(config.data.image_size))
+  # The pipeline's whole layout, so that this is the program the trainer runs and aot.compile_train_step compiles
+  # (the largest-batch fit's compile at this batch is then a load from the cache).
+  host.update(subject=np.zeros(n, np.int32), clip_id=np.arange(n, dtype=np.int32), mask=np.ones(n, bool))
+  batch = sharding_lib.place_batch(host, mesh)
   holder = {"state": fresh_state()}
   compiled = step.lower(holder["state"], batch).compile()
   if args.compile_only:
@@ -159,27 +167,24 @@ def compile_trainer_steps(config, workdir, evaluate):
     aot.compile_eval_step(setup, int(config.eval_batch_size))
 
 
-def part_loop(ctx):
-  """The loop's clips/s with each worker count against the bare step (train_step.loop_timing)."""
-  args, rows = ctx.args, []
+def part_loop(ctx, workers):
+  """The loop's clips/s with `workers` Grain workers against the bare step (train_step.loop_timing)."""
+  args = ctx.args
   bare = time_step(args, config_for(args, "full", args.loop_batch))
-  for workers in (int(w) for w in args.workers.split(",")):
-    ns = argparse.Namespace(loop_steps=args.steps, shards_dir=str(ctx.shards), batch=args.loop_batch)
-    config = config_for(args, "full", args.loop_batch, f"data.worker_count={workers}")
-    if args.compile_only:  # the loop's own config (train_step.loop_timing): 2 L + 1 steps, no evaluation
-      with tempfile.TemporaryDirectory() as tmp:
-        compile_trainer_steps(loop_config(args, ctx.shards, 2 * max(args.steps, 1) + 1,
-                                          **{"data.worker_count": workers}), tmp, evaluate=False)
-      rows.append(dict(workers=workers, clips_per_second=None))
-      continue
-    timing = ts.loop_timing(config, ns, bare)
-    row = dict(workers=workers, clips_per_second=args.loop_batch / timing["loop_seconds_per_step"],
-               loop_seconds_per_step=timing["loop_seconds_per_step"], bare_step_seconds=bare,
-               device_waits=max(0.0, 1 - bare / timing["loop_seconds_per_step"]))
-    rows.append(row)
-    print(f"loop, {workers} workers: {row['clips_per_second']:.1f} clips/s, device waits {row['device_waits']:.0%}",
-          flush=True)
-  return rows
+  if args.compile_only:  # the loop's own config (train_step.loop_timing): 2 L + 1 steps, no evaluation
+    with tempfile.TemporaryDirectory() as tmp:
+      compile_trainer_steps(loop_config(args, ctx.shards, 2 * max(args.steps, 1) + 1,
+                                        **{"data.worker_count": workers}), tmp, evaluate=False)
+    return [dict(workers=workers, clips_per_second=None)]
+  ns = argparse.Namespace(loop_steps=args.steps, shards_dir=str(ctx.shards), batch=args.loop_batch)
+  config = config_for(args, "full", args.loop_batch, f"data.worker_count={workers}")
+  timing = ts.loop_timing(config, ns, bare)
+  row = dict(workers=workers, clips_per_second=args.loop_batch / timing["loop_seconds_per_step"],
+             loop_seconds_per_step=timing["loop_seconds_per_step"], bare_step_seconds=bare,
+             device_waits=max(0.0, 1 - bare / timing["loop_seconds_per_step"]))
+  print(f"loop, {workers} workers: {row['clips_per_second']:.1f} clips/s, device waits {row['device_waits']:.0%}",
+        flush=True)
+  return [row]
 
 
 def part_resume(ctx):

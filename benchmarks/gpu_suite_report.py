@@ -21,13 +21,23 @@ def merge(out, other):
   return dict(out, **{k: v for k, v in other.items() if k != "parts"}, parts=parts)
 
 
+def part_key(name, order):
+  """Where a part comes in `order`: loop:W at "loop", by W; names not in it last."""
+  kind, _, arg = name.partition(":")
+  if kind == "loop":
+    return (order.index("loop"), int(arg) if arg.isdigit() else -1) if "loop" in order else (len(order), 0)
+  return (order.index(name), 0) if name in order else (len(order), 0)
+
+
 def flatten(out, order):
   """The per-part results as the suite's figures: steps rows, skeleton_conv, loop, resume; parts in `order`."""
   parts = out.get("parts", {})
-  names = [n for n in order if n in parts] + sorted(n for n in parts if n not in order)
+  names = sorted(parts, key=lambda n: part_key(n, order))
   ok = [(n, parts[n]) for n in names if "error" not in parts[n]]
-  flat = dict(out, steps=[row for n, p in ok if n.split(":")[0] in ("steps", "max") for row in p["result"]])
-  for name, key in (("conv", "skeleton_conv"), ("loop", "loop"), ("resume", "resume")):
+  flat = dict(out, parts={n: parts[n] for n in names})
+  flat["steps"] = [row for n, p in ok if n.split(":")[0] in ("steps", "max") for row in p["result"]]
+  flat["loop"] = [row for n, p in ok if n.startswith("loop:") for row in p["result"]]
+  for name, key in (("conv", "skeleton_conv"), ("resume", "resume")):
     if name in parts and "error" not in parts[name]:
       flat[key] = parts[name]["result"]
   flat["seconds"] = sum(p["seconds"] for p in parts.values())

@@ -30,8 +30,8 @@ def test_gpu_suite_smoke_runs_every_part(tmp_path):
                        timeout=900, check=False)
   assert run.returncode == 0, run.stderr[-4000:]
   out = json.loads(out_json.read_text())
-  assert list(out["parts"]) == ["steps:full", "max:full", "steps:pose_only", "conv", "steps:visual_only", "loop",
-                                "resume"]
+  assert list(out["parts"]) == ["steps:full", "max:full", "steps:pose_only", "conv", "steps:visual_only", "loop:0",
+                                "loop:1", "resume"]
   assert [(r["variant"], r["batch"]) for r in out["steps"]] == [("full", 2), ("full", 4), ("pose_only", 2),
                                                                 ("visual_only", 2)]
   assert all(r["step_seconds"] > 0 for r in out["steps"] + out["skeleton_conv"])
@@ -80,7 +80,7 @@ def test_gpu_suite_outputs_merge(tmp_path):
   row = dict(variant="full", batch=32, step_seconds=0.1, clips_per_second=320.0, extra=[])
   a = dict(header, parts={"resume": dict(counts, result=dict(steps=6, stopped_after=3, max_param_diff=0.0,
                                                                 top1=[0.5, 0.5]))})
-  b = dict(header, parts={"steps:full": dict(counts, result=[row])})
+  b = dict(header, parts={"loop:4": dict(counts, result=[dict(workers=4)]), "steps:full": dict(counts, result=[row])})
   for name, out in (("a.json", a), ("b.json", b)):
     report.write(str(tmp_path / name), out)
   env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
@@ -89,5 +89,6 @@ def test_gpu_suite_outputs_merge(tmp_path):
                        timeout=120, check=False)
   assert run.returncode == 0, run.stderr[-2000:]
   out = json.loads((tmp_path / "all.json").read_text())
-  assert set(out["parts"]) == {"resume", "steps:full"} and out["steps"] == [row] and out["seconds"] == 2.0
+  assert list(out["parts"]) == ["steps:full", "loop:4", "resume"]  # the suite's order
+  assert out["steps"] == [row] and out["loop"] == [dict(workers=4)] and out["seconds"] == 3.0
   assert "| `full` | 32 | 100.0 ms |" in (tmp_path / "all.md").read_text()
