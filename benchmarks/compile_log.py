@@ -13,7 +13,7 @@ from jax import monitoring
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 # jax's persistent cache stores only compiles longer than this (jax_persistent_cache_min_compile_time_secs), and the
-# shorter ones (random inputs, small helpers) are not what a time budget is made of: listed apart from the long ones.
+# shorter ones (random inputs, small functions) are not what a time budget is made of: listed apart from the long ones.
 LONG_SECONDS = 1.0
 
 

@@ -1,4 +1,4 @@
-r"""Everything a GPU session measures, in parts that fit one call each (docs/performance.md, "GPU: prepared calls",
+r"""Everything measured on a GPU, in parts that fit one call each (docs/performance.md, "GPU: prepared calls",
 gives the calls); --smoke runs every part at tiny sizes on a CPU (CI does, so it cannot rot).
 
 Parts (--parts; default all, in this order):

@@ -2,12 +2,13 @@
 # A wheelhouse for a GPU machine whose Python has jax (+ CUDA), flax, optax and orbax-checkpoint (and what they
 # depend on) but nothing else this project imports, and no network: benchmarks/gpu_suite.py's data side (grain,
 # ml-collections, av, crc32c, tensorflow-datasets and what they import) and the project's other imports. Made here
-# (online), carried there as the ignored folder .gpu_wheels, installed there offline by benchmarks/gpu_call.sh; the
-# project runs from the repository root without being installed. scripts/gpu_rehearsal.sh checks on a CPU that this
-# list is complete: it installs only these wheels beside a bare jax + flax + optax + orbax-checkpoint.
+# (online), copied there with the working tree as the ignored folder .gpu_wheels, installed there offline by
+# benchmarks/gpu_call.sh; the project runs from the repository root without being installed. scripts/gpu_rehearsal.sh
+# checks on a CPU that this list is complete: it installs only these wheels beside a bare jax + flax + optax +
+# orbax-checkpoint.
 #
 #   bash benchmarks/gpu_wheels.sh [PYTHON_VERSION=3.12] [DIR=.gpu_wheels]
-#   # on the GPU machine, in the repository root (the wheelhouse carried along):
+#   # on the GPU machine, in the repository root (the wheelhouse copied along):
 #   bash benchmarks/gpu_call.sh steps:full,max:full
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 # Python 3.12 virtual environment holding only what that machine has (jax 0.11.2, flax, optax, orbax-checkpoint and
 # their dependencies; no network there), the wheelhouse of benchmarks/gpu_wheels.sh installed offline
 # (--no-index) by the same benchmarks/gpu_call.sh, a copy of the repository as that machine gets it (tracked and
-# untracked-not-ignored files, plus the carried .gpu_wheels), and $OUT an empty folder. A wheel missing from the list
+# untracked-not-ignored files, plus .gpu_wheels copied along), and $OUT an empty folder. A wheel missing from the list
 # fails it, as it would fail there.
 #
 #   bash scripts/gpu_rehearsal.sh            # every part at --smoke size (about 3 minutes; CI runs it)
@@ -56,7 +56,7 @@ echo "[rehearsal] environment and wheelhouse ready: $(since "$start")"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_rehearsal.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# The working tree as the GPU machine receives it, and the carried wheelhouse.
+# The working tree as the GPU machine receives it, and the wheelhouse copied along.
 mkdir -p "$work/tree"
 git ls-files -z --cached --others --exclude-standard \
   | "$py" -c 'import os, sys; sys.stdout.buffer.write(b"".join(p + b"\0" for p in sys.stdin.buffer.read().split(b"\0")
@@ -64,7 +64,7 @@ git ls-files -z --cached --others --exclude-standard \
   | tar -c --null -T - -f - | tar -x -C "$work/tree"
 cp -r .gpu_wheels "$work/tree/"
 
-call() {  # one call: the command line a GPU session runs, in the copy, with a fresh $OUT, the stand-in's python3
+call() {  # one call: the command line run on the GPU machine, in the copy, with a fresh $OUT, the stand-in's python3
   local name=$1 t
   shift
   t=$(date +%s)

@@ -1,6 +1,6 @@
 """scripts/gpu_rehearsal.sh at --smoke size: the GPU calls run on this CPU as the GPU machine runs them (Python 3.12,
 jax 0.11.2 + flax + optax + orbax-checkpoint, only the wheelhouse installed offline, a copy of the working tree, an
-empty $OUT), so a package missing from benchmarks/gpu_wheels.sh fails here rather than in a GPU session. Skips, saying
+empty $OUT), so a package missing from benchmarks/gpu_wheels.sh fails here rather than on the GPU machine. Skips, saying
 why, where no Python 3.12 is found; the first run makes the environment and the wheelhouse (online, about 2
 minutes), later runs in the same clone reuse them."""
 

@@ -1,5 +1,5 @@
 """python -m benchmarks.gpu_suite --smoke: every part of the GPU suite runs end to end at tiny sizes on the CPU, so the
-calls a GPU session runs cannot rot between sessions that have a GPU; and a call stopped by its time limit keeps the
+calls run on a GPU machine cannot rot between the times one is at hand; and a call stopped by its time limit keeps the
 parts it finished."""
 
 import json
