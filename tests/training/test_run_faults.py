@@ -26,6 +26,7 @@ from clipmg_jax.run import preemption
 from clipmg_jax.run import workdir_lock
 from clipmg_jax.run.folder import RunFolder
 from clipmg_jax.training import checkpointing
+from clipmg_jax.training import loop
 from clipmg_jax.training import runs
 from clipmg_jax.training import setup as setup_lib
 from clipmg_jax.training import trainer
@@ -211,6 +212,19 @@ def test_sigterm_during_the_test_pass_or_the_final_save_or_set_up(tmp_path, monk
       _train(tmp_path / "setup", data, **FINAL)
     assert not (tmp_path / "setup" / "checkpoints").exists() or not _steps(tmp_path / "setup")
     assert not RunFolder(tmp_path / "setup").lock_file.exists()  # released
+
+
+def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, monkeypatch, caplog):
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt  # Ctrl-C while the first batch is read
+    yield  # pylint: disable=unreachable
+
+  monkeypatch.setattr(loop, "_prefetch", interrupted)
+  with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.WARNING):
+    _train(tmp_path, **FINAL)
+  assert "interrupted before the first step: nothing was trained or saved" in caplog.text
+  assert "checkpoint saved" not in caplog.text
+  assert not (tmp_path / "checkpoints").exists() or not _steps(tmp_path)
 
 
 def test_metrics_lines_are_deduplicated_on_write(tmp_path):
