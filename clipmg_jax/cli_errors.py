@@ -35,10 +35,8 @@ from clipmg_jax.training import evaluation
 from clipmg_jax.training import model_setup
 from clipmg_jax.training import trainer
 
-# 128 + SIGTERM, what a shell reports for a job stopped by that signal: schedulers treat the run as preempted.
-PREEMPTED_EXIT_CODE = 143
-# 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C.
-INTERRUPTED_EXIT_CODE = 130
+PREEMPTED_EXIT_CODE = preemption.PREEMPTED_EXIT_CODE  # 143
+INTERRUPTED_EXIT_CODE = preemption.INTERRUPTED_EXIT_CODE  # 130
 # Errors whose message already names what to change: printed as "<name>: <message>".
 KNOWN_ERRORS = (trainer.NonFiniteLossError, trainer.ConfigError, checkpointing.CheckpointCorruptError,
                 checkpointing.NoCheckpointError, manifest_lib.DataSetupError, model_setup.RandomVisionTowerError,

@@ -51,6 +51,7 @@ class Session:
         self.folder.path.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(workdir_lock.hold(self.folder))
         self.watch = self._stack.enter_context(preemption.Watch())
+        self.watch.at_forced_exit(workdir_lock.release_all)
     except BaseException:
       self._stack.close()
       raise

@@ -69,6 +69,15 @@ def hold(workdir: str | os.PathLike):
       _release(path)
 
 
+def release_all() -> None:
+  """Releases every lock this process holds, for an exit that skips the holders' own clean-up (preemption.py's
+  forced exit): the next run then finds no lock instead of a stale one."""
+  if jax.process_index() == 0:
+    for path in list(_held):
+      _release(path)
+  _held.clear()
+
+
 class WorkdirNotWritableError(OSError):
   """The workdir (or its lock) cannot be created or written; the message names it."""
 

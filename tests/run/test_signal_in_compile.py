@@ -1,0 +1,64 @@
+"""A signal in a block with nothing to save (set-up, the final evaluation) stops the process within
+preemption.GRACE_SECONDS with its one line and status, and releases the workdir lock, also when its handler ran
+inside a gc callback (JAX registers one), whose exception Python swallows: the stop used to wait for the block's
+end, after the next XLA compile (minutes at paper size)."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from clipmg_jax.run import preemption
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# The signal is sent while the main thread sleeps inside a gc callback: its handler runs there and its exception is
+# swallowed; then comes a compile of seconds (600 chained ops, traced before).
+_SCRIPT = """
+import gc, sys, time
+import jax, jax.numpy as jnp
+from clipmg_jax import cli_errors
+from clipmg_jax.run import session as session_lib
+
+def chain(x):
+  for i in range(600):
+    x = jnp.sin(x @ x.T) + i
+  return x
+
+armed = []
+def in_gc(phase, info):
+  if phase == "start" and armed:
+    armed.clear()
+    print("in a gc callback", flush=True)
+    time.sleep(1)
+
+with cli_errors.known_failures(), session_lib.Session(None, sys.argv[1], writes=True) as session:
+  lowered = jax.jit(chain).lower(jnp.ones((8, 8)))
+  gc.callbacks.append(in_gc)
+  with session.stops_at_once("preempted (SIGTERM) while compiling: nothing to save"):
+    armed.append(True)
+    gc.collect()
+    lowered.compile()
+    print(f"compiled at {time.time()!r}", flush=True)
+"""
+
+
+def test_a_signal_swallowed_by_a_gc_callback_still_stops_within_the_grace(tmp_path):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(tmp_path / "run")], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  assert proc.stdout.readline() == "in a gc callback\n"
+  time.sleep(0.2)
+  sent = time.monotonic()
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=300)
+  waited = time.monotonic() - sent
+  assert "compiled at" not in out, f"the compilation ran to its end ({waited:.1f} s) before the signal was honoured"
+  assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, err[-2000:]
+  assert "preempted (SIGTERM) while compiling" in out and "Traceback" not in err
+  assert waited < preemption.GRACE_SECONDS + 10, waited  # ~2 s; generous for a loaded machine
+  assert not (tmp_path / "run" / "train.lock").exists()  # released, not left stale for the next run
