@@ -358,3 +358,17 @@ def test_a_robust_model_classifies_a_clip_and_windows_without_a_person(run, tmp_
   assert [l for l in online_run.stdout.splitlines() if l.startswith("warning:")] == [
       f"warning: {windows} of {windows} window(s) had no usable joint (pose "
       "reliability 0.00): classified from vision alone"], online_run.stdout
+
+
+@pytest.mark.slow
+def test_an_unknown_clip_id_is_one_message_naming_the_split_and_list(run, tmp_path):
+  _, workdir, _ = run
+  config = f"{REPO_ROOT / 'configs' / 'synthetic.py'}:{NOT_ROBUST}"
+  cmd = [sys.executable, "-m", "clipmg_jax.inspect_clip", f"--config={config}", f"--workdir={workdir}",
+         f"--config.data.synthetic.cache_dir={workdir / 'synthetic_data'}", *TINY_OVERRIDES, "--clip_id=999999999",
+         f"--out={tmp_path / 'inspect'}"]
+  done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  output = done.stdout + done.stderr
+  assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
+  assert "999999999" in output and "--list prints the clip ids of --split=" in output, output[-3000:]
+  assert not (tmp_path / "inspect" / "inspect.json").exists()
