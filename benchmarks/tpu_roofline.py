@@ -9,7 +9,7 @@ slice and variant gives (benchmarks/roofline.py):
   bound binds, the upper bound on clips/s per chip and the MFU that bound implies;
 - hours per epoch of iMiGUE's cross-subject training split (13,935 clips) and for the paper's schedule (30 epochs,
   configs/imigue.py), and the cost at the on-demand price per chip-hour: once at the roofline (the least it can
-  cost) and once at an assumed MFU (--assumed_mfu, on the model's own FLOPs).
+  cost) and once at an assumed MFU (--assumed_mfu, on the model's own FLOPs; capped at the MFU the bound allows).
 Nothing here ran on a TPU: every figure is on paper.
 
   JAX_PLATFORMS=cpu python -m benchmarks.tpu_compile --per_device_batches 2,4 --fsdp_min_size 0 --no_eval \
@@ -127,13 +127,15 @@ def analyse(args):
                        mfu_at_bound=roofline.implied_mfu(model_flops[variant], clips, b.seconds, peak))
     at = out.get("largest") or out["compiled"]
     price = PRICE_PER_CHIP_HOUR[kind]
-    assumed_rate = args.assumed_mfu * peak / model_flops[variant]  # clips/s per chip at the assumed MFU
+    # The assumed MFU, but never above what the roofline allows (a memory-bound step cannot reach it).
+    mfu = min(args.assumed_mfu, at["mfu_at_bound"])
+    assumed_rate = mfu * peak / model_flops[variant]  # clips/s per chip
     total = TRAIN_CLIPS * EPOCHS
     out["cost"] = {
         "price_per_chip_hour": price,
         "at_bound": dict(epoch=roofline.run_cost(TRAIN_CLIPS, at["clips_per_second_per_chip"], out["chips"], price),
                          run=roofline.run_cost(total, at["clips_per_second_per_chip"], out["chips"], price)),
-        "at_assumed_mfu": dict(mfu=args.assumed_mfu, clips_per_second_per_chip=assumed_rate,
+        "at_assumed_mfu": dict(mfu=mfu, clips_per_second_per_chip=assumed_rate,
                                epoch=roofline.run_cost(TRAIN_CLIPS, assumed_rate, out["chips"], price),
                                run=roofline.run_cost(total, assumed_rate, out["chips"], price))}
     rows.append(out)
@@ -159,14 +161,14 @@ def markdown(rows, args):
   lines += ["", f"iMiGUE training, {TRAIN_CLIPS:,} clips per epoch, {EPOCHS} epochs, at the largest batch per chip; "
             f"price: {PRICE_SOURCE}. On paper, not run.", "",
             "| slice | variant | $ / chip-hour | epoch at the bound | run at the bound | run cost at the bound | "
-            f"epoch at MFU {args.assumed_mfu:.0%} | run at MFU {args.assumed_mfu:.0%} | run cost at MFU "
-            f"{args.assumed_mfu:.0%} |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            f"MFU assumed (≤ the bound's) | epoch | run | run cost |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     c = r["cost"]
     b, m = c["at_bound"], c["at_assumed_mfu"]
     lines.append(f"| {r['topology']} ({r['chips']} chips) | `{r['variant']}` | {c['price_per_chip_hour']:.2f} | "
-                 f"{_hours(b['epoch']['hours'])} | {_hours(b['run']['hours'])} | ${b['run']['cost']:,.0f} | "
-                 f"{_hours(m['epoch']['hours'])} | {_hours(m['run']['hours'])} | ${m['run']['cost']:,.0f} |")
+                 f"{_hours(b['epoch']['hours'])} | {_hours(b['run']['hours'])} | ${b['run']['cost']:,.2f} | "
+                 f"{m['mfu']:.0%} | {_hours(m['epoch']['hours'])} | {_hours(m['run']['hours'])} | "
+                 f"${m['run']['cost']:,.2f} |")
   if any(r["counts_from"] != "own" for r in rows):
     lines.append("\n\\* compiled at one batch: the per-clip FLOPs and bytes are the single-host slice's of the same "
                  "generation. † the single-host slice's program of the same generation (same per-chip program).")
@@ -174,6 +176,8 @@ def markdown(rows, args):
 
 
 def _hours(h):
+  if h < 1 / 60:
+    return f"{h * 3600:.0f} s"
   return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 

@@ -65,12 +65,18 @@ def test_table_uses_the_fit_and_the_single_host_twin(tmp_path, monkeypatch):
   # A slice with no compile of its own is the single-host program's, and has no compiled-batch row.
   assert borrowed["counts_from"] == "single-host twin's program" and "compiled" not in borrowed
   assert borrowed["largest"]["bound_ms"] == single["largest"]["bound_ms"]
-  # Cost: at MFU 0.5 a chip does 0.5 x 197e12 / 0.25e12 = 394 clips/s.
-  run = multi["cost"]["at_assumed_mfu"]["run"]
+  # Cost: at MFU 0.5 a chip does 0.5 x 197e12 / 0.25e12 = 394 clips/s; the memory-bound pod slice's bound allows
+  # only 10 TFLOP per 102.6 ms of 197 TFLOP/s (MFU 0.495), and the assumption is capped there.
+  assert single["cost"]["at_assumed_mfu"]["mfu"] == pytest.approx(0.5)
+  assert multi["cost"]["at_assumed_mfu"]["mfu"] == pytest.approx(multi["largest"]["mfu_at_bound"])
+  assert multi["largest"]["mfu_at_bound"] < 0.5
+  run = single["cost"]["at_assumed_mfu"]["run"]
   clips = tpu_roofline.TRAIN_CLIPS * tpu_roofline.EPOCHS
   assert run["chip_hours"] == pytest.approx(clips / 394 / 3600)
-  assert run["hours"] == pytest.approx(run["chip_hours"] / 16)
+  assert run["hours"] == pytest.approx(run["chip_hours"] / 4)
   assert run["cost"] == pytest.approx(run["chip_hours"] * 1.20)
+  capped = multi["cost"]["at_assumed_mfu"]["run"]
+  assert capped["chip_hours"] == pytest.approx(multi["cost"]["at_bound"]["run"]["chip_hours"])
   at_bound = single["cost"]["at_bound"]["epoch"]
   assert at_bound["chip_hours"] == pytest.approx(tpu_roofline.TRAIN_CLIPS / single["largest"]["clips_per_second_per_chip"]
                                                  / 3600)
