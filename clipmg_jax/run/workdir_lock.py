@@ -14,6 +14,7 @@ and Orbax only ever shows them complete checkpoints.
 
 import contextlib
 import datetime
+import errno
 import json
 import logging
 import os
@@ -92,7 +93,9 @@ def _acquire(path: pathlib.Path) -> None:
       if holder is None or not _is_gone(holder):
         raise WorkdirLockedError(_locked_message(path, holder))
       _take_over(path, holder)
-  except PermissionError as e:
+  except OSError as e:  # not ours to write: no permission, or a read-only file system (a dataset volume, say)
+    if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
+      raise
     raise WorkdirNotWritableError(f"cannot write the run folder {path.parent} ({e.strerror}): choose a --workdir "
                                   "you can write to") from None
   raise WorkdirLockedError(_locked_message(path, _read(path)))

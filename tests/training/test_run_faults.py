@@ -122,13 +122,24 @@ def test_two_runs_taking_the_lock_at_the_same_instant_never_both_hold_it(tmp_pat
 
 
 def test_an_unwritable_workdir_is_one_message(tmp_path):
-  if os.geteuid() == 0:
-    pytest.skip("root writes into read-only folders: run as another user to check this")
-  locked = tmp_path / "ro"
-  locked.mkdir(mode=0o500)
-  with pytest.raises(workdir_lock.WorkdirNotWritableError, match=f"cannot write the run folder {locked}"):
-    with workdir_lock.hold(locked):
-      pass
+  # Without write permission (a user's), or on a read-only file system (where root cannot write either).
+  if os.geteuid() != 0:
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+  else:
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+      pytest.skip(f"root writes into read-only folders and a read-only tmpfs cannot be mounted here: {done.stderr}")
+  try:
+    with pytest.raises(workdir_lock.WorkdirNotWritableError, match=f"cannot write the run folder {locked / 'run'}"):
+      with workdir_lock.hold(locked / "run"):
+        pass
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(["umount", str(locked)], check=False)
 
 
 @pytest.mark.slow
