@@ -5,9 +5,11 @@ Exact resume with the real pipeline, and the command-line entry points as a user
 
 import json
 import os
+import shutil
 import pathlib
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -152,3 +154,41 @@ def test_command_line_train_then_evaluate(cache_dir, tmp_path):
   assert "highest validation top-1" in again["selection"]
   assert (tmp_path / "eval.json").read_text() == trained
   assert (tmp_path / f"confusion_best_{best_step}.png").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_beside_a_writing_trainer_and_paths_with_spaces_and_unicode(cache_dir, tmp_path):
+  """`evaluate` run while `train` writes the same run folder reads only complete checkpoints: each result equals the
+  same step evaluated after training; the trainer finishes as if alone. Every path has spaces and non-ASCII letters."""
+  root = tmp_path / "données d'essai 数据"
+  data_dir = root / "jeu de données"
+  shutil.copytree(cache_dir, data_dir)
+  workdir = root / "exécution n°1"
+  overrides = [f"--config.{k}={v}" for k, v in TINY.items() if not isinstance(v, tuple) and "heatmap" not in k]
+  overrides += [f"--config.data.synthetic.cache_dir={data_dir}", "--config.total_steps=24",
+                "--config.checkpoint.every_steps=3", "--config.checkpoint.keep_last=100", "--config.eval_every_steps=0"]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0")
+  train = subprocess.Popen([sys.executable, "-m", "clipmg_jax.train", "--config",
+                            str(REPO_ROOT / "configs" / "synthetic.py"), "--workdir", str(workdir), *overrides],
+                           cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  # What `python -m clipmg_jax.evaluate` with the same flags would use (the command line cannot set tuples).
+  config = defaults.override(synthetic_config.get_config(), {
+      **{k: v for k, v in TINY.items() if not isinstance(v, tuple) and "heatmap" not in k},
+      "data.synthetic.cache_dir": str(data_dir), "total_steps": 24, "checkpoint.every_steps": 3,
+      "checkpoint.keep_last": 100, "eval_every_steps": 0})
+  during = {}
+  try:
+    while train.poll() is None and len(during) < 3:
+      if RunFolder(workdir).config_file.is_file() and RunFolder(workdir).checkpoint_steps():
+        result = runs.evaluate_checkpoint(config, workdir, "latest")
+        during[result["step"]] = result["top1"]
+      time.sleep(0.5)
+    out, err = train.communicate(timeout=900)
+  finally:
+    train.kill()
+  assert train.returncode == 0, err[-4000:]
+  assert len(during) >= 2, (during, out[-2000:])  # evaluated at least twice while training ran
+  assert json.loads((workdir / "eval.json").read_text())["step"] == 24
+  for step, top1 in during.items():
+    assert runs.evaluate_checkpoint(config, workdir, str(step))["top1"] == top1, step
