@@ -26,6 +26,7 @@ import pathlib
 import shutil
 import threading
 import time
+import warnings
 from typing import Any
 
 import grain
@@ -173,6 +174,9 @@ class Checkpointer:
         raise
       _join_new_threads(threads, timeout=60)
       self._discard_partial(step)
+      # The failed save leaves writes of tensorstore's that were never awaited; at interpreter exit Python would warn
+      # of each after the command's one message (sometimes, by timing).
+      warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
       # The OS's error for the checkpoint, whichever writer (Python's or tensorstore's, as a ValueError) hit it.
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory / str(step))) from e
     logging.info("saved checkpoint %d to %s", step, self.directory)
