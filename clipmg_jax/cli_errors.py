@@ -11,8 +11,6 @@ flags are defined here, so tests can import it next to any command.
 """
 
 import contextlib
-import logging
-import os
 import sys
 
 from absl import flags
@@ -95,14 +93,14 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
   except preemption.Preempted as e:
     print(e, flush=True)
     if jax.process_count() == 1:
-      _exit_now(PREEMPTED_EXIT_CODE)
+      preemption.exit_now(PREEMPTED_EXIT_CODE)
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
   except KeyboardInterrupt:
     # What was saved is already said (the training loop logs its checkpoint); a traceback would add nothing, and a
-    # Ctrl-C inside XLA's compiler leaves the same half-made objects as a SIGTERM there (see _exit_now).
+    # Ctrl-C inside XLA's compiler leaves the same half-made objects as a SIGTERM there (see preemption.exit_now).
     print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
     if jax.process_count() == 1:
-      _exit_now(INTERRUPTED_EXIT_CODE)
+      preemption.exit_now(INTERRUPTED_EXIT_CODE)
     raise SystemExit(INTERRUPTED_EXIT_CODE) from None
   except KNOWN_ERRORS + KNOWN_DATA_ERRORS as e:
     raise SystemExit(f"{type(e).__name__}: {e}") from None
@@ -115,15 +113,3 @@ def known_failures(workdir: str | None = None, *, folder_flag: str = "workdir",
       raise
     # One line, not a traceback per failing writer thread: the fix is the same whichever file hit the limit.
     raise SystemExit(disk_full.message(e, folder_flag, workdir, rerun)) from None
-
-
-def _exit_now(status: int) -> None:
-  """Ends the process without the interpreter's clean-up: everything of the run is saved and closed by now (the
-  checkpoint, metrics, the workdir lock). A signal that lands while XLA compiles (the final evaluation's first batch)
-  leaves half-made compilation objects whose destruction at interpreter exit segfaults (exit status 139, not 143),
-  even after jax.clear_caches(). Several processes exit through SystemExit instead: their preemption is only ever
-  raised at a step boundary, and jax.distributed's shutdown at exit is theirs to do."""
-  sys.stdout.flush()
-  sys.stderr.flush()
-  logging.shutdown()
-  os._exit(status)  # pylint: disable=protected-access

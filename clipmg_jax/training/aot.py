@@ -96,9 +96,7 @@ def memory_of(compiled: Any) -> dict[str, int]:
 
 def flops_of(compiled: Any) -> float:
   """FLOPs per device per call of a compiled step, from XLA's cost analysis (NaN when it gives none)."""
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+  return cost_of(compiled).get("flops", float("nan"))
 
 
 def cost_of(compiled: Any) -> dict[str, float]:
@@ -114,8 +112,8 @@ def _compile(name: str, fn, args, batch_size: int) -> Compiled:
   start = time.perf_counter()
   executable = fn.lower(*args).compile()
   seconds = time.perf_counter() - start
-  return Compiled(name, batch_size, memory_of(executable), flops_of(executable), seconds, executable,
-                  cost_of(executable))
+  cost = cost_of(executable)
+  return Compiled(name, batch_size, memory_of(executable), cost.get("flops", float("nan")), seconds, executable, cost)
 
 
 def make_setup(config: ml_collections.ConfigDict, devices: list | None = None) -> setup_lib.Setup:

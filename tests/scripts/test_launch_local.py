@@ -38,11 +38,7 @@ def test_ctrl_c_saves_a_checkpoint_on_every_process_and_the_rerun_finishes(tmp_p
                               stderr=subprocess.PIPE, text=True,
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
-    run = RunFolder(workdir)
-    deadline = time.time() + 600
-    while time.time() < deadline and len(run.read_metrics("train")) < 5 and launcher.poll() is None:
-      time.sleep(0.5)
-    assert launcher.poll() is None, launcher.communicate()
+    _wait_for_steps(launcher, workdir, 5)
     launcher.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends the launcher
     start = time.time()
     out, err = launcher.communicate(timeout=300)
@@ -64,6 +60,15 @@ def test_ctrl_c_saves_a_checkpoint_on_every_process_and_the_rerun_finishes(tmp_p
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert json.loads(RunFolder(workdir).results_file().read_text())["step"] == step + 4
   assert f"resuming from step {step}" in (workdir / "process_0.log").read_text()
+
+
+def _wait_for_steps(launcher: subprocess.Popen, workdir: pathlib.Path, steps: int) -> None:
+  """Until the run has logged `steps` training steps (10 min at most); the launcher must still be running."""
+  run = RunFolder(workdir)
+  deadline = time.time() + 600
+  while time.time() < deadline and len(run.read_metrics("train")) < steps and launcher.poll() is None:
+    time.sleep(0.5)
+  assert launcher.poll() is None, launcher.communicate()
 
 
 def _python_process(launcher: subprocess.Popen, rank: int) -> int:
@@ -88,11 +93,7 @@ def test_kill_9_of_one_process_is_one_line_per_process_and_the_resume_command(tm
   launcher = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, DEVICES="1"), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
   try:
-    run = RunFolder(workdir)
-    deadline = time.time() + 600
-    while time.time() < deadline and len(run.read_metrics("train")) < 3 and launcher.poll() is None:
-      time.sleep(0.5)
-    assert launcher.poll() is None, launcher.communicate()
+    _wait_for_steps(launcher, workdir, 3)
     victim = _python_process(launcher, 1)
     os.kill(victim, signal.SIGKILL)
     start = time.time()
